@@ -1,0 +1,77 @@
+"""Model configuration for the Llama / Qwen2 / Qwen3 decoder family."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import jax.numpy as jnp
+
+ARCHITECTURES = ("llama", "qwen2", "qwen3")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of a decoder-only transformer (names follow Hugging Face configs).
+
+    ``architecture`` picks the family's fixed choices: ``qwen2`` has q/k/v biases, ``qwen3`` has
+    RMSNorm on q and k per head; ``llama`` has neither (unless ``attention_bias`` is set, as some
+    Llama-architecture checkpoints do).
+    """
+
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int | None = None
+    architecture: str = "llama"
+    rope_theta: float = 10_000.0
+    rope_scaling: Mapping[str, Any] | None = None
+    rms_norm_eps: float = 1e-6
+    tie_word_embeddings: bool = False
+    attention_bias: bool = False
+    qk_norm: bool = False
+    max_position_embeddings: int = 4096
+    dtype: str = "float32"        # compute dtype of activations and matmuls
+    param_dtype: str = "float32"  # storage dtype of the parameters
+    bos_token_id: int | None = None
+    eos_token_id: int | tuple[int, ...] | None = None
+    pad_token_id: int | None = None
+
+    def __post_init__(self):
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.architecture!r}; supported: {ARCHITECTURES}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads={self.num_heads} must be a multiple of num_kv_heads={self.num_kv_heads}")
+        for name in ("dtype", "param_dtype"):
+            if getattr(self, name) not in ("float32", "bfloat16", "float16"):
+                raise ValueError(f"{name}={getattr(self, name)!r}; expected float32, bfloat16 or float16")
+        if self.head_dim is None:
+            if self.hidden_size % self.num_heads:
+                raise ValueError("hidden_size must be divisible by num_heads when head_dim is not given")
+            object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
+
+    @property
+    def compute_dtype(self):
+        return jnp.dtype(self.dtype)
+
+    @property
+    def storage_dtype(self):
+        return jnp.dtype(self.param_dtype)
+
+    @property
+    def num_params(self) -> int:
+        d, f, h, kv, hd, v = (self.hidden_size, self.intermediate_size, self.num_heads,
+                             self.num_kv_heads, self.head_dim, self.vocab_size)
+        attn = d * h * hd + 2 * d * kv * hd + h * hd * d
+        if self.attention_bias:
+            attn += h * hd + 2 * kv * hd
+        if self.qk_norm:
+            attn += 2 * hd
+        layer = attn + 3 * d * f + 2 * d
+        return self.num_layers * layer + v * d + d + (0 if self.tie_word_embeddings else v * d)
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,204 @@
+"""A decoder-only transformer covering the Llama, Qwen2/Qwen2.5 and Qwen3 families.
+
+Pieces: token embedding, L blocks of [RMSNorm -> GQA attention with RoPE (optional q/k/v bias,
+optional per-head q/k RMSNorm) -> residual -> RMSNorm -> SwiGLU MLP -> residual], final RMSNorm,
+tied or untied unembedding. Numerics follow ``transformers``' PyTorch implementations
+(``modeling_llama.py``, ``modeling_qwen2.py``, ``modeling_qwen3.py``): the parity tests compare
+logits against them.
+
+Layers are stored stacked (leading axis ``L``, logical name ``"layers"``) and run with
+``jax.lax.scan``: compile time does not grow with depth. Every parameter carries its logical axis
+names in the variable metadata ``logical_axes``; ``jaxrl_llm.sharding.RULES`` maps them to the mesh.
+
+Sequences may be left-padded: ``attention_mask`` marks real tokens, ``positions`` gives each real
+token's RoPE position, and keys at padded slots are never attended to.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxrl_llm.models import rope
+from jaxrl_llm.models.cache import KVCache
+from jaxrl_llm.models.config import ModelConfig
+
+# Logical axes of each stacked layer parameter (leading "layers" axis included).
+LAYER_PARAM_AXES = {
+    "attn_norm": ("layers", "norm"),
+    "wq": ("layers", "embed", "heads", "head_dim"),
+    "wk": ("layers", "embed", "kv_heads", "head_dim"),
+    "wv": ("layers", "embed", "kv_heads", "head_dim"),
+    "wo": ("layers", "heads", "head_dim", "embed"),
+    "bq": ("layers", "heads", "head_dim"),
+    "bk": ("layers", "kv_heads", "head_dim"),
+    "bv": ("layers", "kv_heads", "head_dim"),
+    "q_norm": ("layers", "head_dim"),
+    "k_norm": ("layers", "head_dim"),
+    "mlp_norm": ("layers", "norm"),
+    "w_gate": ("layers", "embed", "mlp"),
+    "w_up": ("layers", "embed", "mlp"),
+    "w_down": ("layers", "mlp", "embed"),
+}
+
+
+def layer_param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Shapes of the stacked per-layer parameters that ``cfg`` has."""
+    L, D, F = cfg.num_layers, cfg.hidden_size, cfg.intermediate_size
+    H, K, Dh = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+    shapes = {
+        "attn_norm": (L, D), "wq": (L, D, H, Dh), "wk": (L, D, K, Dh), "wv": (L, D, K, Dh),
+        "wo": (L, H, Dh, D), "mlp_norm": (L, D), "w_gate": (L, D, F), "w_up": (L, D, F),
+        "w_down": (L, F, D),
+    }
+    if cfg.attention_bias or cfg.architecture == "qwen2":
+        shapes.update(bq=(L, H, Dh), bk=(L, K, Dh), bv=(L, K, Dh))
+    if cfg.qk_norm or cfg.architecture == "qwen3":
+        shapes.update(q_norm=(L, Dh), k_norm=(L, Dh))
+    return shapes
+
+
+def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
+    """``x / sqrt(mean(x^2) + eps) * weight``, statistics in f32 (as transformers' LlamaRMSNorm)."""
+    dtype = x.dtype
+    x32 = x.astype(jnp.float32)
+    x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
+    return weight.astype(dtype) * x32.astype(dtype)
+
+
+class Decoder(nnx.Module):
+    """The policy (and reference) model. See the module docstring."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        pdt = cfg.storage_dtype
+        key = rngs.params()
+        init = jax.nn.initializers.normal(0.02)
+        k_embed, k_head, k_layers = jax.random.split(key, 3)
+        self.embed = nnx.Param(init(k_embed, (cfg.vocab_size, cfg.hidden_size), pdt),
+                               logical_axes=("vocab", "embed"))
+        layer_keys = jax.random.split(k_layers, len(LAYER_PARAM_AXES))
+        layers = {}
+        for (name, shape), k in zip(layer_param_shapes(cfg).items(), layer_keys):
+            if name.endswith("norm"):
+                value = jnp.ones(shape, pdt)
+            elif name.startswith("b"):
+                value = jnp.zeros(shape, pdt)
+            else:
+                value = init(k, shape, pdt)
+            layers[name] = nnx.Param(value, logical_axes=LAYER_PARAM_AXES[name])
+        self.layers = nnx.Dict(layers)
+        self.final_norm = nnx.Param(jnp.ones((cfg.hidden_size,), pdt), logical_axes=("norm",))
+        if not cfg.tie_word_embeddings:
+            self.lm_head = nnx.Param(init(k_head, (cfg.hidden_size, cfg.vocab_size), pdt),
+                                     logical_axes=("embed", "vocab"))
+
+    # ------------------------------------------------------------------ forward
+    def __call__(self, tokens, positions, attention_mask=None, cache: KVCache | None = None):
+        """Logits for every position.
+
+        Args:
+          tokens: [B, S] int32.
+          positions: [B, S] int32 RoPE positions of the tokens.
+          attention_mask: [B, S] (1 = real token, 0 = padding). Default: all real.
+          cache: optional ``KVCache``; the S new tokens are written at its slots
+            ``[cache.index, cache.index + S)`` and attend to every valid earlier slot.
+
+        Returns:
+          (logits [B, S, V] f32, updated cache or None).
+        """
+        hidden, cache = self.hidden_states(tokens, positions, attention_mask, cache)
+        return self.unembed(hidden), cache
+
+    def hidden_states(self, tokens, positions, attention_mask=None, cache: KVCache | None = None):
+        """Final-normed hidden states [B, S, D] (compute dtype) and the updated cache."""
+        cfg = self.cfg
+        cdt = cfg.compute_dtype
+        B, S = tokens.shape
+        if attention_mask is None:
+            attention_mask = jnp.ones((B, S), jnp.bool_)
+        attention_mask = attention_mask.astype(jnp.bool_)
+        x = jnp.take(self.embed[...], tokens, axis=0).astype(cdt)
+        cos, sin = rope.cos_sin(positions, cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
+
+        if cache is None:
+            key_valid = attention_mask
+            q_slot = jnp.arange(S)
+            k_slot = jnp.arange(S)
+        else:
+            key_valid = jax.lax.dynamic_update_slice(cache.valid, attention_mask, (0, cache.index))
+            q_slot = cache.index + jnp.arange(S)
+            k_slot = jnp.arange(cache.valid.shape[1])
+        # [B, 1, 1, S, Skv]: causal by slot order, and only real keys.
+        allowed = (k_slot[None, :] <= q_slot[:, None])[None] & key_valid[:, None, :]
+        allowed = allowed[:, None, None]
+
+        layer_params = {k: v[...] for k, v in self.layers.items()}
+
+        def block(x, inputs):
+            p, kv = inputs
+            h = rms_norm(x, p["attn_norm"], cfg.rms_norm_eps)
+            attn_out, new_kv = self._attention(h, p, cos, sin, allowed, kv, cache)
+            x = x + attn_out
+            h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps)
+            gate = jnp.einsum("bsd,df->bsf", h, p["w_gate"].astype(cdt))
+            up = jnp.einsum("bsd,df->bsf", h, p["w_up"].astype(cdt))
+            x = x + jnp.einsum("bsf,fd->bsd", jax.nn.silu(gate) * up, p["w_down"].astype(cdt))
+            return x, new_kv
+
+        kv_in = None if cache is None else (cache.k, cache.v)
+        x, kv_out = jax.lax.scan(block, x, (layer_params, kv_in))
+        x = rms_norm(x, self.final_norm[...], cfg.rms_norm_eps)
+        if cache is not None:
+            cache = KVCache(k=kv_out[0], v=kv_out[1], valid=key_valid, index=cache.index + S)
+        return x, cache
+
+    def _attention(self, h, p, cos, sin, allowed, kv, cache):
+        cfg = self.cfg
+        cdt = cfg.compute_dtype
+        B, S, _ = h.shape
+        K, Dh = cfg.num_kv_heads, cfg.head_dim
+        G = cfg.num_heads // K
+        q = jnp.einsum("bsd,dhk->bshk", h, p["wq"].astype(cdt))
+        k = jnp.einsum("bsd,dhk->bshk", h, p["wk"].astype(cdt))
+        v = jnp.einsum("bsd,dhk->bshk", h, p["wv"].astype(cdt))
+        if "bq" in p:
+            q = q + p["bq"].astype(cdt)
+            k = k + p["bk"].astype(cdt)
+            v = v + p["bv"].astype(cdt)
+        if "q_norm" in p:
+            q = rms_norm(q, p["q_norm"], cfg.rms_norm_eps)
+            k = rms_norm(k, p["k_norm"], cfg.rms_norm_eps)
+        q = rope.apply(q, cos, sin)
+        k = rope.apply(k, cos, sin)
+        if kv is not None:
+            k_all = jax.lax.dynamic_update_slice(kv[0], k.astype(kv[0].dtype), (0, cache.index, 0, 0))
+            v_all = jax.lax.dynamic_update_slice(kv[1], v.astype(kv[1].dtype), (0, cache.index, 0, 0))
+            new_kv = (k_all, v_all)
+            k, v = k_all.astype(cdt), v_all.astype(cdt)
+        else:
+            new_kv = None
+        q = q.reshape(B, S, K, G, Dh)
+        scores = jnp.einsum("bskgd,btkd->bkgst", q, k, preferred_element_type=jnp.float32)
+        scores = scores * (1.0 / math.sqrt(Dh))
+        scores = jnp.where(allowed, scores, jnp.finfo(jnp.float32).min)
+        probs = jax.nn.softmax(scores, axis=-1).astype(cdt)
+        out = jnp.einsum("bkgst,btkd->bskgd", probs, v).reshape(B, S, cfg.num_heads, Dh)
+        return jnp.einsum("bshk,hkd->bsd", out, p["wo"].astype(cdt)), new_kv
+
+    def unembed(self, hidden):
+        """Logits in f32: ``hidden @ W_out`` (W_out = embedding^T when tied)."""
+        if self.cfg.tie_word_embeddings:
+            w = self.embed[...].astype(hidden.dtype)
+            return jnp.einsum("bsd,vd->bsv", hidden, w, preferred_element_type=jnp.float32)
+        w = self.lm_head[...].astype(hidden.dtype)
+        return jnp.einsum("bsd,dv->bsv", hidden, w, preferred_element_type=jnp.float32)
+
+    def init_cache(self, batch_size: int, max_len: int, dtype=None) -> KVCache:
+        """An empty cache for ``batch_size`` rows and ``max_len`` slots."""
+        cfg = self.cfg
+        return KVCache.empty(cfg.num_layers, batch_size, max_len, cfg.num_kv_heads, cfg.head_dim,
+                             dtype or cfg.compute_dtype)

@@ -1,0 +1,64 @@
+"""Per-token log-probabilities (and entropies) of the completion part of sequences.
+
+Layout: ``tokens`` [B, S] = [prompt (left-padded) | completion (right-padded)], the completion
+being the last T positions. The log-prob of completion token t is read from the logits at
+position ``S - T + t - 1``. The unembedding and log-softmax run over chunks of positions under
+``jax.checkpoint`` so that neither the forward nor the backward pass holds the full [B, T, V]
+logits at once; everything after the hidden states is f32.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def positions_from_mask(attention_mask: jax.Array) -> jax.Array:
+    """RoPE positions [B, S] for left-padded rows: 0 at the first real token, counting up."""
+    mask = attention_mask.astype(jnp.int32)
+    return jnp.maximum(jnp.cumsum(mask, axis=-1) - 1, 0)
+
+
+def _chunk_stats(unembed, hidden, targets, return_entropy):
+    logits = unembed(hidden)  # [B, C, V] f32
+    lse = jax.nn.logsumexp(logits, axis=-1)
+    picked = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    logp = picked - lse
+    if not return_entropy:
+        return logp, jnp.zeros_like(logp)
+    probs = jnp.exp(logits - lse[..., None])
+    entropy = lse - jnp.sum(probs * logits, axis=-1)
+    return logp, entropy
+
+
+def completion_logprobs(model, tokens, attention_mask, num_completion: int, *,
+                        return_entropy: bool = False, chunk_size: int = 128):
+    """Log-probs [B, T] f32 (and entropies [B, T] f32 if asked) of the last T tokens.
+
+    Args:
+      model: a ``Decoder``.
+      tokens: [B, S] int32, prompt left-padded then completion right-padded.
+      attention_mask: [B, S], 1 on real tokens (prompt and completion), 0 on padding.
+      num_completion: T, the number of trailing positions to score.
+      return_entropy: also return the entropy of the full softmax at each scored position.
+      chunk_size: positions per unembedding chunk (bounds memory at [B, chunk, V]).
+    """
+    B, S = tokens.shape
+    T = num_completion
+    positions = positions_from_mask(attention_mask)
+    hidden, _ = model.hidden_states(tokens, positions, attention_mask)
+    hidden = hidden[:, S - T - 1: S - 1]  # [B, T, D] predicts tokens[:, S-T:]
+    targets = tokens[:, S - T:]
+    chunk = min(chunk_size, T)
+    n_chunks = -(-T // chunk)
+    pad = n_chunks * chunk - T
+    if pad:
+        hidden = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0)))
+        targets = jnp.pad(targets, ((0, 0), (0, pad)))
+    hidden = hidden.reshape(B, n_chunks, chunk, -1).swapaxes(0, 1)
+    targets = targets.reshape(B, n_chunks, chunk).swapaxes(0, 1)
+    stats = jax.checkpoint(lambda h, t: _chunk_stats(model.unembed, h, t, return_entropy))
+    logp, ent = jax.lax.map(lambda ht: stats(*ht), (hidden, targets))
+    logp = logp.swapaxes(0, 1).reshape(B, -1)[:, :T]
+    ent = ent.swapaxes(0, 1).reshape(B, -1)[:, :T]
+    return (logp, ent) if return_entropy else logp
