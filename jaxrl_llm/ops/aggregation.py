@@ -1,0 +1,75 @@
+"""Loss aggregation: per-token terms ``[B, T]`` -> the scalar loss, with GLOBAL normalizers.
+
+Every mode divides by a count of the WHOLE optimization batch (``num_tokens``, ``num_seqs``, a
+constant) that the trainer computes once and passes in, never by a count of the rows at hand. So
+evaluating on a micro-batch (or one device's shard) gives that part's share of the full-batch
+loss, and the sum over parts equals the full-batch loss and gradient exactly. Per-sequence
+quantities (a row's own length) are local to the row and therefore partition-safe.
+
+  ============================  ==================================================  ===========
+  mode                          formula                                             used by
+  ============================  ==================================================  ===========
+  ``token_mean``                ``sum_{i,t} m x / num_tokens``                      DAPO, PPO
+  ``seq_mean_token_mean``       ``sum_i (sum_t m x / max(|y_i|, 1)) / num_seqs``    GRPO, GSPO
+  ``seq_mean_token_sum``        ``sum_{i,t} m x / num_seqs``                        RLOO
+  ``seq_mean_token_sum_norm``   ``sum_{i,t} m x / (num_seqs * norm_const)``         Dr.GRPO
+  ============================  ==================================================  ===========
+
+``|y_i| = sum_t m_{i,t}``. The bug this prevents is anchors_pytorch.md §4 items 1-4 (verl #3741,
+#5625, PR #5798; TRL #3021, PR #6024).
+"""
+
+from __future__ import annotations
+
+import chex
+import jax.numpy as jnp
+
+from jaxrl_llm.ops import masked
+from jaxrl_llm.types import Array
+
+MODES = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm")
+
+
+def aggregate(
+    per_token: Array,
+    mask: Array,
+    mode: str,
+    num_tokens: Array | float,
+    num_seqs: Array | float,
+    norm_const: float | None = None,
+) -> Array:
+    """Reduces ``per_token`` ``[B, T]`` to a scalar with ``mode`` (see module table).
+
+    ``num_tokens``: sum of ``mask`` over the whole optimization batch; ``num_seqs``: number of
+    sequences in it; ``norm_const``: Dr.GRPO's constant (e.g. the max generation length), required
+    for ``seq_mean_token_sum_norm`` and only there.
+    """
+    chex.assert_rank([per_token, mask], 2)
+    chex.assert_equal_shape([per_token, mask])
+    if mode == "token_mean":
+        return masked.masked_sum(per_token, mask) / num_tokens
+    if mode == "seq_mean_token_mean":
+        return jnp.sum(masked.masked_mean(per_token, mask, axis=1)) / num_seqs
+    if mode == "seq_mean_token_sum":
+        return masked.masked_sum(per_token, mask) / num_seqs
+    if mode == "seq_mean_token_sum_norm":
+        if norm_const is None or norm_const <= 0:
+            raise ValueError(f"mode 'seq_mean_token_sum_norm' needs a positive norm_const, got {norm_const!r}")
+        return masked.masked_sum(per_token, mask) / (num_seqs * norm_const)
+    raise ValueError(f"unknown aggregation mode {mode!r}; known: {MODES}")
+
+
+def token_weights(mask: Array, mode: str, num_tokens, num_seqs, norm_const: float | None = None) -> Array:
+    """The weight ``w_{i,t}`` with ``aggregate(x, mask, mode, ...) == sum_{i,t} w_{i,t} x_{i,t}``. ``[B, T]``."""
+    m = (mask != 0).astype(jnp.float32)
+    if mode == "token_mean":
+        return m / num_tokens
+    if mode == "seq_mean_token_mean":
+        return m / jnp.maximum(jnp.sum(m, axis=1, keepdims=True), 1.0) / num_seqs
+    if mode == "seq_mean_token_sum":
+        return m / num_seqs
+    if mode == "seq_mean_token_sum_norm":
+        if norm_const is None or norm_const <= 0:
+            raise ValueError(f"mode 'seq_mean_token_sum_norm' needs a positive norm_const, got {norm_const!r}")
+        return m / (num_seqs * norm_const)
+    raise ValueError(f"unknown aggregation mode {mode!r}; known: {MODES}")

@@ -1,0 +1,48 @@
+"""Shared metrics of a policy loss, with the keys every method logs (STYLE.md).
+
+Metrics returned by a ``loss`` obey the loss contract: each is a sum divided by a GLOBAL count
+(``num_tokens`` or ``num_seqs``), so values add up across micro-batches and devices; keys ending in
+``/max`` or ``/min`` combine by max / min instead (identity ``-inf`` / ``+inf`` on an empty part).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from jaxrl_llm.ops import clipping, masked
+from jaxrl_llm.types import Array
+
+
+def ratio_metrics(
+    ratio: Array,
+    advantages: Array,
+    mask: Array,
+    count: Array | float,
+    eps_low: float,
+    eps_high: float,
+    clip_c: float | None = None,
+) -> dict[str, Array]:
+    """``clip_frac``, ``clip_frac/low``, ``clip_frac/high`` (``clip_frac/dual``), ``ratio/mean|max|min``.
+
+    ``ratio``, ``mask``: same shape (``[B, T]`` with ``count = num_tokens`` for token ratios, ``[B]``
+    with ``count = num_seqs`` for sequence ratios); ``advantages`` broadcastable to ``ratio``.
+    A clip fraction counts entries whose gradient the clip switched off (see ``clipping.clip_masks``).
+    """
+    adv = jnp.broadcast_to(advantages, ratio.shape)
+    on = mask != 0
+    out = {}
+    total = 0.0
+    for name, hit in clipping.clip_masks(ratio, adv, eps_low, eps_high, clip_c).items():
+        frac = jnp.sum(hit & on) / count
+        out[f"clip_frac/{name}"] = frac
+        total = total + frac
+    out["clip_frac"] = total
+    out["ratio/mean"] = masked.masked_sum(ratio, mask) / count
+    out["ratio/max"] = masked.masked_max(ratio, mask)
+    out["ratio/min"] = masked.masked_min(ratio, mask)
+    return out
+
+
+def token_mean_metric(x: Array, mask: Array, num_tokens: Array | float) -> Array:
+    """``sum_{i,t} m x / num_tokens``: the additive token mean used for ``entropy`` and ``kl`` logging."""
+    return masked.masked_sum(x, mask) / num_tokens

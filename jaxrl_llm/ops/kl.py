@@ -1,0 +1,87 @@
+"""Per-token KL(pi_theta || pi_ref) estimators k1, k2, k3 and their straight-through variants.
+
+Tokens are sampled from pi_theta (in practice pi_old ~ pi_theta). With
+``d_t = log pi_ref(y_t) - log pi_theta(y_t)`` (Schulman, "Approximating KL Divergence", 2020):
+
+  ======  =====================  ========================  ======================================
+  name    value                  d value / d log pi_theta  what the gradient estimates (on-policy)
+  ======  =====================  ========================  ======================================
+  k1      ``-d``                 ``1``                     0 in expectation (score function)
+  k2      ``d^2 / 2``            ``-d``                    grad KL(pi_theta || pi_ref)  (unbiased)
+  k3      ``e^d - 1 - d``        ``1 - e^d``               grad KL(pi_ref || pi_theta)  (reverse KL)
+  k1+     value of k1            ``-d`` (k2's)             grad KL(pi_theta || pi_ref)
+  k3+     value of k3            ``-d`` (k2's)             grad KL(pi_theta || pi_ref)
+  ======  =====================  ========================  ======================================
+
+k1 and k3 are unbiased VALUE estimators of KL(pi_theta || pi_ref); only k2's gradient is the
+unbiased gradient of it (``E[(log pi_theta - log pi_ref) grad log pi_theta] = grad KL``). The
+``+`` variants report the kX value while back-propagating k2's gradient (straight-through), the fix
+proposed in verl PR #2953 (whose own ``k3+`` does not dispatch; anchors_pytorch.md §1.3).
+``d`` is clamped to ``[-20, 20]`` before ``exp`` (as verl does) so a stale token cannot overflow.
+All functions: ``[...] -> [...]`` elementwise; aggregate with ``ops.aggregation``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxrl_llm.types import Array
+
+_MAX_D = 20.0
+
+
+def _d(logprobs: Array, ref_logprobs: Array) -> Array:
+    return jnp.clip(ref_logprobs - logprobs, -_MAX_D, _MAX_D)
+
+
+def k1(logprobs: Array, ref_logprobs: Array) -> Array:
+    """``k1 = log pi_theta - log pi_ref``. Unbiased value, can be negative, zero-mean gradient."""
+    return -_d(logprobs, ref_logprobs)
+
+
+def k2(logprobs: Array, ref_logprobs: Array) -> Array:
+    """``k2 = (log pi_theta - log pi_ref)^2 / 2``. Biased value; its gradient is the unbiased grad of KL."""
+    return 0.5 * jnp.square(_d(logprobs, ref_logprobs))
+
+
+def k3(logprobs: Array, ref_logprobs: Array) -> Array:
+    """``k3 = exp(d) - 1 - d``, ``d = log pi_ref - log pi_theta``. Unbiased, >= 0, low variance (GRPO's)."""
+    d = _d(logprobs, ref_logprobs)
+    return jnp.expm1(d) - d
+
+
+def straight_through(value: Array, logprobs: Array, ref_logprobs: Array) -> Array:
+    """``value + k2 - sg[k2]``: forward value ``value``, gradient of ``k2`` (the unbiased KL gradient)."""
+    g = k2(logprobs, ref_logprobs)
+    return jax.lax.stop_gradient(value) + g - jax.lax.stop_gradient(g)
+
+
+def k1_st(logprobs: Array, ref_logprobs: Array) -> Array:
+    """k1 value with k2 gradient (``k1+``)."""
+    return straight_through(k1(logprobs, ref_logprobs), logprobs, ref_logprobs)
+
+
+def k3_st(logprobs: Array, ref_logprobs: Array) -> Array:
+    """k3 value with k2 gradient (``k3+``)."""
+    return straight_through(k3(logprobs, ref_logprobs), logprobs, ref_logprobs)
+
+
+ESTIMATORS: dict[str, Callable[[Array, Array], Array]] = {
+    "k1": k1,
+    "k2": k2,
+    "k3": k3,
+    "k1+": k1_st,
+    "k3+": k3_st,
+}
+
+
+def estimate(logprobs: Array, ref_logprobs: Array, estimator: str) -> Array:
+    """Per-token KL estimate by name (one of ``ESTIMATORS``). Shapes as inputs."""
+    try:
+        fn = ESTIMATORS[estimator]
+    except KeyError:
+        raise ValueError(f"unknown KL estimator {estimator!r}; known: {sorted(ESTIMATORS)}") from None
+    return fn(logprobs, ref_logprobs)
