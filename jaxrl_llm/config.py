@@ -1,0 +1,502 @@
+"""Typed, frozen run configuration, experiment loading and ``--set a.b=value`` overrides.
+
+A run is described by one ``Config`` (frozen dataclasses all the way down). Experiments are Python
+files in ``experiments/`` whose ``get_config()`` returns a ``Config``; the CLI applies
+``--set section.field=value`` overrides on top, with type checking, and validates the result
+before anything runs. Unknown keys and bad values raise ``ConfigError`` naming the key.
+
+The algorithm's own hyper-parameters live in ``Config.algo``: an instance of the algorithm
+module's frozen ``Config`` (``jaxrl_llm.algorithms.get(name).Config``). ``None`` means that
+module's paper defaults. Overrides such as ``--set algo.beta=0.04`` are type-checked against that
+dataclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import pathlib
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, Sequence
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is wrong; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which policy to train. ``name`` is a built-in of ``jaxrl_llm.models.get_model`` (``"tiny"``,
+    ``"smollm2-135m-instruct"``) or a local Hugging Face checkpoint directory (``path``)."""
+
+    name: str = "tiny"
+    path: str = ""  # local HF checkpoint dir; overrides ``name`` when set
+    # Sizes for from-scratch built-ins (0 = the built-in's default).
+    num_layers: int = 0
+    hidden_size: int = 0
+    num_heads: int = 0
+    intermediate_size: int = 0
+    param_dtype: Literal["float32", "bfloat16"] = "float32"  # storage of the master weights
+    compute_dtype: Literal["float32", "bfloat16"] = "float32"  # matmuls; loss math is always f32
+    logprob_chunk_size: int = 0  # 0 = no chunking over T when computing log-probs
+    remat: bool = False
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Prompt source: ``jaxrl_llm.tasks.make_task(name, **kwargs)``."""
+
+    name: str = "basic_arithmetic"
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    max_prompt_len: int = 64  # prompts are left-padded to a power-of-two bucket <= this
+    system_prompt: str = ""
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Rollout sampling (maps onto ``jaxrl_llm.sampling.SamplingConfig``)."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+    max_new_tokens: int = 32
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """optax AdamW with linear warmup then cosine (or constant) decay, global-norm clipping."""
+
+    learning_rate: float = 1e-5
+    warmup_steps: int = 0
+    schedule: Literal["cosine", "constant"] = "constant"
+    min_lr_ratio: float = 0.1  # cosine floor as a fraction of ``learning_rate``
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0  # 0 disables clipping
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The RL loop. One step = ``prompts_per_step`` prompts x ``group_size`` samples, then
+    ``num_iterations`` (mu) epochs over ``num_minibatches`` optimizer updates each, each update
+    accumulating gradients over micro-batches of ``micro_batch_size`` sequences inside the jit."""
+
+    steps: int = 100
+    prompts_per_step: int = 8
+    group_size: int = 8
+    num_iterations: int = 1  # mu: epochs of updates per rollout batch
+    num_minibatches: int = 1  # optimizer updates per epoch
+    micro_batch_size: int = 0  # 0 = the whole minibatch in one pass
+    # Where pi_old comes from: "sampler" uses the sampler's log-probs of the unmodified policy
+    # (free, exact when sampler and trainer numerics agree); "recompute" runs a forward pass with
+    # the pre-update params (robust to sampler/trainer numeric mismatch, e.g. bf16 KV caches).
+    old_logprobs: Literal["sampler", "recompute"] = "sampler"
+    max_sampling_rounds: int = 4  # dynamic sampling: extra generation rounds to fill the batch
+    on_nonfinite: Literal["skip", "stop"] = "skip"
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """Supervised warm start on generated demonstrations (prompt tokens masked). 0 steps = off."""
+
+    steps: int = 0
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    warmup_steps: int = 20
+    weight_decay: float = 0.0
+    micro_batch_size: int = 0  # 0 = the whole batch in one pass
+    # The demonstration completion of an example; ``{answer}`` is its reference answer. It must be
+    # an answer the task's reward accepts (``<answer>...</answer>`` for the built-in rewards).
+    template: str = "<answer>{answer}</answer>"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Held-out evaluation: greedy accuracy and sampled pass@1 / pass@k (unbiased estimator)."""
+
+    every: int = 0  # RL steps between evals; 0 = only before and after training
+    num_examples: int = 128
+    k: int = 4  # samples per prompt for pass@k (0 = greedy only)
+    temperature: float = 1.0
+    batch_size: int = 128
+    correct_threshold: float = 1.0  # a completion is correct when its reward is >= this
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    every: int = 10  # RL steps between checkpoints; 0 = only at the end / on SIGINT
+    max_to_keep: int = 3
+    async_save: bool = True
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """Device mesh; -1 takes the remaining devices. Product must equal the device count."""
+
+    data: int = -1
+    fsdp: int = 1
+    tensor: int = 1
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    num_workers: int = 2
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    every: int = 1
+    tensorboard: bool = True
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run."""
+
+    name: str = "run"
+    run_dir: str = ""  # "" = runs/<name>
+    seed: int = 0
+    algorithm: str = "grpo"
+    algo: Any = None  # the algorithm module's Config instance; None = its defaults
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    @property
+    def resolved_run_dir(self) -> str:
+        return self.run_dir or str(pathlib.Path("runs") / self.name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+_POSITIVE = {
+    "train.steps", "train.prompts_per_step", "train.group_size", "train.num_iterations",
+    "train.num_minibatches", "train.max_sampling_rounds", "sampling.max_new_tokens",
+    "task.max_prompt_len", "sft.batch_size", "eval.num_examples", "eval.batch_size",
+    "checkpoint.max_to_keep", "reward.num_workers", "log.every",
+}
+_NON_NEGATIVE = {
+    "sampling.top_k", "sampling.min_p", "optim.warmup_steps", "optim.weight_decay",
+    "optim.max_grad_norm", "train.micro_batch_size", "sft.steps", "sft.warmup_steps",
+    "eval.every", "eval.k", "checkpoint.every", "model.num_layers", "model.hidden_size",
+    "model.num_heads", "model.intermediate_size", "model.logprob_chunk_size", "sft.weight_decay",
+    "sft.micro_batch_size",
+}
+
+
+def _walk(obj: Any, prefix: str = ""):
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            yield from _walk(value, key + ".")
+        else:
+            yield key, value
+
+
+def validate(cfg: Config) -> Config:
+    """Checks ranges, literal choices and cross-field constraints; raises ``ConfigError``."""
+    if not isinstance(cfg, Config):
+        raise ConfigError(f"expected a jaxrl_llm.config.Config, got {type(cfg).__name__}")
+    hints_cache: dict[type, dict[str, Any]] = {}
+    for key, value in _walk(cfg):
+        if key.startswith("algo."):
+            continue
+        section, _, name = key.rpartition(".")
+        owner = _resolve(cfg, section) if section else cfg
+        hints = hints_cache.setdefault(type(owner), typing.get_type_hints(type(owner)))
+        _check_type(key, value, hints[name])
+        if key in _POSITIVE and not value > 0:
+            raise ConfigError(f"{key} must be > 0, got {value!r}")
+        if key in _NON_NEGATIVE and not value >= 0:
+            raise ConfigError(f"{key} must be >= 0, got {value!r}")
+    s, t = cfg.sampling, cfg.train
+    if s.temperature <= 0:
+        raise ConfigError(f"sampling.temperature must be > 0, got {s.temperature}")
+    if not 0 < s.top_p <= 1:
+        raise ConfigError(f"sampling.top_p must be in (0, 1], got {s.top_p}")
+    if cfg.optim.learning_rate <= 0 or cfg.sft.learning_rate <= 0:
+        raise ConfigError("optim.learning_rate and sft.learning_rate must be > 0")
+    batch = t.prompts_per_step * t.group_size
+    if batch % t.num_minibatches:
+        raise ConfigError(
+            f"train.num_minibatches={t.num_minibatches} must divide the rollout batch "
+            f"prompts_per_step*group_size={batch}")
+    minibatch = batch // t.num_minibatches
+    if t.micro_batch_size and minibatch % t.micro_batch_size:
+        raise ConfigError(
+            f"train.micro_batch_size={t.micro_batch_size} must divide the minibatch size {minibatch}")
+    if not cfg.algorithm:
+        raise ConfigError("algorithm must name a registered algorithm")
+    if cfg.algo is not None and not dataclasses.is_dataclass(cfg.algo):
+        raise ConfigError(f"algo must be the algorithm's Config dataclass or None, got {type(cfg.algo).__name__}")
+    return cfg
+
+
+def _check_type(key: str, value: Any, hint: Any) -> None:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise ConfigError(f"{key} must be one of {list(typing.get_args(hint))}, got {value!r}")
+        return
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            try:
+                _check_type(key, value, arg)
+                return
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: {value!r} does not match {hint}")
+    if hint is type(None):
+        if value is not None:
+            raise ConfigError(f"{key} must be None, got {value!r}")
+        return
+    if origin in (Mapping, dict, typing.Mapping) or hint in (dict,):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} must be a mapping, got {type(value).__name__}")
+        return
+    if origin in (tuple, Sequence, list):
+        if not isinstance(value, (tuple, list)):
+            raise ConfigError(f"{key} must be a sequence, got {type(value).__name__}")
+        return
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a float, got {value!r}")
+        return
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an int, got {value!r}")
+        return
+    if isinstance(hint, type) and not isinstance(value, hint):
+        raise ConfigError(f"{key} must be {hint.__name__}, got {type(value).__name__} {value!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Overrides
+
+
+def _resolve(cfg: Any, dotted: str) -> Any:
+    obj = cfg
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _parse_value(key: str, text: str, hint: Any) -> Any:
+    """Parses the string ``text`` into the type ``hint`` of field ``key``."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        for choice in choices:
+            if str(choice) == text:
+                return choice
+        raise ConfigError(f"{key} must be one of {list(choices)}, got {text!r}")
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if text.lower() in ("none", "null") and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _parse_value(key, text, arg)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{key}: cannot parse {text!r} as {hint} ({'; '.join(errors)})")
+    if hint is bool:
+        low = text.lower()
+        if low in ("true", "1", "yes", "on"):
+            return True
+        if low in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{key} must be a bool (true/false), got {text!r}")
+    if hint is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"{key} must be an int, got {text!r}") from None
+    if hint is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{key} must be a float, got {text!r}") from None
+    if hint is str:
+        return text
+    if origin in (Mapping, dict, typing.Mapping) or origin in (tuple, list, Sequence):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            raise ConfigError(f"{key} must be JSON ({hint}), got {text!r}") from None
+        if origin in (tuple, Sequence):
+            value = tuple(value)
+        _check_type(key, value, hint)
+        return value
+    raise ConfigError(f"{key}: overriding fields of type {hint} is not supported")
+
+
+def _algo_config_class(algorithm: str):
+    from jaxrl_llm import algorithms
+
+    try:
+        return algorithms.get(algorithm).Config
+    except KeyError:
+        raise ConfigError(
+            f"algorithm {algorithm!r} is not registered; known: {sorted(algorithms.REGISTRY)}") from None
+
+
+def resolve_algo(cfg: Config) -> Config:
+    """Fills ``cfg.algo`` with the algorithm's default ``Config`` when it is ``None`` and checks
+    that a given ``algo`` is an instance of the algorithm's ``Config``."""
+    cls = _algo_config_class(cfg.algorithm)
+    if cfg.algo is None:
+        return dataclasses.replace(cfg, algo=cls())
+    if not isinstance(cfg.algo, cls):
+        raise ConfigError(
+            f"algo is a {type(cfg.algo).__module__}.{type(cfg.algo).__name__} but algorithm "
+            f"{cfg.algorithm!r} expects {cls.__module__}.{cls.__name__}")
+    return cfg
+
+
+def _set(obj: Any, parts: list[str], text: str, path: str) -> Any:
+    name = parts[0]
+    if not dataclasses.is_dataclass(obj):
+        raise ConfigError(f"{path}: {'.'.join(path.split('.')[:-len(parts)])} is not a config section")
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    if name not in fields:
+        section = path[: len(path) - len(".".join(parts))].rstrip(".") or "<root>"
+        raise ConfigError(f"unknown config key {path!r}: section {section} has no field {name!r}; "
+                          f"known: {sorted(fields)}")
+    current = getattr(obj, name)
+    if len(parts) > 1:
+        return dataclasses.replace(obj, **{name: _set(current, parts[1:], text, path)})
+    if dataclasses.is_dataclass(current):
+        raise ConfigError(f"{path} is a section; set one of its fields, e.g. {path}.{dataclasses.fields(current)[0].name}")
+    hint = typing.get_type_hints(type(obj))[name]
+    return dataclasses.replace(obj, **{name: _parse_value(path, text, hint)})
+
+
+def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
+    """Applies ``["a.b=value", ...]`` in order and validates. ``algo.*`` keys are checked against
+    the algorithm's own ``Config``; ``algorithm=`` resets ``algo`` to the new algorithm's defaults
+    unless ``algo.*`` overrides follow."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.field=value")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        parts = key.split(".")
+        if key == "algorithm":
+            _algo_config_class(text)
+            cfg = dataclasses.replace(cfg, algorithm=text, algo=None)
+            continue
+        if parts[0] == "algo":
+            if len(parts) != 2:
+                raise ConfigError(f"algo overrides are algo.<field>=value, got {key!r}")
+            cfg = resolve_algo(cfg)
+            cfg = dataclasses.replace(cfg, algo=_set(cfg.algo, parts[1:], text, key))
+            continue
+        cfg = _set(cfg, parts, text, key)
+    return validate(cfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# Experiments and serialization
+
+EXPERIMENTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "experiments"
+
+
+def load_experiment(spec: str | None) -> Config:
+    """Loads ``get_config()`` from an experiment: ``None`` or ``"default"`` = the embedded default
+    (``default_config``); otherwise a path to a ``.py`` file or the stem of a file in
+    ``experiments/``."""
+    if spec in (None, "", "default"):
+        return validate(default_config())
+    path = pathlib.Path(spec)
+    if not path.suffix:
+        path = EXPERIMENTS_DIR / f"{spec}.py"
+    if not path.is_file():
+        known = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.py")) if EXPERIMENTS_DIR.is_dir() else []
+        raise ConfigError(f"experiment {spec!r} not found (looked for {path}); known: {known}")
+    module_spec = importlib.util.spec_from_file_location(f"jaxrl_llm_experiment_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"experiment {path} has no get_config()")
+    cfg = module.get_config()
+    if not isinstance(cfg, Config):
+        raise ConfigError(f"{path}: get_config() returned {type(cfg).__name__}, expected Config")
+    return validate(cfg)
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """A JSON-serializable dict of the config (the algorithm's config under ``algo``)."""
+    out = dataclasses.asdict(cfg)
+    out["algo"] = dataclasses.asdict(cfg.algo) if dataclasses.is_dataclass(cfg.algo) else None
+    return json.loads(json.dumps(out, default=_json_default))
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return dict(x)
+    if isinstance(x, (tuple, set)):
+        return list(x)
+    return str(x)
+
+
+def from_dict(d: Mapping[str, Any]) -> Config:
+    """Inverse of ``to_dict``; unknown keys raise ``ConfigError``."""
+    return validate(_build(Config, dict(d), ""))
+
+
+def _build(cls: type, d: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ConfigError(f"unknown config keys {sorted(prefix + k for k in unknown)}")
+    kwargs = {}
+    for name, value in d.items():
+        hint = hints[name]
+        if cls is Config and name == "algo":
+            continue
+        if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+            value = _build(hint, dict(value), f"{prefix}{name}.")
+        elif typing.get_origin(hint) in (tuple, Sequence) and isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    obj = cls(**kwargs)
+    if cls is Config and d.get("algo") is not None:
+        algo_cls = _algo_config_class(obj.algorithm)
+        obj = dataclasses.replace(obj, algo=_build(algo_cls, dict(d["algo"]), "algo."))
+    return obj
+
+
+def default_config() -> Config:
+    """The embedded default run (``jaxrl-llm train`` with no arguments); see
+    ``experiments/default.py`` for its command, hardware, time and expected result."""
+    return Config(name="default")
