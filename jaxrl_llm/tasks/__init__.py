@@ -1,0 +1,58 @@
+"""Prompt sources with verifiable references, for the trainer.
+
+Interface (what the trainer codes against):
+
+  ``Example(prompt, answer, metadata, id)``: frozen; ``prompt`` is text or chat messages.
+  ``Task``: ``name``; ``train_iter(seed)`` -> endless deterministic iterator with JSON-able
+  ``get_state()`` / ``set_state(state)`` (grain underneath; a restored iterator yields exactly
+  what the saved one would have); ``eval_examples(n)`` -> the held-out split, disjoint from
+  training by construction (reasoning-gym: a reserved index range of the same generator;
+  files: a separate eval file or a seeded hold-out removed from training); ``reward_fns``:
+  the default ``(reward_fn, weight)`` pairs for ``rewards.RewardRunner``.
+  ``make_task(name, **kwargs)``: ``"rg:<reasoning_gym_task>"`` (kwargs pass through to the
+  reasoning-gym config; e.g. ``make_task("rg:chain_sum", min_terms=2, max_terms=2,
+  min_digits=1, max_digits=1)`` gives one-digit sums for tiny models), ``"gsm8k"`` /
+  ``"math"`` / ``"preference"`` (``path=``), ``"tfds:<name>"``, ``"humaneval"``.
+  ``render_prompt(example, tokenizer, system_prompt=None) -> str``.
+
+Bad input raises ``TaskDataError`` naming the file and line, the field and record, or the
+empty source, at ``make_task`` time (before training starts).
+"""
+
+from typing import Any
+
+from jaxrl_llm.tasks.example import Example, TaskDataError, TrainIterator
+from jaxrl_llm.tasks.procedural import reasoning_gym_score, reasoning_gym_task
+from jaxrl_llm.tasks.prompt import render_prompt
+from jaxrl_llm.tasks.sources import gsm8k_task, humaneval_task, math_task, preference_task, tfds_task
+from jaxrl_llm.tasks.task import Task
+
+_BUILDERS = {"gsm8k": gsm8k_task, "math": math_task, "humaneval": humaneval_task, "preference": preference_task}
+
+
+def make_task(name: str, **kwargs: Any) -> Task:
+    """Build a task by name (see the module docstring for names and kwargs)."""
+    if name.startswith("rg:"):
+        return reasoning_gym_task(name[3:], **kwargs)
+    if name.startswith("tfds:"):
+        return tfds_task(name[5:], **kwargs)
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown task {name!r}: expected 'rg:<name>', 'tfds:<name>' or one of {sorted(_BUILDERS)}")
+    return _BUILDERS[name](**kwargs)
+
+
+__all__ = [
+    "Example",
+    "Task",
+    "TaskDataError",
+    "TrainIterator",
+    "gsm8k_task",
+    "humaneval_task",
+    "make_task",
+    "math_task",
+    "preference_task",
+    "reasoning_gym_score",
+    "reasoning_gym_task",
+    "render_prompt",
+    "tfds_task",
+]
