@@ -162,7 +162,9 @@ def test_aggregation_errors():
     with pytest.raises(ValueError, match="unknown aggregation mode 'mean'"):
         aggregation.aggregate(jnp.zeros((1, 2)), jnp.ones((1, 2)), "mean", 2.0, 1.0)
     with pytest.raises(ValueError, match="norm_const"):
-        aggregation.aggregate(jnp.zeros((1, 2)), jnp.ones((1, 2)), "seq_mean_token_sum_norm", 2.0, 1.0)
+        aggregation.aggregate(jnp.zeros((1, 2)), jnp.ones((1, 2)), "seq_mean_token_sum_norm", 2.0, 1.0, norm_const=0.0)
+    x = jnp.ones((1, 4))  # norm_const None -> T = 4
+    assert aggregation.aggregate(x, x, "seq_mean_token_sum_norm", 4.0, 1.0) == 1.0
 
 
 # ---------- entropy ----------

@@ -201,3 +201,10 @@ def stats(advantages: Array, mask: Array) -> dict[str, Array]:
         "adv/max": masked.masked_max(advantages, mask),
         "adv/min": masked.masked_min(advantages, mask),
     }
+
+
+def group_stats(advantages: Array, rewards: Array, mask: Array, group_size: int) -> dict[str, Array]:
+    """``stats(advantages, mask)`` plus ``frac_zero_std_groups`` (groups whose rewards are all equal)."""
+    out = stats(advantages, mask)
+    out["frac_zero_std_groups"] = jnp.mean(zero_std_groups(rewards, group_size).astype(jnp.float32))
+    return out

@@ -30,6 +30,14 @@ from jaxrl_llm.types import Array
 MODES = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum", "seq_mean_token_sum_norm")
 
 
+def _norm_const(norm_const: float | None, mask: Array) -> float:
+    if norm_const is None:
+        return float(mask.shape[1])
+    if not norm_const > 0:
+        raise ValueError(f"mode 'seq_mean_token_sum_norm' needs a positive norm_const, got {norm_const!r}")
+    return float(norm_const)
+
+
 def aggregate(
     per_token: Array,
     mask: Array,
@@ -41,8 +49,9 @@ def aggregate(
     """Reduces ``per_token`` ``[B, T]`` to a scalar with ``mode`` (see module table).
 
     ``num_tokens``: sum of ``mask`` over the whole optimization batch; ``num_seqs``: number of
-    sequences in it; ``norm_const``: Dr.GRPO's constant (e.g. the max generation length), required
-    for ``seq_mean_token_sum_norm`` and only there.
+    sequences in it; ``norm_const``: Dr.GRPO's constant for ``seq_mean_token_sum_norm`` (ignored by
+    the other modes); None means ``T``, the padded completion length (Dr.GRPO's max generation
+    length), which is the same in every micro-batch.
     """
     chex.assert_rank([per_token, mask], 2)
     chex.assert_equal_shape([per_token, mask])
@@ -53,9 +62,7 @@ def aggregate(
     if mode == "seq_mean_token_sum":
         return masked.masked_sum(per_token, mask) / num_seqs
     if mode == "seq_mean_token_sum_norm":
-        if norm_const is None or norm_const <= 0:
-            raise ValueError(f"mode 'seq_mean_token_sum_norm' needs a positive norm_const, got {norm_const!r}")
-        return masked.masked_sum(per_token, mask) / (num_seqs * norm_const)
+        return masked.masked_sum(per_token, mask) / (num_seqs * _norm_const(norm_const, mask))
     raise ValueError(f"unknown aggregation mode {mode!r}; known: {MODES}")
 
 
@@ -69,7 +76,5 @@ def token_weights(mask: Array, mode: str, num_tokens, num_seqs, norm_const: floa
     if mode == "seq_mean_token_sum":
         return m / num_seqs
     if mode == "seq_mean_token_sum_norm":
-        if norm_const is None or norm_const <= 0:
-            raise ValueError(f"mode 'seq_mean_token_sum_norm' needs a positive norm_const, got {norm_const!r}")
-        return m / (num_seqs * norm_const)
+        return m / (num_seqs * _norm_const(norm_const, mask))
     raise ValueError(f"unknown aggregation mode {mode!r}; known: {MODES}")

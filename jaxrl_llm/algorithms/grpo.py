@@ -1,0 +1,85 @@
+"""GRPO: Group Relative Policy Optimization.
+
+Citation: Zhihong Shao, Peiyi Wang, Qihao Zhu, Runxin Xu, Junxiao Song, Xiao Bi, Haowei Zhang,
+Mingchuan Zhang, Y.K. Li, Y. Wu, Daya Guo, "DeepSeekMath: Pushing the Limits of Mathematical
+Reasoning in Open Language Models", 2024, https://arxiv.org/abs/2402.03300 (Sec. 4.1, Eq. 3).
+
+Objective (maximized; ``loss`` returns its negative). For each prompt, G outputs o_i ~ pi_old:
+
+    J = E[ (1/G) sum_i (1/|o_i|) sum_t { min(rho_{i,t} A_i, clip(rho_{i,t}, 1-eps_low, 1+eps_high) A_i)
+                                          - beta * k3_{i,t} } ]
+    rho_{i,t} = pi_theta(o_{i,t}) / pi_old(o_{i,t}),   A_i = (r_i - mean_j r_j) / (std_j r_j + std_eps)
+    k3_{i,t}  = pi_ref/pi_theta - log(pi_ref/pi_theta) - 1   (added to the loss, not the reward)
+
+Over a batch of prompts, ``(1/G) sum_i`` becomes ``(1/num_seqs) sum_i`` (``seq_mean_token_mean``).
+
+Defaults and why:
+  * ``eps_low = eps_high = 0.2``: the paper leaves epsilon unstated; 0.2 is the PPO / TRL / verl default.
+  * ``beta = 0.04``: the paper's KL weight. ``kl_estimator = "k3"``: the paper's estimator (its
+    gradient is biased, see ``ops.kl``; ``"k3+"`` keeps the value and fixes the gradient).
+  * ``std_ddof = 1``, ``std_eps = 1e-6``: the paper writes std(r); TRL and verl use the Bessel-
+    corrected std, verl adds 1e-6 (TRL 1e-4).
+  * ``aggregation = "seq_mean_token_mean"``: the paper's 1/|o_i| then 1/G.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import jax.numpy as jnp
+
+from jaxrl_llm.ops import advantages as adv_ops
+from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, ratios
+from jaxrl_llm.types import Array, Batch, Metrics, Rollout
+
+NAME = "grpo"
+PAPER = "DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language Models"
+PAPER_URL = "https://arxiv.org/abs/2402.03300"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    eps_low: float = 0.2  # epsilon (lower clip)
+    eps_high: float = 0.2  # epsilon (upper clip)
+    beta: float = 0.04  # beta, KL weight; 0 means no reference model
+    kl_estimator: str = "k3"  # one of ops.kl.ESTIMATORS
+    std_ddof: int = 1  # std of the group rewards: sqrt(sum (r - mean)^2 / (G - ddof))
+    std_eps: float = 1e-6  # added to the std
+    aggregation: str = "seq_mean_token_mean"  # one of ops.aggregation.MODES
+
+
+def advantages(rollout: Rollout, cfg: Config, state: Any = None) -> tuple[Array, Metrics]:
+    """Outcome advantage ``A_i = (r_i - mean_group r) / (std_group(r; std_ddof) + std_eps)``: ``[B]``."""
+    g = adv_ops.group_size_of(rollout)
+    rewards = jnp.asarray(rollout["rewards"], jnp.float32)
+    a = adv_ops.group_normalized(rewards, g, cfg.std_ddof, cfg.std_eps)
+    return a, adv_ops.group_stats(a, rewards, rollout["mask"], g)
+
+
+def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
+    """Clipped surrogate + ``beta`` * KL, both aggregated by ``cfg.aggregation`` with global normalizers.
+
+    ``logprobs`` ``[B, T]``; ``batch`` per ``jaxrl_llm.types`` (``ref_logprobs`` needed iff ``beta > 0``;
+    optional ``is_weights`` multiply the policy term). Returns ``(loss, metrics)``; a micro-batch gives
+    its share of the full-batch loss.
+    """
+    x = inputs.policy_inputs(logprobs, batch, NAME)
+    mask, nt, ns = x["mask"], x["num_tokens"], x["num_seqs"]
+    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)
+    per_token = clipping.clipped_surrogate(ratio, x["advantages"], cfg.eps_low, cfg.eps_high) * x["is_weights"]
+    policy = aggregation.aggregate(per_token, mask, cfg.aggregation, nt, ns)
+    metrics = diagnostics.ratio_metrics(ratio, x["advantages"], mask, nt, cfg.eps_low, cfg.eps_high)
+    total = policy
+    if cfg.beta > 0:
+        inputs.require(batch, ("ref_logprobs",), f"{NAME} (beta > 0)")
+        ref = inputs.token_array(batch, "ref_logprobs", mask, NAME)
+        kl_term = aggregation.aggregate(kl.estimate(x["logprobs"], ref, cfg.kl_estimator), mask, cfg.aggregation, nt, ns)
+        total = total + cfg.beta * kl_term
+        metrics["kl"] = kl_term
+        metrics["loss/kl"] = cfg.beta * kl_term
+    if "entropies" in batch:
+        metrics["entropy"] = diagnostics.token_mean_metric(inputs.token_array(batch, "entropies", mask, NAME), mask, nt)
+    metrics["loss/policy"] = policy
+    metrics["loss"] = total
+    return total, metrics

@@ -1,0 +1,328 @@
+"""The invariant suite: every algorithm in ``jaxrl_llm.algorithms.REGISTRY`` gets every test here.
+
+A new method is covered by being registered. It may expose ``example_extras(key, B, T, G)`` for the
+extra rollout/batch keys it needs, ``batch_extras(rollout, cfg)`` for keys computed from the whole
+rollout, ``DIFFERENTIABLE_BATCH_KEYS`` for model outputs besides ``logprobs`` (PPO's ``values``),
+and ``reinforce_loss`` when its on-policy gradient is not REINFORCE under ``cfg.aggregation``.
+
+Properties: contract attributes; shapes and finiteness of advantages, loss, metrics, gradient;
+jit == eager; values under ``mask == 0`` change neither advantages, loss, metrics nor gradient;
+on-policy reduction (ratio 1, no KL: gradient == REINFORCE's with the method's advantages);
+partition invariance (4 micro-batches with accumulation, and 8 CPU devices under ``shard_map``
+with ``psum``, both equal the whole batch, for loss, metrics and parameter gradient); bf16 inputs
+agree with f32 (loss within 2e-2 * max(1, |loss|), gradient within 3e-2 relative norm).
+"""
+
+import dataclasses
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec
+
+from jaxrl_llm import algorithms
+from jaxrl_llm.ops import aggregation
+from jaxrl_llm.sharding import make_mesh
+
+P, G, T, D = 4, 4, 6, 3  # prompts, group size, completion length, tiny-model features
+B = P * G
+N_MICRO, N_DEV = 4, 8
+
+
+def _cases():
+    out = []
+    for name in sorted(algorithms.REGISTRY):
+        cfg = algorithms.REGISTRY[name].Config()
+        out.append(pytest.param(name, cfg, id=name))
+        if cfg.beta == 0 and "kl_estimator" in {f.name for f in dataclasses.fields(cfg)}:
+            out.append(pytest.param(name, dataclasses.replace(cfg, beta=0.05), id=f"{name}-kl"))
+    return out
+
+
+CASES = _cases()
+NAMES = sorted(algorithms.REGISTRY)
+
+
+def _diff_keys(mod):
+    return tuple(getattr(mod, "DIFFERENTIABLE_BATCH_KEYS", ()))
+
+
+def make_rollout(mod, seed=0):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, T + 1, size=B)
+    lengths[0] = T
+    mask = (np.arange(T)[None] < lengths[:, None]).astype(np.float32)  # [B, T]
+    rewards = np.concatenate([
+        np.ones(G),  # all equal: a zero-std group
+        [1.0, 0.0, 0.0, 1.0],
+        rng.normal(size=G),  # continuous rewards
+        [0.0, 0.0, 1.0, 0.0],
+    ]).astype(np.float32)
+    sampler = (-np.abs(rng.normal(size=(B, T))) - 0.05).astype(np.float32)
+    old = (sampler + 0.05 * rng.normal(size=(B, T))).astype(np.float32)
+    ref = (old + 0.1 * rng.normal(size=(B, T))).astype(np.float32)
+    rollout = {
+        "tokens": jnp.asarray(rng.integers(0, 50, size=(B, T)), jnp.int32),
+        "mask": jnp.asarray(mask),
+        "rewards": jnp.asarray(rewards),
+        "group_ids": jnp.repeat(jnp.arange(P, dtype=jnp.int32), G),
+        "group_size": G,
+        "sampler_logprobs": jnp.asarray(sampler),
+        "old_logprobs": jnp.asarray(old),
+        "ref_logprobs": jnp.asarray(ref),
+        "entropies": jnp.asarray(np.abs(rng.normal(size=(B, T))).astype(np.float32)),
+        "lengths": jnp.asarray(lengths, jnp.int32),
+    }
+    if hasattr(mod, "example_extras"):
+        rollout.update(mod.example_extras(jax.random.key(seed), B, T, G))
+    return rollout
+
+
+def make_batch(mod, cfg, rollout):
+    adv, _ = mod.advantages(rollout, cfg)
+    batch = {k: v for k, v in rollout.items() if k != "group_size"}
+    if hasattr(mod, "batch_extras"):
+        batch.update(mod.batch_extras(rollout, cfg))
+    batch["advantages"] = adv
+    batch["num_tokens"] = jnp.sum(rollout["mask"])
+    batch["num_seqs"] = jnp.float32(B)
+    return batch
+
+
+def make_params(mod, seed=1, scale=0.3):
+    rng = np.random.default_rng(seed)
+    keys = ("logprobs",) + _diff_keys(mod)
+    return {k: jnp.asarray(scale * rng.normal(size=D).astype(np.float32)) for k in keys}
+
+
+def make_features(seed=2):
+    return jnp.asarray(np.random.default_rng(seed).normal(size=(B, T, D)).astype(np.float32))
+
+
+def model_loss(mod, cfg, params, batch, feats):
+    """A tiny linear 'model': logprobs = old_logprobs + feats . theta, and each differentiable
+    extra (e.g. values) = batch[key] + feats . phi_key. Returns (loss, metrics)."""
+    logprobs = batch["old_logprobs"] + feats @ params["logprobs"]
+    b = dict(batch)
+    for k in _diff_keys(mod):
+        b[k] = batch[k] + feats @ params[k]
+    return mod.loss(logprobs, b, cfg)
+
+
+def input_grads(mod, cfg, logprobs, batch):
+    """(loss, metrics, grads) with grads w.r.t. logprobs and the differentiable batch keys."""
+    def f(d):
+        b = {**batch, **{k: v for k, v in d.items() if k != "logprobs"}}
+        return mod.loss(d["logprobs"], b, cfg)
+
+    d = {"logprobs": logprobs, **{k: batch[k] for k in _diff_keys(mod)}}
+    (loss, metrics), grads = jax.value_and_grad(f, has_aux=True)(d)
+    return loss, metrics, grads
+
+
+def _off_policy_logprobs(batch, seed=3):
+    rng = np.random.default_rng(seed)
+    return batch["old_logprobs"] + jnp.asarray(0.3 * rng.normal(size=(B, T)).astype(np.float32))
+
+
+def _rows(tree, lo, hi):
+    return {k: (v[lo:hi] if getattr(v, "ndim", 0) >= 1 and v.shape[0] == B else v) for k, v in tree.items()}
+
+
+def _combine(parts):
+    """Combines per-part metric dicts by the contract: sum, except /max and /min keys."""
+    out = {}
+    for k in parts[0]:
+        vals = jnp.stack([p[k] for p in parts])
+        out[k] = jnp.max(vals) if k.endswith("/max") else jnp.min(vals) if k.endswith("/min") else jnp.sum(vals)
+    return out
+
+
+def _close(a, b, rtol=1e-5, atol=1e-6):
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol), a, b)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_module_contract(name):
+    mod = algorithms.get(name)
+    assert mod.NAME == name
+    assert isinstance(mod.PAPER, str) and mod.PAPER
+    assert mod.PAPER_URL.startswith("https://")
+    doc = inspect.getdoc(mod) or ""
+    assert mod.PAPER_URL in doc, "module docstring must cite the paper's URL"
+    if name != "grpo":
+        assert "differs from grpo" in doc.lower(), "non-GRPO methods list how they differ from GRPO"
+    cfg = mod.Config()
+    assert dataclasses.is_dataclass(cfg) and type(cfg).__dataclass_params__.frozen
+    assert isinstance(cfg.beta, float)
+    hash(cfg)
+    for fn in ("advantages", "loss"):
+        assert callable(getattr(mod, fn)) and inspect.getdoc(getattr(mod, fn))
+
+
+def test_registry_get_error_lists_names():
+    with pytest.raises(KeyError, match="unknown algorithm 'nope'; known: .*grpo"):
+        algorithms.get("nope")
+
+
+@pytest.mark.parametrize("name,cfg", CASES)
+def test_shapes_and_finiteness(name, cfg):
+    mod = algorithms.get(name)
+    rollout = make_rollout(mod)
+    adv, adv_metrics = mod.advantages(rollout, cfg)
+    assert adv.shape in ((B,), (B, T)) and adv.dtype == jnp.float32
+    assert np.all(np.isfinite(adv))
+    assert {"adv/mean", "adv/std"} <= set(adv_metrics)
+    for k, v in adv_metrics.items():
+        assert jnp.shape(v) == () and np.isfinite(v), k
+    batch = make_batch(mod, cfg, rollout)
+    loss, metrics, grads = input_grads(mod, cfg, _off_policy_logprobs(batch), batch)
+    assert loss.shape == () and loss.dtype == jnp.float32 and np.isfinite(loss)
+    assert {"loss", "loss/policy", "clip_frac", "ratio/mean"} <= set(metrics)
+    np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-6)
+    if cfg.beta > 0 and "kl" in {f.name for f in dataclasses.fields(cfg)} | set(metrics):
+        assert "kl" in metrics
+    for k, v in metrics.items():
+        assert jnp.shape(v) == () and np.isfinite(v), k
+    for k, g in grads.items():
+        assert g.shape == (B, T) and np.all(np.isfinite(g)), k
+    assert np.any(grads["logprobs"] != 0)
+
+
+@pytest.mark.parametrize("name,cfg", CASES)
+def test_jit_equals_eager(name, cfg):
+    mod = algorithms.get(name)
+    rollout = make_rollout(mod)
+    arrays = {k: v for k, v in rollout.items() if k != "group_size"}
+    adv_fn = lambda r: mod.advantages({**r, "group_size": G}, cfg)
+    _close(jax.jit(adv_fn)(arrays), adv_fn(arrays))
+    batch = make_batch(mod, cfg, rollout)
+    lp = _off_policy_logprobs(batch)
+    fn = lambda lp, b: input_grads(mod, cfg, lp, b)
+    _close(jax.jit(fn)(lp, batch), fn(lp, batch), rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,cfg", CASES)
+def test_masked_values_are_inert(name, cfg):
+    mod = algorithms.get(name)
+    rollout = make_rollout(mod)
+    pad = rollout["mask"] == 0
+    assert np.any(pad)
+    rng = np.random.default_rng(7)
+
+    def garble(tree):
+        out = dict(tree)
+        for k, v in tree.items():
+            if k == "mask" or getattr(v, "shape", None) != (B, T):
+                continue
+            junk = jnp.asarray(rng.normal(size=(B, T)) * 30, v.dtype) if jnp.issubdtype(v.dtype, jnp.floating) else jnp.asarray(rng.integers(0, 99, size=(B, T)), v.dtype)
+            out[k] = jnp.where(pad, junk, v)
+        return out
+
+    adv, _ = mod.advantages(rollout, cfg)
+    adv_g, _ = mod.advantages(garble(rollout), cfg)
+    keep = rollout["mask"] != 0 if adv.ndim == 2 else np.ones(B, bool)
+    np.testing.assert_allclose(np.asarray(adv_g)[keep], np.asarray(adv)[keep], rtol=1e-5, atol=1e-6)
+
+    batch = make_batch(mod, cfg, rollout)
+    lp = _off_policy_logprobs(batch)
+    loss, metrics, grads = input_grads(mod, cfg, lp, batch)
+    gb = garble({**batch, "logprobs": lp})
+    loss_g, metrics_g, grads_g = input_grads(mod, cfg, gb.pop("logprobs"), gb)
+    _close((loss_g, metrics_g, grads_g), (loss, metrics, grads), rtol=1e-5, atol=1e-6)
+    for k, g in grads.items():
+        assert np.all(np.asarray(g)[pad] == 0), f"gradient leaks into masked {k}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_on_policy_gradient_is_reinforce(name):
+    mod = algorithms.get(name)
+    cfg = dataclasses.replace(mod.Config(), beta=0.0)
+    rollout = make_rollout(mod)
+    batch = make_batch(mod, cfg, rollout)
+    lp = batch["old_logprobs"]  # ratio exactly 1
+    _, _, grads = input_grads(mod, cfg, lp, batch)
+    if hasattr(mod, "reinforce_loss"):
+        ref_fn = lambda x: mod.reinforce_loss(x, batch, cfg)
+    else:
+        mask = batch["mask"]
+        adv = batch["advantages"] if batch["advantages"].ndim == 2 else batch["advantages"][:, None]
+        ref_fn = lambda x: aggregation.aggregate(-adv * x, mask, cfg.aggregation, batch["num_tokens"],
+                                                 batch["num_seqs"], getattr(cfg, "norm_const", None))
+    ref = jax.grad(ref_fn)(lp)
+    np.testing.assert_allclose(grads["logprobs"], ref, rtol=1e-5, atol=1e-7)
+    assert np.any(np.asarray(ref) != 0)
+
+
+@pytest.mark.parametrize("name,cfg", CASES)
+def test_micro_batch_accumulation_equals_full_batch(name, cfg):
+    mod = algorithms.get(name)
+    batch = make_batch(mod, cfg, make_rollout(mod))
+    params, feats = make_params(mod), make_features()
+    step = jax.jit(jax.value_and_grad(lambda p, b, f: model_loss(mod, cfg, p, b, f), has_aux=True))
+    (loss, metrics), grads = step(params, batch, feats)
+    size = B // N_MICRO
+    parts = [step(params, _rows(batch, i * size, (i + 1) * size), feats[i * size:(i + 1) * size]) for i in range(N_MICRO)]
+    acc_loss = sum(p[0][0] for p in parts)
+    acc_grads = jax.tree.map(lambda *g: sum(g), *[p[1] for p in parts])
+    _close(acc_loss, loss, rtol=1e-5, atol=1e-6)
+    _close(acc_grads, grads, rtol=1e-4, atol=1e-6)
+    _close(_combine([p[0][1] for p in parts]), metrics, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,cfg", CASES)
+def test_device_partition_equals_full_batch(name, cfg):
+    assert len(jax.devices()) == N_DEV
+    mod = algorithms.get(name)
+    batch = make_batch(mod, cfg, make_rollout(mod))
+    params, feats = make_params(mod), make_features()
+    mesh = make_mesh({"data": N_DEV})
+    vg = jax.value_and_grad(lambda p, b, f: model_loss(mod, cfg, p, b, f), has_aux=True)
+
+    def shard_step(p, b, f):
+        (loss, metrics), grads = vg(p, b, f)
+        metrics = {
+            k: jax.lax.pmax(v, "data") if k.endswith("/max") else jax.lax.pmin(v, "data") if k.endswith("/min") else jax.lax.psum(v, "data")
+            for k, v in metrics.items()
+        }
+        # params are replicated (unvarying over "data"), so shard_map's transpose already psums
+        # their gradient across devices: the returned grads are the global sum.
+        return jax.lax.psum(loss, "data"), metrics, grads
+
+    row = PartitionSpec("data")
+    batch_spec = {k: (row if getattr(v, "ndim", 0) >= 1 else PartitionSpec()) for k, v in batch.items()}
+    sharded = jax.jit(jax.shard_map(shard_step, mesh=mesh, in_specs=(PartitionSpec(), batch_spec, row),
+                                    out_specs=PartitionSpec()))
+    loss_d, metrics_d, grads_d = sharded(params, batch, feats)
+    (loss, metrics), grads = jax.jit(vg)(params, batch, feats)
+    _close(loss_d, loss, rtol=1e-5, atol=1e-6)
+    _close(grads_d, grads, rtol=1e-4, atol=1e-6)
+    _close(metrics_d, metrics, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,cfg", CASES)
+def test_bf16_inputs_agree_with_f32(name, cfg):
+    mod = algorithms.get(name)
+    batch = make_batch(mod, cfg, make_rollout(mod))
+    keep_f32 = {"num_tokens", "num_seqs"}
+    to_bf16 = lambda b: {k: (v.astype(jnp.bfloat16) if k not in keep_f32 and jnp.issubdtype(v.dtype, jnp.floating) else v)
+                         for k, v in b.items()}
+    lp = _off_policy_logprobs(batch)
+    loss = mod.loss(lp, batch, cfg)[0]
+    loss16 = mod.loss(lp.astype(jnp.bfloat16), to_bf16(batch), cfg)[0]
+    assert loss16.dtype == jnp.float32
+    assert abs(float(loss16) - float(loss)) <= 2e-2 * max(1.0, abs(float(loss))), (float(loss16), float(loss))
+    # Gradients on-policy: a clip boundary can sit inside bf16's rounding, and then no tolerance holds.
+    on = dict(batch)
+    on["old_logprobs"] = batch["old_logprobs"].astype(jnp.bfloat16).astype(jnp.float32)
+    _, _, g = input_grads(mod, cfg, on["old_logprobs"], on)
+    on16 = to_bf16(on)
+    _, _, g16 = input_grads(mod, cfg, on16["old_logprobs"], on16)
+    for k in g:
+        err = float(jnp.linalg.norm(g16[k].astype(jnp.float32) - g[k])) / max(float(jnp.linalg.norm(g[k])), 1e-12)
+        assert err <= 3e-2, (k, err)
