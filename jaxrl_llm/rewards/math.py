@@ -4,6 +4,7 @@ import threading
 
 import math_verify
 
+from jaxrl_llm.rewards import extract
 from jaxrl_llm.tasks.example import Example
 
 
@@ -20,14 +21,17 @@ def parse_gold(answer: str, timeout_s: int = 5) -> list:
 
 
 def is_equivalent(completion: str, answer: str, timeout_s: int = 5) -> bool:
-    """True when the answer math-verify extracts from ``completion`` (last ``\\boxed{}`` first,
-    then "final answer is ..." anchors, then a bare expression) equals ``answer``
+    """True when the final answer of ``completion`` equals ``answer``. The final answer is the
+    last ``\\boxed{}`` (math-verify alone would take the first of several, rewarding an answer
+    the model later corrected), else what math-verify extracts ("final answer is ..."
+    anchors, then a bare expression). Equality is math-verify's: ``answer``
     symbolically or numerically (6 decimals). ``timeout_s`` bounds parsing and verification
     each (whole seconds, SIGALRM: honoured in the main thread; elsewhere the caller's
     ``RewardRunner`` timeout applies)."""
     limit = timeout_s if _in_main_thread() else None
     gold = parse_gold(answer, timeout_s)
-    pred = math_verify.parse(completion, parsing_timeout=limit)
+    boxed = extract.last_boxed(completion)
+    pred = math_verify.parse(completion if boxed is None else f"$\\boxed{{{boxed}}}$", parsing_timeout=limit)
     if not gold or not pred:
         return False
     return bool(math_verify.verify(gold, pred, timeout_seconds=limit))

@@ -137,6 +137,13 @@ class RewardRunner:
         self.timeout_s = float(timeout_s)
         self.worker_restarts = 0
         self._ctx = multiprocessing.get_context(start_method)
+        if start_method == "forkserver":
+            # Workers fork from the server with these already imported, so replacing a killed
+            # worker costs milliseconds instead of a fresh sympy / math-verify import. Only
+            # the first runner's list counts (the server starts once per process).
+            modules = {"jaxrl_llm.rewards", "jaxrl_llm.tasks"}
+            modules |= {getattr(fn, "__module__", None) for fn, _ in self.fns_with_weights} - {None, "__main__"}
+            self._ctx.set_forkserver_preload(sorted(modules))
         self._fns = [fn for fn, _ in self.fns_with_weights]
         self._workers = [_Worker(self._ctx, self._fns) for _ in range(num_workers)]
 
