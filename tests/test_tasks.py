@@ -200,3 +200,11 @@ def test_render_prompt_chat_template_and_fallback():
     assert render_prompt(raw, _tokenizer(CHATML)) == "def f():\n"
     with pytest.raises(ValueError, match="message 0 needs 'role' and 'content'"):
         render_prompt(Example([{"text": "hi"}], None, {}, "z"), _tokenizer(CHATML))
+
+
+def test_tfds_errors_are_clear_without_prepared_data(tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    with pytest.raises(TaskDataError, match="does not exist"):
+        make_task("tfds:gsm8k", data_dir=str(tmp_path / "absent"))
+    with pytest.raises(TaskDataError, match="cannot open split 'train'"):
+        make_task("tfds:gsm8k", data_dir=str(tmp_path), gsm8k_answers=True)
