@@ -1,0 +1,39 @@
+"""HBPO on one- to three-term chain sums, tiny model, vs GRPO (hbpo_grpo_baseline.py).
+
+Budgets scaled to this model's completions (spec group_rlvr_and_credit.md §6, "minimal
+reproduction": budgets a fraction of L_max): 4 subgroups of 2 samples with budgets
+{8, 16, 24, 32} tokens, L_max = 32 = max_new_tokens; reward scale and alpha as in the paper
+(beta_reward = 4, alpha = 1/L_max rescaled to the shorter context).
+
+Command (2-core CPU, each run a few minutes; run sequentially):
+    jaxrl-llm train hbpo
+    jaxrl-llm train hbpo_grpo_baseline
+    jaxrl-llm plot runs/hbpo runs/hbpo_grpo_baseline
+
+Needs the trainer to wire ``group_prompts`` (each group's G prompts carry their budget phrase;
+one sample per prompt; ``rollout["budgets"]``). What it measures: tokens used
+(``completion_len/mean``, per budget ``hbpo/len_b{b}``, ``eval/completion_len``) against held-out
+accuracy. Results: ``experiments/results/hbpo.md``.
+"""
+
+from jaxrl_llm.algorithms import hbpo
+from jaxrl_llm.config import (CheckpointConfig, Config, EvalConfig, ModelConfig, OptimConfig, SamplingConfig,
+                              SFTConfig, TaskConfig, TrainConfig)
+
+
+def get_config() -> Config:
+    return Config(
+        name="hbpo",
+        seed=0,
+        algorithm="hbpo",
+        algo=hbpo.Config(budgets=(8, 16, 24, 32), l_max=32, alpha=1.0 / 32),
+        model=ModelConfig(name="tiny"),
+        task=TaskConfig(name="rg:chain_sum", kwargs={"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 1},
+                        max_prompt_len=96),
+        sampling=SamplingConfig(temperature=1.0, max_new_tokens=32),
+        optim=OptimConfig(learning_rate=3e-4),
+        train=TrainConfig(steps=40, prompts_per_step=8, group_size=8),
+        sft=SFTConfig(steps=150, batch_size=32, learning_rate=1e-3),
+        eval=EvalConfig(num_examples=128, k=4),
+        checkpoint=CheckpointConfig(every=20),
+    )
