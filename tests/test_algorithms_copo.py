@@ -156,3 +156,11 @@ def test_degenerate_group_carries_gradient_unlike_grpo():
     assert np.all(np.asarray(grad_l[:4]) == 0)
     _, m = copo.advantages(rollout, cfg)
     assert float(m["frac_signal_rows"]) == 1.0 and float(m["frac_signal_rows/local"]) == 0.5
+
+
+def test_host_extras_from_completions():
+    completions = ["<answer>7</answer>", "so <answer>7</answer>", "no answer", "<answer>3</answer>",
+                   "<answer>1</answer>", "<answer>1</answer>", "\\boxed{1}", "<answer>2</answer>"]
+    ids = copo.host_extras(completions, 4, copo.Config())["answer_ids"]
+    np.testing.assert_array_equal(ids, [0, 0, 2, 3, 0, 0, 0, 3])
+    np.testing.assert_allclose(copo.answer_entropy(jnp.asarray(ids), 4), [1.5, 0.8112781], atol=1e-6)

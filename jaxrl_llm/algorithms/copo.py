@@ -33,8 +33,8 @@ Differs from GRPO in:
 
 The trainer's view: ``advantages`` returns ``A^loc`` [B]; ``batch_extras`` returns ``adv_global``
 [B] (``A^glob`` of each row's prompt) and ``local_weight`` [B] (``w_i``), computed once on the whole
-rollout so micro-batches see the batch-level statistics; ``answer_ids`` comes from the host with
-``answer_ids_from_strings`` (see ``rollout_answer_ids``).
+rollout so micro-batches see the batch-level statistics; ``answer_ids`` [B] comes from the host:
+the trainer calls ``host_extras(completions, group_size, cfg)`` on the decoded completions.
 
 Defaults and why:
   * ``global_mode = "soft_with_forced"``: the paper's description (degenerate groups use only the
@@ -65,6 +65,7 @@ import numpy as np
 
 from jaxrl_llm.ops import advantages as adv_ops
 from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, masked, ratios
+from jaxrl_llm.rewards import extract
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "copo"
@@ -110,6 +111,16 @@ def answer_ids_from_strings(answers: Sequence[str | None], group_size: int) -> n
         for j, a in enumerate(answers[start : start + group_size]):
             out[start + j] = first.setdefault(a, j)
     return out
+
+
+def host_extras(completions: Sequence[str], group_size: int, cfg: Config) -> dict[str, np.ndarray]:
+    """The host-side rollout keys COPO needs, from the decoded completions: ``{"answer_ids": [B] int32}``.
+
+    The trainer calls this after decoding (rows group-major) and adds the result to the rollout.
+    Answers are ``rewards.extract.final_answer`` (``<answer>`` tag, else the last ``\\boxed{}``).
+    """
+    del cfg  # raw string equality is the only canonicalization (see the module docstring)
+    return {"answer_ids": answer_ids_from_strings([extract.final_answer(c) for c in completions], group_size)}
 
 
 def answer_entropy(answer_ids: Array, group_size: int) -> Array:
