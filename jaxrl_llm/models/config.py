@@ -62,13 +62,21 @@ class ModelConfig:
         return jnp.dtype(self.param_dtype)
 
     @property
+    def has_qkv_bias(self) -> bool:
+        return self.attention_bias or self.architecture == "qwen2"
+
+    @property
+    def has_qk_norm(self) -> bool:
+        return self.qk_norm or self.architecture == "qwen3"
+
+    @property
     def num_params(self) -> int:
         d, f, h, kv, hd, v = (self.hidden_size, self.intermediate_size, self.num_heads,
                              self.num_kv_heads, self.head_dim, self.vocab_size)
         attn = d * h * hd + 2 * d * kv * hd + h * hd * d
-        if self.attention_bias:
+        if self.has_qkv_bias:
             attn += h * hd + 2 * kv * hd
-        if self.qk_norm:
+        if self.has_qk_norm:
             attn += 2 * hd
         layer = attn + 3 * d * f + 2 * d
         return self.num_layers * layer + v * d + d + (0 if self.tie_word_embeddings else v * d)

@@ -54,9 +54,9 @@ def layer_param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
         "wo": (L, H, Dh, D), "mlp_norm": (L, D), "w_gate": (L, D, F), "w_up": (L, D, F),
         "w_down": (L, F, D),
     }
-    if cfg.attention_bias or cfg.architecture == "qwen2":
+    if cfg.has_qkv_bias:
         shapes.update(bq=(L, H, Dh), bk=(L, K, Dh), bv=(L, K, Dh))
-    if cfg.qk_norm or cfg.architecture == "qwen3":
+    if cfg.has_qk_norm:
         shapes.update(q_norm=(L, Dh), k_norm=(L, Dh))
     return shapes
 
