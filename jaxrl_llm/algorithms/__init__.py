@@ -65,12 +65,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from jaxrl_llm.algorithms import grpo
-from jaxrl_llm.algorithms import gtpo
+from jaxrl_llm.algorithms import cispo, dapo, dr_grpo, grpo, gspo, gtpo, ppo, reinforce_pp, rloo
+from jaxrl_llm.algorithms import apo, hbpo, single_stream_spo
+from jaxrl_llm.algorithms import bnpo, dcpo
+from jaxrl_llm.algorithms import copo, hapo, riskpo
 
 REGISTRY: dict[str, ModuleType] = {
-    grpo.NAME: grpo,
-    gtpo.NAME: gtpo,
+    mod.NAME: mod for mod in (grpo, dr_grpo, dapo, gspo, ppo, rloo, reinforce_pp, cispo, gtpo, single_stream_spo, hbpo, apo, dcpo, copo, riskpo, hapo, bnpo)
 }
 
 

@@ -37,12 +37,46 @@ def ratio_metrics(
         out[f"clip_frac/{name}"] = frac
         total = total + frac
     out["clip_frac"] = total
-    out["ratio/mean"] = masked.masked_sum(ratio, mask) / count
-    out["ratio/max"] = masked.masked_max(ratio, mask)
-    out["ratio/min"] = masked.masked_min(ratio, mask)
+    out.update(ratio_stats(ratio, mask, count))
     return out
+
+
+def ratio_stats(ratio: Array, mask: Array, count: Array | float) -> dict[str, Array]:
+    """``ratio/mean`` (``sum m rho / count``, additive), ``ratio/max``, ``ratio/min`` over unmasked entries."""
+    return {
+        "ratio/mean": masked.masked_sum(ratio, mask) / count,
+        "ratio/max": masked.masked_max(ratio, mask),
+        "ratio/min": masked.masked_min(ratio, mask),
+    }
 
 
 def token_mean_metric(x: Array, mask: Array, num_tokens: Array | float) -> Array:
     """``sum_{i,t} m x / num_tokens``: the additive token mean used for ``entropy`` and ``kl`` logging."""
     return masked.masked_sum(x, mask) / num_tokens
+
+
+def finalize(
+    metrics: dict[str, Array],
+    policy: Array,
+    batch,
+    mask: Array,
+    num_tokens: Array | float,
+    kl_term: Array | None = None,
+    beta: float = 0.0,
+    extra: Array | None = None,
+) -> tuple[Array, dict[str, Array]]:
+    """``loss = policy + beta * kl_term (+ extra)`` and the shared keys ``loss``, ``loss/policy``,
+    ``kl``, ``loss/kl`` and ``entropy`` (token mean of ``batch["entropies"]`` when present)."""
+    total = policy
+    if kl_term is not None:
+        total = total + beta * kl_term
+        metrics["kl"] = kl_term
+        metrics["loss/kl"] = beta * kl_term
+    if extra is not None:
+        total = total + extra
+    if "entropies" in batch:
+        ent = jnp.asarray(batch["entropies"], jnp.float32)
+        metrics["entropy"] = token_mean_metric(ent, mask, num_tokens)
+    metrics["loss/policy"] = policy
+    metrics["loss"] = total
+    return total, metrics

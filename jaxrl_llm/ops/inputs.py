@@ -59,3 +59,9 @@ def policy_inputs(logprobs: Array, batch: Mapping[str, Any], where: str) -> dict
         "num_tokens": jnp.asarray(batch["num_tokens"], jnp.float32),
         "num_seqs": jnp.asarray(batch["num_seqs"], jnp.float32),
     }
+
+
+def ref_logprobs(batch: Mapping[str, Any], mask: Array, where: str) -> Array:
+    """``batch["ref_logprobs"]`` as f32 ``[B, T]``; the error says the KL weight is why it is needed."""
+    require(batch, ("ref_logprobs",), f"{where} (beta > 0 needs the reference model's log-probs)")
+    return token_array(batch, "ref_logprobs", mask, where)

@@ -28,6 +28,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxrl_llm.ops import aggregation
 from jaxrl_llm.types import Array
 
 _MAX_D = 20.0
@@ -85,3 +86,20 @@ def estimate(logprobs: Array, ref_logprobs: Array, estimator: str) -> Array:
     except KeyError:
         raise ValueError(f"unknown KL estimator {estimator!r}; known: {sorted(ESTIMATORS)}") from None
     return fn(logprobs, ref_logprobs)
+
+
+def penalty(
+    logprobs: Array,
+    ref_logprobs: Array,
+    mask: Array,
+    estimator: str,
+    mode: str,
+    num_tokens: Array | float,
+    num_seqs: Array | float,
+    norm_const: float | None = None,
+) -> Array:
+    """The KL term of a loss: ``aggregation.aggregate(estimate(logprobs, ref_logprobs), mask, mode, ...)``.
+
+    ``[B, T]`` inputs -> scalar, aggregated like the policy term so it obeys the partition contract.
+    """
+    return aggregation.aggregate(estimate(logprobs, ref_logprobs, estimator), mask, mode, num_tokens, num_seqs, norm_const)
