@@ -29,7 +29,7 @@ def model():
     cfg = ModelConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
                       num_kv_heads=2, head_dim=8)
     m = Decoder(cfg, rngs=nnx.Rngs(3))
-    m.lm_head[...] = m.lm_head[...] * 40.0  # peaked, token-dependent distributions
+    m.lm_head[...] = m.lm_head[...] * 6.0  # ~1.5 nats per step, and top-k cuts real mass
     return m
 
 
@@ -49,6 +49,9 @@ def exact(model):
 
     logq = np.asarray(step_logq(model, tokens))
     picked = np.take_along_axis(logq, seqs[..., None], -1)[..., 0]
+    # not vacuous: the next-token law depends on the context (total variation across first tokens)
+    q1 = np.exp(logq[::V * V, 1])                                                  # [V, V]: q(y1 | y0)
+    assert 0.5 * np.abs(q1[:, None] - q1[None]).sum(-1).max() > 0.2
     return seqs, picked
 
 
