@@ -57,8 +57,8 @@ Adding a method: write ``jaxrl_llm/algorithms/<name>.py`` to this contract, add 
 below, and ``tests/test_invariants.py`` runs it through the whole invariant suite (shapes and
 finiteness, jit == eager, masked values inert, on-policy reduction to REINFORCE, micro-batch and
 8-device partition invariance, bf16 vs f32). Add ``tests/test_algorithms_<name>.py`` with the
-paper's hand-computed case, and paste ``markdown_table()`` into README.md (between the
-``algorithms`` markers; ``tests/test_readme_table.py`` fails until the README matches).
+paper's hand-computed case, and run ``python -m jaxrl_llm.algorithms`` to regenerate README.md's
+algorithm block (``tests/test_readme_table.py`` fails until the README matches).
 """
 
 from __future__ import annotations
