@@ -47,7 +47,8 @@ Code-vs-paper differences, each a config field (default first, and why):
   * ``aggregation``: ``"seq_mean_token_mean"`` (README's ``1/G``) | ``"seq_sum_token_mean"``
     (code: per-completion token means summed over the batch, no ``1/G``).
   * ``conflict_mode``: ``"prefix_suffix_runs"`` (code, and what the spec's test case pins) |
-    ``"any_position"`` (paper text: every shared (position, token) pair, not only the runs).
+    ``"any_position"`` (paper text: every shared (position, token) pair, not only the runs) |
+    ``"none"`` (ablation: ``lambda = 1``; the conflict tokens are still found and logged).
   * ``std_normalize``: False (code, README) | True (GRPO's ``/(std + eps)``).
   * ``ratio``: ``"reinforce"`` (code) | ``"ratio"`` (``exp(log pi_theta - log pi_old)``, unclipped;
     the README's ``r_{i,t}``, undefined there). They coincide on-policy.
@@ -73,7 +74,7 @@ NAME = "gtpo"
 PAPER = "GTPO: Trajectory-Based Policy Optimization in Large Language Models (Simoni et al., 2025)"
 PAPER_URL = "https://arxiv.org/abs/2508.03772"
 
-CONFLICT_MODES = ("prefix_suffix_runs", "any_position")
+CONFLICT_MODES = ("prefix_suffix_runs", "any_position", "none")
 ENTROPY_GATES = ("paper", "code")
 RATIOS = ("reinforce", "ratio")
 AGG_MODES = ("seq_mean_token_mean", "seq_sum_token_mean")
@@ -88,7 +89,7 @@ class Config:
     tau_h: float = 0.7  # tau_H (code ENT_THRESHOLD); paper: ln 2
     entropy_gate: str = "paper"  # "paper" (delta_i uses <H>_ini) | "code" (always filter)
     h_ini: float | None = None  # <H>_ini; None: measured on the first batch (algorithm state)
-    conflict_mode: str = "prefix_suffix_runs"  # | "any_position"
+    conflict_mode: str = "prefix_suffix_runs"  # | "any_position" | "none" (ablation)
     conflict_norm: bool = False  # divide by n^conf_i (code) | not (README)
     std_normalize: bool = False  # A_i = R_i - mean (code) | GRPO z-score
     eps: float = 1e-6  # only with std_normalize
@@ -179,8 +180,8 @@ def conflict_weights(
     no conflict tokens and ``n^conf = 1``. Masked entries of ``lambda`` are 0.
     Reference: arXiv 2508.03772, Sec. 3 (code ``build_conflict_mask``).
     """
-    if mode not in CONFLICT_MODES:
-        raise ValueError(f"gtpo.conflict_weights: mode={mode!r}; allowed: {CONFLICT_MODES}")
+    if mode not in CONFLICT_MODES[:2]:
+        raise ValueError(f"gtpo.conflict_weights: mode={mode!r}; allowed: {CONFLICT_MODES[:2]}")
     if tokens.ndim != 2 or tokens.shape != mask.shape:
         raise ValueError(f"gtpo.conflict_weights: tokens {tokens.shape} and mask {mask.shape} must both be [B, T]")
     if advantages.shape != tokens.shape[:1]:
@@ -279,7 +280,10 @@ def advantages(rollout: Mapping[str, Any], cfg: Config, state: Mapping[str, Arra
     h_ini = _h_ini(state, mean_h) if cfg.entropy_gate == "paper" else None
     delta = entropy_gate(mean_h, cfg.tau_h, h_ini)
     shaped = delta * (base - cfg.gamma * mean_h)  # [B]
-    lam, conflict, n_conf = conflict_weights(rollout["tokens"], mask, base, g, cfg.w, cfg.conflict_mode)
+    mode = "prefix_suffix_runs" if cfg.conflict_mode == "none" else cfg.conflict_mode
+    lam, conflict, n_conf = conflict_weights(rollout["tokens"], mask, base, g, cfg.w, mode)
+    if cfg.conflict_mode == "none":
+        lam, n_conf = masked.where_mask(jnp.ones_like(lam), mask), jnp.ones_like(n_conf)
     scale = shaped / n_conf if cfg.conflict_norm else shaped
     adv = masked.where_mask(scale[:, None] * lam, mask)  # [B, T]
 
