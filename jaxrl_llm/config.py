@@ -13,6 +13,7 @@ dataclass.
 
 from __future__ import annotations
 
+import collections.abc as cabc
 import dataclasses
 import importlib.util
 import json
@@ -29,20 +30,14 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which policy to train. ``name`` is a built-in of ``jaxrl_llm.models.get_model`` (``"tiny"``,
-    ``"smollm2-135m-instruct"``) or a local Hugging Face checkpoint directory (``path``)."""
+    """Which policy to train: a built-in of ``jaxrl_llm.models.get_model`` (``"tiny"``, ``"small"``,
+    ``"smollm2-135m-instruct"``; see ``jaxrl_llm.models.list_models()``) or a local Hugging Face
+    checkpoint directory."""
 
-    name: str = "tiny"
-    path: str = ""  # local HF checkpoint dir; overrides ``name`` when set
-    # Sizes for from-scratch built-ins (0 = the built-in's default).
-    num_layers: int = 0
-    hidden_size: int = 0
-    num_heads: int = 0
-    intermediate_size: int = 0
+    name: str = "small"
     param_dtype: Literal["float32", "bfloat16"] = "float32"  # storage of the master weights
     compute_dtype: Literal["float32", "bfloat16"] = "float32"  # matmuls; loss math is always f32
     logprob_chunk_size: int = 0  # 0 = no chunking over T when computing log-probs
-    remat: bool = False
 
 
 @dataclass(frozen=True)
@@ -121,7 +116,7 @@ class EvalConfig:
     """Held-out evaluation: greedy accuracy and sampled pass@1 / pass@k (unbiased estimator)."""
 
     every: int = 0  # RL steps between evals; 0 = only before and after training
-    num_examples: int = 128
+    num_examples: int = 128  # 0 disables evaluation
     k: int = 4  # samples per prompt for pass@k (0 = greedy only)
     temperature: float = 1.0
     batch_size: int = 128
@@ -142,11 +137,12 @@ class MeshConfig:
     data: int = -1
     fsdp: int = 1
     tensor: int = 1
+    num_devices: int = 0  # use the first N devices (0 = all)
 
 
 @dataclass(frozen=True)
 class RewardConfig:
-    num_workers: int = 2
+    num_workers: int = 2  # reward worker processes; 0 = in this process (no timeouts: debugging)
     timeout_s: float = 10.0
 
 
@@ -164,6 +160,9 @@ class Config:
     name: str = "run"
     run_dir: str = ""  # "" = runs/<name>
     seed: int = 0
+    # Persistent XLA compilation cache shared by runs (""= off): a restarted or resumed run, or a
+    # second process of the same shapes, loads its programs instead of compiling them again.
+    compilation_cache_dir: str = ""
     algorithm: str = "grpo"
     algo: Any = None  # the algorithm module's Config instance; None = its defaults
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -189,15 +188,14 @@ class Config:
 _POSITIVE = {
     "train.steps", "train.prompts_per_step", "train.group_size", "train.num_iterations",
     "train.num_minibatches", "train.max_sampling_rounds", "sampling.max_new_tokens",
-    "task.max_prompt_len", "sft.batch_size", "eval.num_examples", "eval.batch_size",
-    "checkpoint.max_to_keep", "reward.num_workers", "log.every",
+    "task.max_prompt_len", "sft.batch_size", "eval.batch_size",
+    "checkpoint.max_to_keep", "log.every",
 }
 _NON_NEGATIVE = {
     "sampling.top_k", "sampling.min_p", "optim.warmup_steps", "optim.weight_decay",
     "optim.max_grad_norm", "train.micro_batch_size", "sft.steps", "sft.warmup_steps",
-    "eval.every", "eval.k", "checkpoint.every", "model.num_layers", "model.hidden_size",
-    "model.num_heads", "model.intermediate_size", "model.logprob_chunk_size", "sft.weight_decay",
-    "sft.micro_batch_size",
+    "eval.every", "eval.k", "checkpoint.every", "model.logprob_chunk_size", "sft.weight_decay",
+    "sft.micro_batch_size", "eval.num_examples", "reward.num_workers", "mesh.num_devices",
 }
 
 
@@ -270,11 +268,11 @@ def _check_type(key: str, value: Any, hint: Any) -> None:
         if value is not None:
             raise ConfigError(f"{key} must be None, got {value!r}")
         return
-    if origin in (Mapping, dict, typing.Mapping) or hint in (dict,):
+    if origin in (cabc.Mapping, dict) or hint is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key} must be a mapping, got {type(value).__name__}")
         return
-    if origin in (tuple, Sequence, list):
+    if origin in (tuple, cabc.Sequence, list):
         if not isinstance(value, (tuple, list)):
             raise ConfigError(f"{key} must be a sequence, got {type(value).__name__}")
         return
@@ -347,7 +345,7 @@ def _parse_value(key: str, text: str, hint: Any) -> Any:
             raise ConfigError(f"{key} must be a float, got {text!r}") from None
     if hint is str:
         return text
-    if origin in (Mapping, dict, typing.Mapping) or origin in (tuple, list, Sequence):
+    if origin in (cabc.Mapping, dict, tuple, list, cabc.Sequence):
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
@@ -486,7 +484,7 @@ def _build(cls: type, d: dict[str, Any], prefix: str) -> Any:
             continue
         if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
             value = _build(hint, dict(value), f"{prefix}{name}.")
-        elif typing.get_origin(hint) in (tuple, Sequence) and isinstance(value, list):
+        elif typing.get_origin(hint) in (tuple, cabc.Sequence) and isinstance(value, list):
             value = tuple(value)
         kwargs[name] = value
     obj = cls(**kwargs)

@@ -75,20 +75,11 @@ def make_optimizer(learning_rate: float, total_steps: int, warmup_steps: int = 0
     return optax.chain(*parts)
 
 
-def bucket_length(n: int, cap: int, minimum: int = 16) -> int:
-    """Smallest power of two >= ``n`` (at least ``minimum``), capped at ``cap``: bounded recompiles."""
-    return min(cap, max(minimum, 1 << max(n - 1, 0).bit_length()))
-
-
 def left_pad(seqs: Sequence[Sequence[int]], length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Left-pads token lists to ``length``: (tokens [N, length] int32, mask [N, length] int32).
-
-    Raises ``ValueError`` naming the row when a sequence is longer than ``length``."""
+    """Left-pads token lists to ``length``: (tokens [N, length] int32, mask [N, length] int32)."""
     tokens = np.full((len(seqs), length), pad_id, np.int32)
     mask = np.zeros((len(seqs), length), np.int32)
     for i, s in enumerate(seqs):
-        if len(s) > length:
-            raise ValueError(f"prompt {i} has {len(s)} tokens > task.max_prompt_len={length}; raise it")
         if len(s):
             tokens[i, length - len(s):] = s
             mask[i, length - len(s):] = 1
@@ -169,6 +160,14 @@ def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
     return 1.0 - math.prod((num_samples - num_correct - i) / (num_samples - i) for i in range(k))
 
 
+def enable_compilation_cache(directory: str) -> None:
+    """Turns on JAX's persistent compilation cache in ``directory`` for this process (every
+    program, however fast it compiled, is stored)."""
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 def _cast_floats(tree: Any, dtype: Any) -> Any:
     return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
@@ -202,9 +201,13 @@ class Trainer:
         from jaxrl_llm import algorithms, models, rewards, tasks
 
         self.cfg = cfg = config_lib.resolve_algo(cfg)
+        if cfg.compilation_cache_dir:
+            enable_compilation_cache(cfg.compilation_cache_dir)
         self.run_dir = pathlib.Path(cfg.resolved_run_dir)
         self.is_main = distributed.is_main()
-        self.mesh = sharding.make_mesh({"data": cfg.mesh.data, "fsdp": cfg.mesh.fsdp, "tensor": cfg.mesh.tensor})
+        devices = jax.devices()[: cfg.mesh.num_devices] if cfg.mesh.num_devices else None
+        self.mesh = sharding.make_mesh({"data": cfg.mesh.data, "fsdp": cfg.mesh.fsdp, "tensor": cfg.mesh.tensor},
+                                       devices)
         self.algo = algorithms.get(cfg.algorithm)
         self.algo_cfg = cfg.algo
         self.task = tasks.make_task(cfg.task.name, **dict(cfg.task.kwargs))
@@ -252,7 +255,12 @@ class Trainer:
         return jax.tree.unflatten(jax.tree.structure(state), shards)
 
     def _init_opt_state(self, tx: optax.GradientTransformation) -> Any:
-        return jax.jit(tx.init)(self.params)
+        """``tx.init(params)`` laid out like the params (moments) or replicated (counters), so
+        that the donated update step sees identical input and output shardings: no recompiles."""
+        replicated = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+        shardings = optax.tree_map_params(tx, lambda _, sh: sh, jax.eval_shape(tx.init, self.params),
+                                          self.param_shardings, transform_non_params=lambda _: replicated)
+        return jax.jit(tx.init, out_shardings=shardings)(self.params)
 
     def put(self, x: np.ndarray, batch_axis: int = 0) -> jax.Array:
         """A host NumPy array (identical on every process) as a global array sharded along its
@@ -339,9 +347,16 @@ class Trainer:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def encode_prompts(self, examples) -> tuple[np.ndarray, np.ndarray]:
+        """Left-padded prompt tokens and mask [P, Sp], Sp a power-of-two bucket (bounded recompiles)."""
+        from jaxrl_llm import sampling
+
         ids = [self.render(e) for e in examples]
-        length = bucket_length(max(len(x) for x in ids), self.cfg.task.max_prompt_len)
-        return left_pad(ids, length, self.pad_id)
+        longest = max(len(x) for x in ids)
+        if longest > self.cfg.task.max_prompt_len:
+            i = max(range(len(ids)), key=lambda j: len(ids[j]))
+            raise ValueError(f"prompt of example {examples[i].id!r} has {longest} tokens > "
+                             f"task.max_prompt_len={self.cfg.task.max_prompt_len}; raise it")
+        return left_pad(ids, sampling.bucket_length(longest), self.pad_id)
 
     def generate(self, prompt_tokens: np.ndarray, prompt_mask: np.ndarray, key: jax.Array, num_samples: int,
                  greedy: bool = False, temperature: float | None = None):
@@ -350,14 +365,14 @@ class Trainer:
 
         s = self.cfg.sampling
         scfg = sampling.SamplingConfig(
-            temperature=s.temperature if temperature is None else temperature,
-            top_k=s.top_k, top_p=s.top_p, min_p=s.min_p, greedy=greedy,
-            max_new_tokens=s.max_new_tokens, stop_token_ids=tuple(self.eos_ids))
+            max_new_tokens=s.max_new_tokens, temperature=s.temperature if temperature is None else temperature,
+            top_k=s.top_k, top_p=s.top_p, min_p=s.min_p, greedy=greedy, stop_token_ids=tuple(self.eos_ids),
+            pad_id=self.pad_id, return_policy_logprobs=not greedy, return_entropies=not greedy)
         params = self.params
         if self.cfg.model.param_dtype != "float32":
             params = _cast_floats(params, jnp.dtype(self.cfg.model.param_dtype))
-        out = sampling.sample(self.model(params), self.put(prompt_tokens), self.put(prompt_mask), key, scfg,
-                              num_samples=num_samples)
+        out = sampling.sample(self.model(params), prompt_tokens, prompt_mask, key, scfg, num_samples=num_samples,
+                              mesh=self.mesh)
         return {f.name: distributed.to_host(getattr(out, f.name)) for f in dataclasses.fields(out)
                 if isinstance(getattr(out, f.name), jax.Array)}
 
@@ -403,6 +418,10 @@ class Trainer:
         self.counters.update(meta.get("counters", {}))
         self._jit_cache = {k: v for k, v in self._jit_cache.items() if "update" not in k}
 
+    def close(self) -> None:
+        """Stops the reward workers."""
+        self.reward_runner.close()
+
     # ------------------------------------------------------------------ algorithm hooks
     def _uses_reference(self) -> bool:
         return float(getattr(self.algo_cfg, "beta", 0.0) or 0.0) != 0.0
@@ -441,16 +460,16 @@ def _eos_ids(tokenizer, model_cfg) -> list[int]:
 
 
 def build_model(cfg: Config):
-    """The policy and its tokenizer from ``cfg.model`` (built-in name or local HF directory)."""
+    """The policy and its tokenizer from ``cfg.model``: f32 master weights, forward pass in
+    ``model.compute_dtype`` (the decoder casts each weight at use)."""
     from jaxrl_llm import models
 
-    m = cfg.model
-    overrides = {k: v for k, v in (("num_layers", m.num_layers), ("hidden_size", m.hidden_size),
-                                   ("num_heads", m.num_heads), ("intermediate_size", m.intermediate_size)) if v}
-    dtypes = {"dtype": m.compute_dtype, "param_dtype": "float32"}
-    if m.path:
-        return models.load_pretrained(m.path, seed=cfg.seed, **dtypes)
-    return models.get_model(m.name, seed=cfg.seed, **overrides, **dtypes)
+    model, tokenizer = models.get_model(cfg.model.name, dtype="float32", seed=cfg.seed)
+    if tokenizer is None:
+        raise ValueError(f"model {cfg.model.name!r} comes without a tokenizer; the trainer needs one")
+    if model.cfg.dtype != cfg.model.compute_dtype:
+        model.cfg = model.cfg.replace(dtype=cfg.model.compute_dtype)
+    return model, tokenizer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -511,12 +530,14 @@ def collect_rollout(tr: Trainer, key: jax.Array) -> tuple[dict[str, Any], list, 
         completions = tr.decode(out["tokens"], out["lengths"])
         rewards, info = tr.score(completions, row_examples)
         reward_time += time.perf_counter() - t0
-        failures = int(info.get("num_failures", 0)) if isinstance(info, Mapping) else 0
+        failures = sum(info["failures"].values()) + sum(info["timeouts"].values())
+        if failures and info.get("errors"):
+            warnings.warn(f"reward failures at step {tr.step + 1}: {info['errors']}")
         metrics["reward/failures"] = metrics.get("reward/failures", 0.0) + failures
         tr.counters["reward_failures"] += failures
         chunk = {
-            "prompt_tokens": np.repeat(prompt_tokens, G, axis=0),
-            "prompt_mask": np.repeat(prompt_mask, G, axis=0),
+            "prompt_tokens": out["prompt_tokens"].astype(np.int32),
+            "prompt_mask": out["prompt_mask"].astype(np.int32),
             "tokens": out["tokens"].astype(np.int32),
             "mask": out["mask"].astype(np.float32),
             "rewards": rewards,
@@ -566,7 +587,8 @@ def _keep_groups(tr: Trainer, chunk: Mapping[str, np.ndarray], G: int) -> np.nda
     hook = getattr(tr.algo, "filter_groups", None)
     if hook is None:
         return np.ones(chunk["rewards"].shape[0] // G, bool)
-    return np.asarray(hook({**chunk, "group_size": G}, tr.algo_cfg), bool).reshape(-1)
+    keep_rows = np.asarray(hook({**chunk, "group_size": G}, tr.algo_cfg), bool)  # [B]
+    return keep_rows.reshape(-1, G).any(axis=1)
 
 
 def _rollout_metrics(chunk: Mapping[str, np.ndarray], G: int) -> dict[str, float]:
@@ -593,17 +615,10 @@ def rl_step(tr: Trainer, timer: metrics_log.Timer) -> dict[str, float]:
     timer._acc["sample"] = timer._acc.get("sample", 0.0) + metrics.pop("time/sample")
     timer._acc["reward"] = timer._acc.get("reward", 0.0) + metrics.pop("time/reward")
 
-    with timer("advantages"):
-        shape = getattr(tr.algo, "shape_rewards", None)
-        if shape is not None:
-            rollout["rewards"] = np.asarray(shape(rollout, tr.algo_cfg), np.float32)
-        adv, adv_metrics = tr.algo.advantages(rollout, tr.algo_cfg, tr.algo_state)
-        rollout["advantages"] = np.asarray(adv, np.float32)
-        metrics.update({k: float(v) for k, v in adv_metrics.items()})
-
     tokens = np.concatenate([rollout["prompt_tokens"], rollout["tokens"]], axis=1)
     attention = np.concatenate([rollout["prompt_mask"].astype(np.float32), rollout["mask"]], axis=1)
     T = rollout["tokens"].shape[1]
+    # pi_old and pi_ref come before the advantages: KL-in-reward methods read them there.
     with timer("logprobs"):
         if c.train.old_logprobs == "recompute" or "policy_logprobs" not in rollout:
             old = tr.logprobs(tr.params, tr.put(tokens), tr.put(attention), T)
@@ -613,6 +628,17 @@ def rl_step(tr: Trainer, timer: metrics_log.Timer) -> dict[str, float]:
         if tr.ref_params is not None:
             ref = tr.logprobs(tr.ref_params, tr.put(tokens), tr.put(attention), T)
             rollout["ref_logprobs"] = distributed.to_host(ref)
+
+    with timer("advantages"):
+        shape = getattr(tr.algo, "shape_rewards", None)
+        if shape is not None:
+            rollout["rewards"] = np.asarray(shape(rollout["rewards"], rollout, tr.algo_cfg), np.float32)
+        adv, adv_metrics = tr.algo.advantages(rollout, tr.algo_cfg, tr.algo_state)
+        rollout["advantages"] = np.asarray(adv, np.float32)
+        metrics.update({k: float(v) for k, v in adv_metrics.items()})
+        extras = getattr(tr.algo, "batch_extras", None)
+        if extras is not None:
+            rollout.update({k: np.asarray(v) for k, v in extras(rollout, tr.algo_cfg).items()})
 
     batch_keys = [k for k, v in rollout.items() if isinstance(v, np.ndarray) and v.ndim >= 1
                   and k not in ("prompt_tokens", "prompt_mask") and v.shape[0] == tokens.shape[0]]
@@ -778,6 +804,7 @@ def train(cfg: Config, stop_after: int | None = None) -> dict[str, Any]:
         progress.close()
         ckpt.close()
         logger.close()
+        tr.close()
     summary = {"status": status, "step": tr.step, "run_dir": str(tr.run_dir),
                "wall_time_s": time.perf_counter() - t_start, "eval": tr.eval_history, "counters": tr.counters}
     if tr.is_main and status == "finished":

@@ -1,0 +1,98 @@
+"""Config: typed overrides, named errors before anything runs, serialization, experiment files."""
+
+import dataclasses
+import pathlib
+
+import pytest
+
+from jaxrl_llm import cli
+from jaxrl_llm import config as C
+from jaxrl_llm.algorithms import grpo
+
+
+def test_default_validates_and_overrides_parse_by_type():
+    cfg = C.apply_overrides(C.default_config(), [
+        "train.steps=7", "optim.learning_rate=3e-4", "log.tensorboard=false",
+        "train.old_logprobs=recompute", 'task.kwargs={"min_digits": 1}', "name=abc", "model.param_dtype=bfloat16",
+    ])
+    assert cfg.train.steps == 7 and isinstance(cfg.train.steps, int)
+    assert cfg.optim.learning_rate == 3e-4
+    assert cfg.log.tensorboard is False
+    assert cfg.train.old_logprobs == "recompute"
+    assert cfg.task.kwargs == {"min_digits": 1}
+    assert cfg.name == "abc" and cfg.model.param_dtype == "bfloat16"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.stpes=3", "unknown config key 'train.stpes'"),
+    ("trian.steps=3", "unknown config key 'trian.steps'"),
+    ("train.steps=three", "train.steps must be an int"),
+    ("train.steps=0", "train.steps must be > 0"),
+    ("optim.learning_rate=fast", "optim.learning_rate must be a float"),
+    ("log.tensorboard=maybe", "log.tensorboard must be a bool"),
+    ("train.old_logprobs=magic", "train.old_logprobs must be one of"),
+    ("sampling.top_p=1.5", "sampling.top_p must be in (0, 1]"),
+    ("train.num_minibatches=3", "train.num_minibatches=3 must divide"),
+    ("train", "must look like section.field=value"),
+    ("train=3", "train is a section"),
+    ("algo.betta=0.1", "unknown config key 'algo.betta'"),
+    ("algo.beta=big", "algo.beta must be a float"),
+    ("algorithm=nope", "algorithm 'nope' is not registered"),
+    ("task.kwargs=[1,2", "task.kwargs must be JSON"),
+])
+def test_bad_overrides_are_named_errors(override, message):
+    with pytest.raises(C.ConfigError) as e:
+        C.apply_overrides(C.default_config(), [override])
+    assert message in str(e.value)
+
+
+def test_algo_overrides_are_typed_against_the_algorithm_config():
+    cfg = C.apply_overrides(C.default_config(), ["algo.beta=0.0", "algo.eps_high=0.28"])
+    assert isinstance(cfg.algo, grpo.Config)
+    assert cfg.algo.beta == 0.0 and cfg.algo.eps_high == 0.28
+
+
+def test_round_trip_through_dict():
+    cfg = C.resolve_algo(C.apply_overrides(C.default_config(), ["algo.beta=0.01", "train.steps=5"]))
+    again = C.from_dict(C.to_dict(cfg))
+    assert again == cfg
+    d = C.to_dict(cfg)
+    d["train"]["bogus"] = 1
+    with pytest.raises(C.ConfigError, match="train.bogus"):
+        C.from_dict(d)
+
+
+def test_validate_rejects_wrong_types_set_in_python():
+    bad = dataclasses.replace(C.default_config(), train=dataclasses.replace(C.TrainConfig(), group_size=2.5))
+    with pytest.raises(C.ConfigError, match="train.group_size must be an int"):
+        C.validate(bad)
+
+
+def test_every_experiment_file_loads_and_documents_itself():
+    files = sorted(C.EXPERIMENTS_DIR.glob("*.py"))
+    assert files, "experiments/ holds no experiment files"
+    for path in files:
+        cfg = C.load_experiment(str(path))
+        C.resolve_algo(cfg)
+        text = path.read_text()
+        doc = text.split('"""')[1].lower()
+        for word in ("jaxrl-llm train", "hardware", "time", "expected"):
+            assert word in doc, f"{path.name}: docstring lacks {word!r}"
+
+
+def test_unknown_experiment_is_named():
+    with pytest.raises(C.ConfigError, match="experiment 'no_such_experiment' not found"):
+        C.load_experiment("no_such_experiment")
+
+
+def test_cli_reports_config_errors_before_running(capsys):
+    assert cli.main(["train", "--set", "train.stpes=3"]) == 2
+    err = capsys.readouterr().err
+    assert "config error" in err and "train.stpes" in err
+    assert cli.main(["train", "--set", "algo.beta=0.1", "--print-config"]) == 0
+    assert '"beta": 0.1' in capsys.readouterr().out
+
+
+def test_cli_plot_errors_on_missing_run(tmp_path: pathlib.Path, capsys):
+    assert cli.main(["plot", str(tmp_path / "nope")]) == 2
+    assert "no metrics.jsonl" in capsys.readouterr().err
