@@ -52,7 +52,7 @@ def _reference(model, tokens, mask, T):
     return logp, entropy
 
 
-@pytest.mark.parametrize("chunk_size", [128, 4, 1])  # one chunk, a remainder chunk, per token
+@pytest.mark.parametrize("chunk_size", [None, 128, 4, 1])  # unchunked, one chunk, a remainder, per token
 def test_completion_logprobs_and_entropy_match_numpy(model, chunk_size):
     tokens, mask = _batch()
     T = 6
@@ -78,7 +78,7 @@ def test_chunked_gradients_equal_unchunked(model):
         logp, ent = completion_logprobs(m, tokens, mask, T, return_entropy=True, chunk_size=chunk)
         return jnp.sum(weights * (logp + 0.1 * ent))
 
-    g_full = jax.jit(jax.grad(lambda p: loss(p, 128)))(params)
+    g_full = jax.jit(jax.grad(lambda p: loss(p, None)))(params)
     g_chunk = jax.jit(jax.grad(lambda p: loss(p, 3)))(params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4), g_full, g_chunk)
     assert float(jnp.abs(g_full["lm_head"][...]).max()) > 0

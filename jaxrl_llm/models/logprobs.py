@@ -4,7 +4,9 @@ Layout: ``tokens`` [B, S] = [prompt (left-padded) | completion (right-padded)], 
 being the last T positions. The log-prob of completion token t is read from the logits at
 position ``S - T + t - 1``. The unembedding and log-softmax run over chunks of positions under
 ``jax.checkpoint`` so that neither the forward nor the backward pass holds the full [B, T, V]
-logits at once; everything after the hidden states is f32.
+logits at once (the price: the backward pass recomputes each chunk's logits, one extra
+[B, T, D] x [D, V] matmul). ``chunk_size=None`` skips chunking and recomputation when [B, T, V]
+f32 logits fit in memory. Everything after the hidden states is f32.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def _chunk_stats(unembed, hidden, targets, return_entropy):
 
 
 def completion_logprobs(model, tokens, attention_mask, num_completion: int, *,
-                        return_entropy: bool = False, chunk_size: int = 128):
+                        return_entropy: bool = False, chunk_size: int | None = 128):
     """Log-probs [B, T] f32 (and entropies [B, T] f32 if asked) of the last T tokens.
 
     Args:
@@ -41,7 +43,8 @@ def completion_logprobs(model, tokens, attention_mask, num_completion: int, *,
       attention_mask: [B, S], 1 on real tokens (prompt and completion), 0 on padding.
       num_completion: T, the number of trailing positions to score.
       return_entropy: also return the entropy of the full softmax at each scored position.
-      chunk_size: positions per unembedding chunk (bounds memory at [B, chunk, V]).
+      chunk_size: positions per unembedding chunk (bounds memory at [B, chunk, V]); None: one
+        pass over all T positions, logits kept for the backward pass (faster, [B, T, V] memory).
     """
     B, S = tokens.shape
     T = num_completion
@@ -49,6 +52,9 @@ def completion_logprobs(model, tokens, attention_mask, num_completion: int, *,
     hidden, _ = model.hidden_states(tokens, positions, attention_mask)
     hidden = hidden[:, S - T - 1: S - 1]  # [B, T, D] predicts tokens[:, S-T:]
     targets = tokens[:, S - T:]
+    if chunk_size is None:
+        logp, ent = _chunk_stats(model.unembed, hidden, targets, return_entropy)
+        return (logp, ent) if return_entropy else logp
     chunk = min(chunk_size, T)
     n_chunks = -(-T // chunk)
     pad = n_chunks * chunk - T
