@@ -386,8 +386,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_state(self) -> dict[str, Any]:
-        return {"params": self.params, "opt_state": self.opt_state, "algo_state": self.algo_state,
-                "ref_params": self.ref_params, "rng": jax.random.key_data(self.base_key)}
+        return {"params": self.params, "opt_state": self.opt_state, "algo_state": _host_local(self.algo_state),
+                "ref_params": self.ref_params, "rng": np.asarray(jax.random.key_data(self.base_key))}
 
     def checkpoint_meta(self) -> dict[str, Any]:
         return {"step": self.step, "phase": self.phase, "data": _to_python(self.data_iter.get_state()),
@@ -401,9 +401,9 @@ class Trainer:
             self.sft_tx if phase == "sft" else self.rl_tx)
         rl = phase == "rl"
         return {"params": self.params, "opt_state": opt_state,
-                "algo_state": self._initial_algo_state() if rl else None,
+                "algo_state": _host_local(self._initial_algo_state()) if rl else None,
                 "ref_params": self.params if rl and self._uses_reference() else None,
-                "rng": jax.random.key_data(self.base_key)}
+                "rng": np.asarray(jax.random.key_data(self.base_key))}
 
     def load(self, state: Mapping[str, Any], meta: Mapping[str, Any]) -> None:
         self.step = int(meta["step"])
@@ -437,6 +437,17 @@ class Trainer:
         self.algo_state = self._initial_algo_state()
         # A device copy, not an alias: the live params are donated to every update.
         self.ref_params = jax.tree.map(jnp.copy, self.params) if self._uses_reference() else None
+
+
+def _host_local(tree: Any) -> Any:
+    """Single-device arrays (algorithm state, RNG) as NumPy: Orbax writes NumPy leaves from the
+    primary process, whereas a single-device jax.Array cannot be saved by a multi-process run."""
+    def one(x):
+        if isinstance(x, jax.Array) and len(x.sharding.device_set) == 1:
+            return np.asarray(x)
+        return x
+
+    return jax.tree.map(one, tree)
 
 
 def _pad_id(tokenizer) -> int:
