@@ -14,7 +14,7 @@ from transformers.generation import logits_process as hf_lp
 from jaxrl_llm import sharding
 from jaxrl_llm.models import Decoder, ModelConfig, completion_logprobs, positions_from_mask
 from jaxrl_llm.models.partition import shard_model
-from jaxrl_llm.sampling import processors
+from jaxrl_llm.sampling import decode, processors
 from jaxrl_llm import sampling
 
 CFG = ModelConfig(vocab_size=48, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
@@ -108,22 +108,37 @@ def test_inverse_cdf_sample_is_exact_and_avoids_zero_mass():
 
 
 # ------------------------------------------------------------------ cache
-def test_cached_decoding_matches_uncached_forward(model):
-    """Prefill + one-token steps (with a left-padded row and an in-context gap) give the logits
-    of one uncached forward pass over the same real tokens."""
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3"])
+def test_cached_decoding_matches_uncached_forward(arch):
+    """Prefill + one-token steps (a left-padded row, an in-context gap) give the logits of one
+    uncached forward pass over the same tokens: through ``Decoder``'s own cache and through the
+    sampler's ``decode_step``."""
+    cfg = CFG.replace(architecture=arch, attention_bias=arch == "qwen2", qk_norm=arch == "qwen3")
+    model = Decoder(cfg, rngs=nnx.Rngs(1))
+    if arch == "qwen2":
+        for name in ("bq", "bk", "bv"):
+            model.layers[name][...] = jax.random.normal(jax.random.key(2), model.layers[name].shape)
     tokens = jnp.array([[0, 0, 4, 5, 6, 7, 0, 9, 10, 11], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]], jnp.int32)
     mask = jnp.array([[0, 0, 1, 1, 1, 1, 0, 1, 1, 1], [1] * 10], jnp.int32)
     positions = positions_from_mask(mask)
-    full, _ = model(tokens, positions, mask)
-    cache = model.init_cache(2, 10)
-    pre, cache = model(tokens[:, :6], positions[:, :6], mask[:, :6], cache)
-    got = [pre]
-    for t in range(6, 10):
-        step, cache = model(tokens[:, t:t + 1], positions[:, t:t + 1], mask[:, t:t + 1], cache)
-        got.append(step)
-    got = jnp.concatenate(got, axis=1)
+    full = forward(model, tokens, mask)
     real = np.asarray(mask, bool)
-    np.testing.assert_allclose(np.asarray(got)[real], np.asarray(full)[real], atol=2e-5, rtol=1e-5)
+
+    @jax.jit
+    def cached(model, tokens, positions, mask):
+        pre, cache = model(tokens[:, :6], positions[:, :6], mask[:, :6], model.init_cache(2, 10))
+        steps_model, steps_decode = [pre], [pre]
+        dcache, layers = decode.DecodeCache.from_cache(cache), decode.split_layers(model)
+        for t in range(6, 10):
+            step = (tokens[:, t:t + 1], positions[:, t:t + 1], mask[:, t:t + 1])
+            logits, cache = model(*step, cache)
+            steps_model.append(logits)
+            logits, dcache = decode.decode_step(model, layers, *step, dcache)
+            steps_decode.append(logits)
+        return jnp.concatenate(steps_model, 1), jnp.concatenate(steps_decode, 1)
+
+    for got in cached(model, tokens, positions, mask):
+        np.testing.assert_allclose(np.asarray(got)[real], np.asarray(full)[real], atol=2e-5, rtol=1e-5)
 
 
 # ------------------------------------------------------------------ log-probs vs the trainer

@@ -53,7 +53,7 @@ from flax import nnx, struct
 from jaxrl_llm import sharding
 from jaxrl_llm.models.cache import KV_AXES, VALID_AXES, KVCache
 from jaxrl_llm.models.logprobs import positions_from_mask
-from jaxrl_llm.sampling import processors
+from jaxrl_llm.sampling import decode, processors
 from jaxrl_llm.sampling.buckets import bucket_length
 
 # stop_reason codes
@@ -156,6 +156,12 @@ def _constrain_cache(cache: KVCache, mesh) -> KVCache:
                    valid=_constrain(cache.valid, mesh, VALID_AXES), index=cache.index)
 
 
+def _constrain_decode_cache(cache: decode.DecodeCache, mesh) -> decode.DecodeCache:
+    kv = lambda xs: tuple(_constrain(x, mesh, decode.DECODE_KV_AXES) for x in xs)
+    return decode.DecodeCache(k=kv(cache.k), v=kv(cache.v), valid=_constrain(cache.valid, mesh, VALID_AXES),
+                              index=cache.index)
+
+
 def _choose(logits, step, uniform, cfg: SamplingConfig, temperature_rule):
     """One step's token [B] and its log q, log pi and H(q) ([B] f32 each; None where not asked)."""
     policy_logp = None
@@ -208,7 +214,8 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
 
     # ---- the G samples of a prompt share its prefill
     rows = jnp.repeat(jnp.arange(P), G)                                             # [B]
-    cache = _constrain_cache(cache.take_rows(rows), mesh)
+    cache = _constrain_decode_cache(decode.DecodeCache.from_cache(cache).take_rows(rows), mesh)
+    layers = decode.split_layers(model)
     logits = _constrain(logits[rows], mesh, ("batch", "vocab"))
     context_length = context_length[rows]
 
@@ -248,7 +255,7 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
     def body(state):
         t, cache, token, carry = state
         positions = (context_length + t - 1)[:, None]
-        logits, cache = model(token[:, None], positions, jnp.ones((B, 1), jnp.bool_), cache)
+        logits, cache = decode.decode_step(model, layers, token[:, None], positions, jnp.ones((B, 1), jnp.bool_), cache)
         carry, token = record(carry, t, logits[:, 0])
         return t + 1, cache, token, carry
 

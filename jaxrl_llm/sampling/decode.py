@@ -1,0 +1,118 @@
+"""The decoding step the sampler's loop runs: per-layer weights and caches, written in place.
+
+``Decoder.__call__`` with a cache scans the stacked layers. Inside a decoding loop on XLA:CPU
+that costs, at every step: a copy of each layer's weight slice out of the stacked array before
+its matmul (the ``dynamic-slice`` is not fused into the GEMM), a read-modify-write copy of each
+layer's cache slice, and a transpose of each layer's cache for the attention einsum. Decoding is
+memory-bound, so these copies multiply the step time. Here, once per sampling call:
+
+- the stacked parameters are split into per-layer arrays (``split_layers``), and
+- the prefilled ``KVCache`` is split into per-layer caches laid out [B, K, Smax, Dh]
+  (``DecodeCache.from_cache``): kv heads before slots, so the attention einsums have their
+  batch dims (B, K) leading on both operands and run as batched GEMMs on the cache as stored;
+
+and each step unrolls the L layers, writes the new keys/values into the carried caches
+(``dynamic_update_slice`` on a loop-carried buffer is done in place) and attends over them.
+
+The block's arithmetic is ``Decoder.hidden_states`` (same parameters, ``rms_norm`` and RoPE
+helpers, f32 softmax); ``tests/test_sampling.py`` checks the logits against the uncached
+``Decoder.__call__`` for the llama, qwen2 (q/k/v biases) and qwen3 (q/k norm) blocks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxrl_llm.models import rope
+from jaxrl_llm.models.cache import KVCache
+from jaxrl_llm.models.decoder import rms_norm
+
+# Logical axes of one layer's k / v in the decode layout, for jaxrl_llm.sharding.RULES.
+DECODE_KV_AXES = ("batch", "kv_heads", "cache_seq", "head_dim")
+
+
+@struct.dataclass
+class DecodeCache:
+    """k, v: tuples of L arrays [B, K, Smax, Dh]; valid: [B, Smax] bool; index: [] int32."""
+
+    k: tuple
+    v: tuple
+    valid: jax.Array
+    index: jax.Array
+
+    @classmethod
+    def from_cache(cls, cache: KVCache) -> "DecodeCache":
+        """Splits a ``KVCache`` ([L, B, Smax, K, Dh]) into per-layer [B, K, Smax, Dh] arrays."""
+        num_layers = cache.k.shape[0]
+        k = tuple(cache.k[l].swapaxes(1, 2) for l in range(num_layers))
+        v = tuple(cache.v[l].swapaxes(1, 2) for l in range(num_layers))
+        return cls(k=k, v=v, valid=cache.valid, index=cache.index)
+
+    def take_rows(self, rows: jax.Array) -> "DecodeCache":
+        """Gathers rows, e.g. repeats each prompt's prefill for its G samples."""
+        take = lambda x: jnp.take(x, rows, axis=0)
+        return DecodeCache(k=tuple(map(take, self.k)), v=tuple(map(take, self.v)),
+                           valid=take(self.valid), index=self.index)
+
+
+def split_layers(model) -> list[dict]:
+    """The stacked layer parameters as L dicts of per-layer arrays (compute dtype)."""
+    cdt = model.cfg.compute_dtype
+    stacked = {name: var[...] for name, var in model.layers.items()}
+    return [{name: w[l].astype(cdt) for name, w in stacked.items()} for l in range(model.cfg.num_layers)]
+
+
+def decode_step(model, layers, tokens, positions, attention_mask, cache: DecodeCache):
+    """Logits [B, S, V] f32 of S new tokens written at cache slots ``[index, index + S)``.
+
+    Same contract as ``Decoder.__call__(tokens, positions, attention_mask, cache)`` with the
+    parameters of ``split_layers(model)`` and a ``DecodeCache``; returns ``(logits, cache)``.
+    """
+    cfg = model.cfg
+    cdt = cfg.compute_dtype
+    B, S = tokens.shape
+    K, Dh = cfg.num_kv_heads, cfg.head_dim
+    G = cfg.num_heads // K
+    x = jnp.take(model.embed[...], tokens, axis=0).astype(cdt)
+    cos, sin = rope.cos_sin(positions, cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
+    valid = jax.lax.dynamic_update_slice(cache.valid, attention_mask.astype(jnp.bool_), (0, cache.index))
+    q_slot = cache.index + jnp.arange(S)
+    k_slot = jnp.arange(valid.shape[1])
+    allowed = (k_slot[None, :] <= q_slot[:, None])[None] & valid[:, None, :]            # [B, S, Smax]
+    allowed = jnp.tile(allowed, (1, G, 1))[:, None]                                   # [B, 1, G*S, Smax]
+    at = (0, 0, cache.index, 0)
+    new_k, new_v = [], []
+    for p, k_cache, v_cache in zip(layers, cache.k, cache.v):
+        h = rms_norm(x, p["attn_norm"], cfg.rms_norm_eps)
+        q = jnp.einsum("bsd,dhk->bshk", h, p["wq"])
+        k = jnp.einsum("bsd,dhk->bshk", h, p["wk"])
+        v = jnp.einsum("bsd,dhk->bshk", h, p["wv"])
+        if "bq" in p:
+            q, k, v = q + p["bq"], k + p["bk"], v + p["bv"]
+        if "q_norm" in p:
+            q = rms_norm(q, p["q_norm"], cfg.rms_norm_eps)
+            k = rms_norm(k, p["k_norm"], cfg.rms_norm_eps)
+        q = rope.apply(q, cos, sin)
+        k = rope.apply(k, cos, sin)
+        k_cache = jax.lax.dynamic_update_slice(k_cache, k.swapaxes(1, 2).astype(k_cache.dtype), at)
+        v_cache = jax.lax.dynamic_update_slice(v_cache, v.swapaxes(1, 2).astype(v_cache.dtype), at)
+        new_k.append(k_cache)
+        new_v.append(v_cache)
+        q = q.reshape(B, S, K, G, Dh).transpose(0, 2, 3, 1, 4).reshape(B, K, G * S, Dh)
+        scores = jnp.einsum("bkqd,bktd->bkqt", q, k_cache.astype(cdt), preferred_element_type=jnp.float32)
+        scores = jnp.where(allowed, scores * (1.0 / math.sqrt(Dh)), jnp.finfo(jnp.float32).min)
+        probs = jax.nn.softmax(scores, axis=-1).astype(cdt)
+        out = jnp.einsum("bkqt,bktd->bkqd", probs, v_cache.astype(cdt))               # [B, K, G*S, Dh]
+        out = out.reshape(B, K, G, S, Dh).transpose(0, 3, 1, 2, 4).reshape(B, S, cfg.num_heads, Dh)
+        x = x + jnp.einsum("bshk,hkd->bsd", out, p["wo"])
+        h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps)
+        gate = jnp.einsum("bsd,df->bsf", h, p["w_gate"])
+        up = jnp.einsum("bsd,df->bsf", h, p["w_up"])
+        x = x + jnp.einsum("bsf,fd->bsd", jax.nn.silu(gate) * up, p["w_down"])
+    x = rms_norm(x, model.final_norm[...], cfg.rms_norm_eps)
+    cache = DecodeCache(k=tuple(new_k), v=tuple(new_v), valid=valid, index=cache.index + S)
+    return model.unembed(x), cache
