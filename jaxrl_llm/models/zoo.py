@@ -81,6 +81,8 @@ def _from_scratch(cfg: ModelConfig):
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
+    """A registry entry: how to build the model (and its tokenizer alone, for ``get_tokenizer``)."""
+
     name: str
     description: str
     build: Callable  # (dtype, seed, mesh) -> (model, tokenizer)
