@@ -494,7 +494,27 @@ def _build(cls: type, d: dict[str, Any], prefix: str) -> Any:
     return obj
 
 
+DEFAULT_TASK_KWARGS = {
+    "min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1, "operators": ["+", "-"],
+    "allow_parentheses": False, "allow_negation": False, "num_eval": 500,
+}
+
+
 def default_config() -> Config:
-    """The embedded default run (``jaxrl-llm train`` with no arguments); see
-    ``experiments/default.py`` for its command, hardware, time and expected result."""
-    return Config(name="default")
+    """The embedded default run (``jaxrl-llm train`` with no arguments): the ``small``
+    from-scratch model, an SFT warm start on generated demonstrations (the task's reference answer
+    followed by the stop token), then GRPO on reasoning-gym ``basic_arithmetic`` (two one-digit
+    operands, + and -). See ``experiments/default.py`` for its command, hardware, time and result."""
+    return Config(
+        name="default",
+        algorithm="grpo",
+        model=ModelConfig(name="small"),
+        task=TaskConfig(name="rg:basic_arithmetic", kwargs=dict(DEFAULT_TASK_KWARGS), max_prompt_len=64),
+        sampling=SamplingConfig(temperature=1.0, max_new_tokens=4),
+        optim=OptimConfig(learning_rate=2e-4, warmup_steps=0, max_grad_norm=1.0),
+        train=TrainConfig(steps=100, prompts_per_step=16, group_size=8),
+        sft=SFTConfig(steps=120, batch_size=64, learning_rate=1e-3, warmup_steps=20, template="{answer}"),
+        eval=EvalConfig(every=25, num_examples=256, k=4, batch_size=256),
+        checkpoint=CheckpointConfig(every=25),
+        reward=RewardConfig(num_workers=2, timeout_s=10.0),
+    )

@@ -41,8 +41,7 @@ def read_metrics(run_dir: str | pathlib.Path) -> list[dict[str, Any]]:
 
 
 def _to_float(x: Any) -> float:
-    value = float(np.asarray(x))
-    return value
+    return float(np.asarray(x))
 
 
 class MetricsLogger:
@@ -118,6 +117,10 @@ class Timer:
             yield
         finally:
             self._acc[name] = self._acc.get(name, 0.0) + time.perf_counter() - t0
+
+    def add(self, name: str, seconds: float) -> None:
+        """Adds time measured elsewhere to section ``name``."""
+        self._acc[name] = self._acc.get(name, 0.0) + seconds
 
     def split(self) -> dict[str, float]:
         total = time.perf_counter() - self._start

@@ -506,6 +506,10 @@ def sft_step(tr: Trainer) -> dict[str, float]:
     eos = tr.eos_ids[0] if tr.eos_ids else tr.pad_id
     demos = [list(tr.tokenizer(sft_demonstration(e, c.sft.template), add_special_tokens=False)["input_ids"]) + [eos]
              for e in examples]
+    longest = max(range(len(demos)), key=lambda i: len(demos[i]))
+    if len(demos[longest]) > c.sampling.max_new_tokens:
+        raise ValueError(f"SFT demonstration of example {examples[longest].id!r} has {len(demos[longest])} tokens "
+                         f"(stop token included) > sampling.max_new_tokens={c.sampling.max_new_tokens}; raise it")
     completion, cmask = right_pad(demos, c.sampling.max_new_tokens, tr.pad_id)
     tokens = np.concatenate([prompt_tokens, completion], axis=1)
     attention = np.concatenate([prompt_mask.astype(np.float32), cmask], axis=1)
@@ -623,8 +627,8 @@ def rl_step(tr: Trainer, timer: metrics_log.Timer) -> dict[str, float]:
     c = tr.cfg
     key = jax.random.fold_in(tr.base_key, tr.step)
     rollout, examples, metrics = collect_rollout(tr, key)
-    timer._acc["sample"] = timer._acc.get("sample", 0.0) + metrics.pop("time/sample")
-    timer._acc["reward"] = timer._acc.get("reward", 0.0) + metrics.pop("time/reward")
+    timer.add("sample", metrics.pop("time/sample"))
+    timer.add("reward", metrics.pop("time/reward"))
 
     tokens = np.concatenate([rollout["prompt_tokens"], rollout["tokens"]], axis=1)
     attention = np.concatenate([rollout["prompt_mask"].astype(np.float32), rollout["mask"]], axis=1)
@@ -839,6 +843,10 @@ def _finish(tr: Trainer, summary: dict[str, Any]) -> None:
     rows = {name: ev for name, ev in tr.eval_history.items() if name in ("before", "after")}
     if rows:
         print(metrics_log.summary_table(rows), flush=True)
+    if len(rows) == 2:
+        before, after = rows["before"]["eval/accuracy"], rows["after"]["eval/accuracy"]
+        print(f"held-out accuracy (greedy): {100 * before:.1f}% after SFT -> {100 * after:.1f}% after RL "
+              f"({100 * (after - before):+.1f} points)", flush=True)
     records = [r for r in metrics_log.read_metrics(tr.run_dir) if r.get("phase") == "rl"]
     if records:
         keys = [k for k in ("time/sample", "time/reward", "time/update", "time/logprobs", "time/other", "time/step")

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 from jaxrl_llm import config as C
 from jaxrl_llm import metrics_log, train
@@ -168,3 +169,20 @@ def test_end_to_end_tiny_run(tmp_path):
     # a finished run resumes to "nothing to do" and keeps its metrics
     again = train.train(cfg)
     assert again["step"] == 4 and metrics_log.read_metrics(tmp_path) == records
+
+    # the CLI around the run directory: plot, sample, export (HF format, reloads to the same weights)
+    from jaxrl_llm import cli, models
+
+    assert cli.main(["plot", str(tmp_path), str(tmp_path), "--out", str(tmp_path / "cmp.png")]) == 0
+    assert (tmp_path / "cmp.png").stat().st_size > 1000
+    assert cli.main(["sample", str(tmp_path), "--prompt", "Calculate 1 + 2.", "--greedy"]) == 0
+    assert cli.main(["export", str(tmp_path), str(tmp_path / "hf")]) == 0
+    exported, tokenizer = models.load_pretrained(tmp_path / "hf")
+    assert tokenizer is not None
+    tr = train.Trainer(cfg)
+    restored = train.checkpoint_lib.Checkpointer(tmp_path / "checkpoints").restore(tr.restore_target)
+    tr.close()
+    want = jax.tree.leaves(restored[1]["params"])
+    got = jax.tree.leaves(nnx.state(exported))
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
