@@ -4,8 +4,9 @@ A from-scratch ``small`` model (4 layers, d=256, 3.0M parameters, character-leve
 tokenizer) learns reasoning-gym ``basic_arithmetic`` (two one-digit operands, + and -, e.g.
 "Calculate 7 - 9." -> "-2"): first an SFT warm start on generated demonstrations (the generator's
 reference answer, then the stop token; prompt tokens masked), then GRPO (group size 8, 16 prompts
-per step, no KL) on the task's own verifier. Held-out accuracy (greedy; and sampled pass@1 /
-pass@4) is measured on 256 held-out generator indices after SFT, every 25 RL steps and at the end.
+per step, KL weight beta=0.04 to the frozen SFT start) on the task's own verifier. Held-out
+accuracy (greedy; and sampled pass@1 / pass@4) is measured on 256 held-out generator indices
+after SFT, every 25 RL steps and at the end.
 
 Command:
     jaxrl-llm train                 # the same as: jaxrl-llm train default

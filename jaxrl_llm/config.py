@@ -511,7 +511,7 @@ def default_config() -> Config:
         model=ModelConfig(name="small"),
         task=TaskConfig(name="rg:basic_arithmetic", kwargs=dict(DEFAULT_TASK_KWARGS), max_prompt_len=64),
         sampling=SamplingConfig(temperature=1.0, max_new_tokens=4),
-        optim=OptimConfig(learning_rate=2e-4, warmup_steps=0, max_grad_norm=1.0),
+        optim=OptimConfig(learning_rate=5e-5, warmup_steps=0, max_grad_norm=1.0),
         train=TrainConfig(steps=100, prompts_per_step=16, group_size=8),
         sft=SFTConfig(steps=120, batch_size=64, learning_rate=1e-3, warmup_steps=20, template="{answer}"),
         eval=EvalConfig(every=25, num_examples=256, k=4, batch_size=256),
