@@ -98,9 +98,18 @@ def run_trl(steps: int) -> dict | None:
 
     path = zoo.smollm2_path()
     t0 = time.perf_counter()
-    model = transformers.AutoModelForCausalLM.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path),
-                                                              dtype=torch.float32)
+    gguf = transformers.AutoModelForCausalLM.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path),
+                                                             dtype=torch.float32)
     tok = transformers.AutoTokenizer.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path))
+    # The GGUF loader dequantizes to f32 but flags the model as quantized, which Trainer refuses to
+    # fine-tune: copy the same f32 weights into a plain model built from the same config.
+    config = gguf.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(gguf.state_dict())
+    model.generation_config = gguf.generation_config
+    del gguf
     load_s = time.perf_counter() - t0
     gen_times: list[float] = []
     original_generate = model.generate
@@ -148,6 +157,9 @@ def main(argv=None) -> int:
     import jax
 
     ours = run_ours(args.steps)
+    print(f"ours: {ours['seconds_per_step']:.2f} s/step (sample {ours['sample_s']:.2f}, reward {ours['reward_s']:.2f}, "
+          f"update {ours['update_s']:.2f}, other {ours['other_s']:.2f}); first step {ours['first_step_s']:.1f} s",
+          flush=True)
     peer = None if args.skip_peer else run_trl(args.steps)
     result = {
         "benchmark": "rl_step", "model": "smollm2-135m-instruct", "prompts": PROMPTS, "samples_per_prompt": SAMPLES,
@@ -164,8 +176,6 @@ def main(argv=None) -> int:
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"ours: {ours['seconds_per_step']:.2f} s/step (sample {ours['sample_s']:.2f}, reward {ours['reward_s']:.2f}, "
-          f"update {ours['update_s']:.2f}, other {ours['other_s']:.2f}); first step {ours['first_step_s']:.1f} s")
     if peer:
         gen = f"{peer['generate_s']:.2f}" if peer["generate_s"] is not None else "?"
         print(f"TRL {peer['trl_version']}: {peer['seconds_per_step']:.2f} s/step (generate {gen}); "
