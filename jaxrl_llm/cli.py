@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.command == "export":
         from jaxrl_llm import models
 
-        models.save_pretrained(tr.model(tr.params), tr.tokenizer, args.out_dir)
+        models.save_pretrained(tr.model(tr.params), args.out_dir, tokenizer=tr.tokenizer)
         print(f"wrote {args.out_dir}")
     tr.close()
     return 0
