@@ -29,6 +29,7 @@ iterator position is checkpointed, so a resumed run repeats an uninterrupted run
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import pathlib
@@ -211,6 +212,8 @@ class Trainer:
         self.algo = algorithms.get(cfg.algorithm)
         self.algo_cfg = cfg.algo
         self.task = tasks.make_task(cfg.task.name, **dict(cfg.task.kwargs))
+        self.cfg = cfg = fit_algo_to_task(cfg, self.algo, self.task.num_train)
+        self.algo_cfg = cfg.algo
         self.reward_runner = rewards.RewardRunner(self.task.reward_fns, num_workers=cfg.reward.num_workers,
                                                   timeout_s=cfg.reward.timeout_s)
         model, self.tokenizer = build_model(cfg)
@@ -359,8 +362,9 @@ class Trainer:
         return left_pad(ids, sampling.bucket_length(longest), self.pad_id)
 
     def generate(self, prompt_tokens: np.ndarray, prompt_mask: np.ndarray, key: jax.Array, num_samples: int,
-                 greedy: bool = False, temperature: float | None = None):
-        """Samples ``num_samples`` completions per prompt; returns the sampler output as host arrays."""
+                 greedy: bool = False, temperature: float | None = None, temperature_rule=None):
+        """Samples ``num_samples`` completions per prompt; returns the sampler output as host arrays.
+        ``temperature_rule``: the sampler's per-row temperature hook (``sampling.sample``)."""
         from jaxrl_llm import sampling
 
         s = self.cfg.sampling
@@ -372,7 +376,7 @@ class Trainer:
         if self.cfg.model.param_dtype != "float32":
             params = _cast_floats(params, jnp.dtype(self.cfg.model.param_dtype))
         out = sampling.sample(self.model(params), prompt_tokens, prompt_mask, key, scfg, num_samples=num_samples,
-                              mesh=self.mesh)
+                              temperature_rule=temperature_rule, mesh=self.mesh)
         return {f.name: distributed.to_host(getattr(out, f.name)) for f in dataclasses.fields(out)
                 if isinstance(getattr(out, f.name), jax.Array)}
 
@@ -470,6 +474,36 @@ def _eos_ids(tokenizer, model_cfg) -> list[int]:
     return sorted({int(i) for i in ids})
 
 
+def fit_algo_to_task(cfg: Config, algo: Any, num_train: int) -> Config:
+    """Checks the algorithm config against the task and the sampler; fills ``num_prompts``.
+
+    A per-prompt state (``num_prompts``) indexes the task's training examples by ``prompt_ids``:
+    0 (unset) becomes ``num_train``; a method that draws its own prompts (``select_prompts``)
+    covers the first ``num_prompts <= num_train`` examples; any other method needs
+    ``num_prompts == num_train``. A stored response length (``max_response_len``) must equal
+    ``sampling.max_new_tokens``. Raises ``ConfigError`` naming the field otherwise.
+    """
+    a = cfg.algo
+    n = getattr(a, "num_prompts", None)
+    if n is not None:
+        if n == 0:
+            a = dataclasses.replace(a, num_prompts=num_train)
+        elif hasattr(algo, "select_prompts") and n > num_train:
+            raise config_lib.ConfigError(
+                f"algo.num_prompts={n} > the {num_train} training examples of task {cfg.task.name!r}: "
+                f"{cfg.algorithm} draws prompt indices in [0, num_prompts); lower it")
+        elif not hasattr(algo, "select_prompts") and n != num_train:
+            raise config_lib.ConfigError(
+                f"algo.num_prompts={n} != the {num_train} training examples of task {cfg.task.name!r}: "
+                f"{cfg.algorithm}'s per-prompt state is indexed by the example index; set it to {num_train} or 0")
+    t = getattr(a, "max_response_len", None)
+    if t is not None and t != cfg.sampling.max_new_tokens:
+        raise config_lib.ConfigError(
+            f"algo.max_response_len={t} != sampling.max_new_tokens={cfg.sampling.max_new_tokens}: "
+            f"{cfg.algorithm} stores responses of that length; make them equal")
+    return cfg if a is cfg.algo else dataclasses.replace(cfg, algo=a)
+
+
 def build_model(cfg: Config):
     """The policy and its tokenizer from ``cfg.model``: f32 master weights, forward pass in
     ``model.compute_dtype`` (the decoder casts each weight at use)."""
@@ -526,7 +560,14 @@ def sft_step(tr: Trainer) -> dict[str, float]:
 
 def collect_rollout(tr: Trainer, key: jax.Array) -> tuple[dict[str, Any], list, dict[str, float]]:
     """Samples, scores and (with a ``filter_groups`` hook) filters until ``prompts_per_step``
-    groups are kept. Returns (rollout of host arrays, examples per row, metrics)."""
+    groups are kept. Returns (rollout of host arrays, examples per row, metrics).
+
+    The rollout always holds ``prompt_ids`` [B] int32, each row's training-example index. The
+    algorithm's optional hooks act here: ``select_prompts`` draws the prompt indices instead of
+    the data iterator, ``group_prompts`` gives each row of a group its own prompt text (one
+    sample per prompt, rows group-major), ``temperature_rule`` sets the sampler's temperature
+    from the algorithm state, and ``host_extras`` adds arrays computed from the decoded text.
+    """
     c = tr.cfg
     P, G = c.train.prompts_per_step, c.train.group_size
     kept: list[dict[str, np.ndarray]] = []
@@ -534,11 +575,15 @@ def collect_rollout(tr: Trainer, key: jax.Array) -> tuple[dict[str, Any], list, 
     metrics: dict[str, float] = {}
     n_kept = 0
     sample_time = reward_time = 0.0
+    rule_hook = getattr(tr.algo, "temperature_rule", None)
+    rule = rule_hook(tr.algo_cfg, _algo_state(tr)) if rule_hook is not None else None
+    host_extras = getattr(tr.algo, "host_extras", None)
     for round_ in range(c.train.max_sampling_rounds):
-        examples = [next(tr.data_iter) for _ in range(P)]
+        round_key = jax.random.fold_in(key, round_)
+        examples, ids = _draw_prompts(tr, P, jax.random.fold_in(round_key, 1))
         t0 = time.perf_counter()
-        prompt_tokens, prompt_mask = tr.encode_prompts(examples)
-        out = tr.generate(prompt_tokens, prompt_mask, jax.random.fold_in(key, round_), G)
+        prompt_tokens, prompt_mask, per_prompt, row_arrays = _encode_groups(tr, examples, G)
+        out = tr.generate(prompt_tokens, prompt_mask, round_key, 1 if per_prompt else G, temperature_rule=rule)
         sample_time += time.perf_counter() - t0
         t0 = time.perf_counter()
         row_examples = [e for e in examples for _ in range(G)]
@@ -558,10 +603,14 @@ def collect_rollout(tr: Trainer, key: jax.Array) -> tuple[dict[str, Any], list, 
             "rewards": rewards,
             "sampler_logprobs": out["logprobs"].astype(np.float32),
             "lengths": out["lengths"].astype(np.int32),
+            "prompt_ids": np.repeat(ids, G).astype(np.int32),
         }
         for name in ("policy_logprobs", "entropies"):
             if name in out:
                 chunk[name] = out[name].astype(np.float32)
+        chunk.update(row_arrays)
+        if host_extras is not None:
+            chunk.update({k: np.asarray(v) for k, v in host_extras(completions, G, tr.algo_cfg).items()})
         if round_ == 0:
             metrics.update(_rollout_metrics(chunk, G))
         keep = _keep_groups(tr, chunk, G)
@@ -590,6 +639,69 @@ def collect_rollout(tr: Trainer, key: jax.Array) -> tuple[dict[str, Any], list, 
     return rollout, kept_examples, metrics
 
 
+def _algo_state(tr: Trainer) -> Any:
+    """The algorithm state as jax arrays (a restored checkpoint holds NumPy leaves, which lack
+    the ``.at`` updates the hooks use)."""
+    return None if tr.algo_state is None else jax.tree.map(jnp.asarray, tr.algo_state)
+
+
+@functools.lru_cache(maxsize=4)
+def _example_order(num_train: int, seed: int) -> Any:
+    """Index ``p`` -> the training-example index the data iterator yields at position ``p``:
+    the same grain pipeline as ``tasks.TrainIterator``, without the ``map`` to examples."""
+    import grain
+
+    return grain.MapDataset.range(num_train).shuffle(seed=seed).repeat(None)
+
+
+def _draw_prompts(tr: Trainer, P: int, key: jax.Array) -> tuple[list, np.ndarray]:
+    """``P`` training examples and their indices [P] int32: from the algorithm's
+    ``select_prompts(state, P, key, cfg)`` when it has one, else the next ``P`` of the data iterator."""
+    select = getattr(tr.algo, "select_prompts", None)
+    if select is not None:
+        ids = np.asarray(select(_algo_state(tr), P, key, tr.algo_cfg), np.int32)
+        if ids.shape != (P,) or ids.min() < 0 or ids.max() >= tr.task.num_train:
+            raise ValueError(f"{tr.cfg.algorithm}.select_prompts returned indices of shape {ids.shape} in "
+                             f"[{ids.min()}, {ids.max()}]; need [{P}] in [0, {tr.task.num_train})")
+        return [tr.task.train_example(int(i)) for i in ids], ids
+    state = tr.data_iter.get_state()
+    order = _example_order(tr.task.num_train, int(state["seed"]))
+    start = int(state["grain"]["next_index"])
+    ids = np.asarray([order[start + j] for j in range(P)], np.int32)
+    examples = [next(tr.data_iter) for _ in range(P)]
+    if tr.task.train_example(int(ids[0])).id != examples[0].id:
+        raise RuntimeError(f"prompt_ids out of step with the data iterator of task {tr.task.name!r}: index "
+                           f"{ids[0]} is not example {examples[0].id!r} (did tasks.TrainIterator change?)")
+    return examples, ids
+
+
+def _encode_groups(tr: Trainer, examples: list, G: int) -> tuple[np.ndarray, np.ndarray, bool, dict[str, np.ndarray]]:
+    """Prompt tokens/mask for sampling. Without a ``group_prompts`` hook: [P, Sp], to be sampled
+    ``G`` times each. With it: the hook's ``G`` prompt texts per example, [P*G, Sp] group-major,
+    sampled once each, and its per-row arrays concatenated to [P*G]. Returns
+    ``(tokens, mask, one_sample_per_prompt, row_arrays)``."""
+    from jaxrl_llm import sampling, tasks
+
+    hook = getattr(tr.algo, "group_prompts", None)
+    if hook is None:
+        tokens, mask = tr.encode_prompts(examples)
+        return tokens, mask, False, {}
+    system = tr.cfg.task.system_prompt or None
+    ids, arrays = [], []
+    for e in examples:
+        texts, extra = hook(tasks.render_prompt(e, tr.tokenizer, system_prompt=system), G, tr.algo_cfg)
+        if len(texts) != G:
+            raise ValueError(f"{tr.cfg.algorithm}.group_prompts returned {len(texts)} prompts for group size {G}")
+        ids.extend(list(tr.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+        arrays.append(extra)
+    longest = max(len(x) for x in ids)
+    if longest > tr.cfg.task.max_prompt_len:
+        raise ValueError(f"a {tr.cfg.algorithm}.group_prompts prompt has {longest} tokens > "
+                         f"task.max_prompt_len={tr.cfg.task.max_prompt_len}; raise it")
+    tokens, mask = left_pad(ids, sampling.bucket_length(longest), tr.pad_id)
+    return tokens, mask, True, {k: np.concatenate([np.asarray(a[k]) for a in arrays]) for k in arrays[0]}
+
+
 def _pad_cat(parts: list[np.ndarray]) -> np.ndarray:
     """Concatenates rows whose trailing dims may differ (prompt buckets): left-pads prompts."""
     if parts[0].ndim == 1 or len({p.shape[1:] for p in parts}) == 1:
@@ -613,9 +725,10 @@ def _rollout_metrics(chunk: Mapping[str, np.ndarray], G: int) -> dict[str, float
     out = {
         "reward/mean": float(r.mean()), "reward/std": float(r.std()),
         "reward/max": float(r.max()), "reward/min": float(r.min()),
-        "frac_zero_std_groups": float((groups.std(axis=1) == 0).mean()),
         "completion_len/mean": float(lengths.mean()), "completion_len/max": float(lengths.max()),
     }
+    if G > 1:  # a group of one always has zero spread: the fraction would read 1 and mean nothing
+        out["frac_zero_std_groups"] = float((groups.std(axis=1) == 0).mean())
     if "entropies" in chunk:
         m = chunk["mask"]
         out["entropy"] = float((chunk["entropies"] * m).sum() / max(m.sum(), 1.0))
@@ -648,9 +761,10 @@ def rl_step(tr: Trainer, timer: metrics_log.Timer) -> dict[str, float]:
         shape = getattr(tr.algo, "shape_rewards", None)
         if shape is not None:
             rollout["rewards"] = np.asarray(shape(rollout["rewards"], rollout, tr.algo_cfg), np.float32)
-        adv, adv_metrics = tr.algo.advantages(rollout, tr.algo_cfg, tr.algo_state)
+        adv, adv_metrics = tr.algo.advantages(rollout, tr.algo_cfg, _algo_state(tr))
         rollout["advantages"] = np.asarray(adv, np.float32)
-        metrics.update({k: float(v) for k, v in adv_metrics.items()})
+        metrics.update({k: float(v) for k, v in adv_metrics.items()
+                        if not (k == "frac_zero_std_groups" and c.train.group_size == 1)})
         extras = getattr(tr.algo, "batch_extras", None)
         if extras is not None:
             rollout.update({k: np.asarray(v) for k, v in extras(rollout, tr.algo_cfg).items()})
@@ -682,12 +796,31 @@ def rl_step(tr: Trainer, timer: metrics_log.Timer) -> dict[str, float]:
 
     update = getattr(tr.algo, "update_state", None)
     if update is not None:
-        tr.algo_state = update(tr.algo_state, rollout, tr.algo_cfg)
+        with timer("logprobs"):
+            _replay_logprobs(tr, rollout)
+        tr.algo_state = update(_algo_state(tr), rollout, tr.algo_cfg)
     for k in update_metrics[0]:
         vals = [m[k] for m in update_metrics]
         metrics[k] = float(np.mean(vals)) if k != "finite" else float(np.min(vals))
     metrics["nonfinite_skipped"] = float(tr.counters["nonfinite_skipped"])
     return metrics
+
+
+def _replay_logprobs(tr: Trainer, rollout: dict[str, Any]) -> None:
+    """With a ``replay_tokens(state, rollout, cfg)`` hook returning stored responses [B, T] (T > 0),
+    scores ``[prompt_tokens | replay tokens]`` under the current (post-update) policy into
+    ``rollout["replay_logprobs"]`` [B, T] for ``update_state`` (single-stream SPO's policy shift)."""
+    hook = getattr(tr.algo, "replay_tokens", None)
+    if hook is None:
+        return
+    replay = {k: np.asarray(v) for k, v in hook(_algo_state(tr), rollout, tr.algo_cfg).items()}
+    T = replay["tokens"].shape[1]
+    if T == 0:
+        return
+    tokens = np.concatenate([rollout["prompt_tokens"], replay["tokens"].astype(np.int32)], axis=1)
+    attention = np.concatenate([rollout["prompt_mask"].astype(np.float32), replay["mask"].astype(np.float32)], axis=1)
+    lp = tr.logprobs(tr.params, tr.put(tokens), tr.put(attention), T)
+    rollout["replay_logprobs"] = np.asarray(distributed.to_host(lp), np.float32)
 
 
 def evaluate(tr: Trainer, key_index: int = 10**9) -> dict[str, float]:
