@@ -362,9 +362,11 @@ class Trainer:
         return left_pad(ids, sampling.bucket_length(longest), self.pad_id)
 
     def generate(self, prompt_tokens: np.ndarray, prompt_mask: np.ndarray, key: jax.Array, num_samples: int,
-                 greedy: bool = False, temperature: float | None = None, temperature_rule=None):
+                 greedy: bool = False, temperature: float | None = None, temperature_rule=None,
+                 temperature_rule_params=None):
         """Samples ``num_samples`` completions per prompt; returns the sampler output as host arrays.
-        ``temperature_rule``: the sampler's per-row temperature hook (``sampling.sample``)."""
+        ``temperature_rule`` / ``temperature_rule_params``: the sampler's per-row temperature hook
+        and its traced arguments (``sampling.sample``)."""
         from jaxrl_llm import sampling
 
         s = self.cfg.sampling
@@ -376,7 +378,8 @@ class Trainer:
         if self.cfg.model.param_dtype != "float32":
             params = _cast_floats(params, jnp.dtype(self.cfg.model.param_dtype))
         out = sampling.sample(self.model(params), prompt_tokens, prompt_mask, key, scfg, num_samples=num_samples,
-                              temperature_rule=temperature_rule, mesh=self.mesh)
+                              temperature_rule=temperature_rule, mesh=self.mesh,
+                              temperature_rule_params=temperature_rule_params)
         return {f.name: distributed.to_host(getattr(out, f.name)) for f in dataclasses.fields(out)
                 if isinstance(getattr(out, f.name), jax.Array)}
 
@@ -575,15 +578,15 @@ def collect_rollout(tr: Trainer, key: jax.Array) -> tuple[dict[str, Any], list, 
     metrics: dict[str, float] = {}
     n_kept = 0
     sample_time = reward_time = 0.0
-    rule_hook = getattr(tr.algo, "temperature_rule", None)
-    rule = rule_hook(tr.algo_cfg, _algo_state(tr)) if rule_hook is not None else None
+    rule, rule_params = _temperature_rule(tr)
     host_extras = getattr(tr.algo, "host_extras", None)
     for round_ in range(c.train.max_sampling_rounds):
         round_key = jax.random.fold_in(key, round_)
         examples, ids = _draw_prompts(tr, P, jax.random.fold_in(round_key, 1))
         t0 = time.perf_counter()
         prompt_tokens, prompt_mask, per_prompt, row_arrays = _encode_groups(tr, examples, G)
-        out = tr.generate(prompt_tokens, prompt_mask, round_key, 1 if per_prompt else G, temperature_rule=rule)
+        out = tr.generate(prompt_tokens, prompt_mask, round_key, 1 if per_prompt else G, temperature_rule=rule,
+                          temperature_rule_params=rule_params)
         sample_time += time.perf_counter() - t0
         t0 = time.perf_counter()
         row_examples = [e for e in examples for _ in range(G)]
@@ -643,6 +646,31 @@ def _algo_state(tr: Trainer) -> Any:
     """The algorithm state as jax arrays (a restored checkpoint holds NumPy leaves, which lack
     the ``.at`` updates the hooks use)."""
     return None if tr.algo_state is None else jax.tree.map(jnp.asarray, tr.algo_state)
+
+
+@dataclasses.dataclass(frozen=True)
+class _StateTemperature:
+    """The sampler rule ``(logits [B, V], step, state) -> temperature [B]`` of a method with a
+    ``temperature_from_stats(logits, state, cfg)`` hook. Equal (and equally hashed) for every
+    step of a run, while the state travels as the sampler's traced ``temperature_rule_params``:
+    new statistics each step reuse the compiled sampling program."""
+
+    algo: Any
+    cfg: Any
+
+    def __call__(self, logits, step, state):
+        return self.algo.temperature_from_stats(logits, state, self.cfg)
+
+
+def _temperature_rule(tr: Trainer) -> tuple[Any, Any]:
+    """``(rule, traced params)`` for RL sampling: ``temperature_from_stats`` with the state as a
+    traced argument when the method has it, else its ``temperature_rule(cfg, state)`` (static:
+    recompiles when the rule changes), else ``(None, None)`` (``sampling.temperature``)."""
+    state = _algo_state(tr)
+    if hasattr(tr.algo, "temperature_from_stats") and state is not None:
+        return _StateTemperature(tr.algo, tr.algo_cfg), state
+    hook = getattr(tr.algo, "temperature_rule", None)
+    return (hook(tr.algo_cfg, state) if hook is not None else None), None
 
 
 @functools.lru_cache(maxsize=4)

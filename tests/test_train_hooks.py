@@ -13,6 +13,7 @@ from jaxrl_llm import config as C
 from jaxrl_llm import metrics_log, train
 from jaxrl_llm.algorithms import copo, dcpo, hapo, hbpo, single_stream_spo
 from jaxrl_llm.rewards import extract
+from jaxrl_llm.sampling import sampler
 
 # 28 problems, 16 held out: 12 training examples, so a few steps revisit prompts.
 TASK = 'task.kwargs={"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1, "operators": ["+"], ' \
@@ -77,19 +78,29 @@ def test_copo_host_extras_reach_the_rollout(tmp_path):
         tr.close()
 
 
-def test_hapo_temperature_rule_follows_the_state(tmp_path):
+def test_hapo_temperature_rule_follows_the_state_without_recompiling(tmp_path):
     # A large tau and a state whose entropy statistics are far from the tiny model's make the
     # rule's temperatures differ from the base: log q (tempered) != log pi (untempered).
     tr = make_trainer(tmp_path, "hapo", "algo.tau=0.9", "algo.dynamic_sampling=false")
     try:
         base, _, _ = train.collect_rollout(tr, jax.random.key(0))
         np.testing.assert_allclose(base["sampler_logprobs"], base["policy_logprobs"], atol=1e-5)
-        tr.algo_state = {"m": jnp.float32(-5.0), "s": jnp.float32(0.1), "k_pos": jnp.float32(1.0),
-                         "k_neg": jnp.float32(1.0), "ready": jnp.asarray(True)}
-        hot, _, _ = train.collect_rollout(tr, jax.random.key(0))
-        # h^ clips to +1 for every token: T = 1.9, the sampler's log q is the softmax of logits / 1.9
-        gap = np.abs(hot["sampler_logprobs"] - hot["policy_logprobs"]) * hot["mask"]
-        assert gap.max() > 1e-2, gap
+        traces = sampler.compile_count()
+        gaps = []
+        for m in (-5.0, 5.0):
+            tr.algo_state = {"m": jnp.float32(m), "s": jnp.float32(0.1), "k_pos": jnp.float32(1.0),
+                             "k_neg": jnp.float32(1.0), "ready": jnp.asarray(True)}
+            out, _, _ = train.collect_rollout(tr, jax.random.key(0))
+            gaps.append(np.abs(out["sampler_logprobs"] - out["policy_logprobs"]) * out["mask"])
+            rule, params = train._temperature_rule(tr)  # the state goes to the sampler traced
+            assert float(params["m"]) == m
+        assert gaps[0].max() > 1e-2 and gaps[1].max() > 1e-2
+        assert not np.allclose(gaps[0], gaps[1])
+        assert sampler.compile_count() == traces, "new statistics recompiled the sampler"
+        # an equal rule every step (one compiled program), computing HAPO's temperatures
+        assert train._temperature_rule(tr)[0] == rule and hash(train._temperature_rule(tr)[0]) == hash(rule)
+        t = rule(jnp.zeros((2, 5)), jnp.int32(0), params)
+        np.testing.assert_allclose(t, hapo.temperature_from_stats(jnp.zeros((2, 5)), params, tr.algo_cfg))
     finally:
         tr.close()
 

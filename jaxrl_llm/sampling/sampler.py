@@ -43,7 +43,7 @@ Greedy decoding samples from a point mass: ``logprobs`` and ``entropies`` are 0.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -162,7 +162,7 @@ def _constrain_decode_cache(cache: decode.DecodeCache, mesh) -> decode.DecodeCac
                               index=cache.index)
 
 
-def _choose(logits, step, uniform, cfg: SamplingConfig, temperature_rule):
+def _choose(logits, step, uniform, cfg: SamplingConfig, temperature_rule, rule_params=None):
     """One step's token [B] and its log q, log pi and H(q) ([B] f32 each; None where not asked)."""
     policy_logp = None
     if cfg.greedy:
@@ -173,7 +173,8 @@ def _choose(logits, step, uniform, cfg: SamplingConfig, temperature_rule):
         if temperature_rule is None:
             temperature = jnp.full(logits.shape[:1], cfg.temperature, jnp.float32)
         else:
-            temperature = jnp.asarray(temperature_rule(logits, step), jnp.float32)
+            args = (logits, step) if rule_params is None else (logits, step, rule_params)
+            temperature = jnp.asarray(temperature_rule(*args), jnp.float32)
             temperature = jnp.broadcast_to(temperature, logits.shape[:1])
         z = processors.filtered_logits(logits, temperature, top_k=cfg.top_k, top_p=cfg.top_p,
                                        min_p=cfg.min_p)
@@ -190,7 +191,7 @@ def _choose(logits, step, uniform, cfg: SamplingConfig, temperature_rule):
 
 
 def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, prefix_mask, key,
-                   cfg: SamplingConfig, num_samples: int, temperature_rule, mesh):
+                   cfg: SamplingConfig, num_samples: int, temperature_rule, mesh, rule_params=None):
     _TRACES["count"] += 1
     model = nnx.merge(graphdef, state)
     P, Sp = prompt_tokens.shape
@@ -224,7 +225,7 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
 
     def choose(logits, t):
         uniform = jax.random.uniform(jax.random.fold_in(key, t), (B,), jnp.float32)
-        return _choose(logits, t, uniform, cfg, temperature_rule)
+        return _choose(logits, t, uniform, cfg, temperature_rule, rule_params)
 
     def record(carry, t, logits):
         done, lengths, stopped, bufs = carry
@@ -343,11 +344,13 @@ def _place(mesh, arrays):
     return [jax.device_put(a, sharding.divisible_sharding(mesh, ("batch", None), a.shape)) for a in arrays]
 
 
-def _run(model, prompt, prompt_mask, prefix, prefix_mask, key, cfg, num_samples, temperature_rule, mesh):
+def _run(model, prompt, prompt_mask, prefix, prefix_mask, key, cfg, num_samples, temperature_rule, mesh,
+         rule_params=None):
     graphdef, state = nnx.split(model)
     prompt, prompt_mask, prefix, prefix_mask = _place(mesh, [prompt, prompt_mask, prefix, prefix_mask])
     return _generate(graphdef, state, prompt, prompt_mask, prefix, prefix_mask, key, cfg=cfg,
-                     num_samples=int(num_samples), temperature_rule=temperature_rule, mesh=mesh)
+                     num_samples=int(num_samples), temperature_rule=temperature_rule, mesh=mesh,
+                     rule_params=rule_params)
 
 
 def _check_left_padded(mask, name):
@@ -361,7 +364,8 @@ def _check_left_padded(mask, name):
 
 # ----------------------------------------------------------------------------- public API
 def sample(model, prompt_tokens, prompt_mask, key, cfg: SamplingConfig, num_samples: int = 1,
-           temperature_rule: TemperatureRule | None = None, mesh=None) -> SampleOutput:
+           temperature_rule: TemperatureRule | None = None, mesh=None,
+           temperature_rule_params: Any = None) -> SampleOutput:
     """Samples ``num_samples`` completions of each prompt.
 
     Args:
@@ -378,6 +382,9 @@ def sample(model, prompt_tokens, prompt_mask, key, cfg: SamplingConfig, num_samp
       mesh: optional ``jax.sharding.Mesh`` (``jaxrl_llm.sharding.make_mesh``): rows are sharded
         over ("data", "fsdp") and the KV cache by ``jaxrl_llm.sharding.RULES``. The model should
         already be placed on the mesh.
+      temperature_rule_params: optional pytree of arrays, passed TRACED as the rule's third
+        argument, ``rule(logits, step, params)``: statistics that change every call (e.g. HAPO's
+        entropy statistics) reuse one compiled program as long as their shapes and dtypes stay.
 
     Returns:
       ``SampleOutput`` with B = P * G rows (row b = sample b % G of prompt b // G) and T new tokens.
@@ -394,7 +401,8 @@ def sample(model, prompt_tokens, prompt_mask, key, cfg: SamplingConfig, num_samp
     prompt = _pad_width(prompt, width, True, cfg.pad_id)
     mask = _pad_width(mask, width, True, 0)
     empty = np.zeros((prompt.shape[0], 0), np.int32)
-    return _run(model, prompt, mask, empty, empty, key, cfg, num_samples, temperature_rule, mesh)
+    return _run(model, prompt, mask, empty, empty, key, cfg, num_samples, temperature_rule, mesh,
+                temperature_rule_params)
 
 
 def continue_from(model, prompt_tokens, prompt_mask, prefix_tokens, prefix_mask, key,
