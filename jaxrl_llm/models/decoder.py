@@ -7,8 +7,10 @@ tied or untied unembedding. Numerics follow ``transformers``' PyTorch implementa
 logits against them.
 
 Layers are stored stacked (leading axis ``L``, logical name ``"layers"``) and run with
-``jax.lax.scan``: compile time does not grow with depth. Every parameter carries its logical axis
-names in the variable metadata ``logical_axes``; ``jaxrl_llm.sharding.RULES`` maps them to the mesh.
+``jax.lax.scan``: the cached path (prefill) keeps the loop, so its compile time does not grow with
+depth; the uncached path (training) unrolls it for speed (see ``hidden_states``). Every parameter
+carries its logical axis names in the variable metadata ``logical_axes``; ``jaxrl_llm.sharding.RULES``
+maps them to the mesh.
 
 Sequences may be left-padded: ``attention_mask`` marks real tokens, ``positions`` gives each real
 token's RoPE position, and keys at padded slots are never attended to.
@@ -150,7 +152,13 @@ class Decoder(nnx.Module):
             return x, new_kv
 
         kv_in = None if cache is None else (cache.k, cache.v)
-        x, kv_out = jax.lax.scan(block, x, (layer_params, kv_in))
+        # Without a cache (training, log-probs) the scan is fully unrolled: XLA:CPU then slices
+        # each layer's weights statically and lays out the backward's weight-gradient dots without
+        # the transposes/copies of stacked residuals it emits inside a while loop. Measured on
+        # SmolLM2-135M fwd+bwd [8, 256]: 11% less CPU time per step, compile 31 s -> 41 s.
+        # Partial unrolling (unroll=2) gained nothing.
+        unroll = cfg.num_layers if cache is None else 1
+        x, kv_out = jax.lax.scan(block, x, (layer_params, kv_in), unroll=unroll)
         x = rms_norm(x, self.final_norm[...], cfg.rms_norm_eps)
         if cache is not None:
             cache = KVCache(k=kv_out[0], v=kv_out[1], valid=key_valid, index=cache.index + S)
