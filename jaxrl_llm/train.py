@@ -826,12 +826,24 @@ def rl_step(tr: Trainer, timer: metrics_log.Timer) -> dict[str, float]:
     if update is not None:
         with timer("logprobs"):
             _replay_logprobs(tr, rollout)
-        tr.algo_state = update(_algo_state(tr), rollout, tr.algo_cfg)
+        tr.algo_state = _update_state(tr, rollout)
     for k in update_metrics[0]:
         vals = [m[k] for m in update_metrics]
         metrics[k] = float(np.mean(vals)) if k != "finite" else float(np.min(vals))
     metrics["nonfinite_skipped"] = float(tr.counters["nonfinite_skipped"])
     return metrics
+
+
+def _update_state(tr: Trainer, rollout: Mapping[str, Any]) -> Any:
+    """``update_state(state, rollout, cfg)`` jitted over the rollout's arrays (``group_size``
+    static): run eagerly, a hook with a ``lax.scan`` or ``vmap`` over a closure re-traces and
+    recompiles every step (single-stream SPO did, 28 times in a 30-step run)."""
+    G = rollout["group_size"]
+    hook, cfg = tr.algo.update_state, tr.algo_cfg
+    fn = tr._jit(f"algo_state/G={G}",
+                 lambda: jax.jit(lambda state, arrays: hook(state, {**arrays, "group_size": G}, cfg)))
+    arrays = {k: v for k, v in rollout.items() if isinstance(v, np.ndarray)}
+    return fn(_algo_state(tr), arrays)
 
 
 def _replay_logprobs(tr: Trainer, rollout: dict[str, Any]) -> None:
