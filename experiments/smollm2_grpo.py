@@ -17,7 +17,7 @@ Expected result: the loop runs end to end: rewards (exact-match arithmetic answe
 ``runs/smollm2_grpo/checkpoints``, curves in ``runs/smollm2_grpo/curves.png``. Five steps are not
 meant to move accuracy; this run checks the path, not the science.
 
-On a TPU pod slice or a multi-GPU host (see docs/running_big.md), change:
+On a TPU pod slice or a multi-GPU host (see "Running big" in README.md), change:
   * ``model.name``: a local HF checkpoint directory (e.g. a Qwen2.5/Qwen3/Llama 1-8B model);
   * ``model.compute_dtype="bfloat16"`` (master weights and loss math stay f32);
   * ``mesh``: ``MeshConfig(data=-1, fsdp=8)`` shards parameters and optimizer state over 8 chips
