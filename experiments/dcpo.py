@@ -11,8 +11,8 @@ Command (2-core CPU, a few minutes each; run sequentially):
     jaxrl-llm train dcpo_grpo_baseline
     jaxrl-llm plot runs/dcpo runs/dcpo_grpo_baseline
 
-Needs the trainer to put ``rollout["prompt_ids"]`` (each row's training-example index, in
-``[0, num_prompts)``) in the rollout; the SAS state (per-prompt visits, mean, std) is the
+Uses the trainer's ``rollout["prompt_ids"]`` (each row's training-example index, in
+``[0, num_prompts)``) of every rollout; the SAS state (per-prompt visits, mean, std) is the
 algorithm state the trainer checkpoints. Measures: ``clip_frac`` (both), the fraction of tokens
 with a nonzero gradient (``dcpo/frac_tokens_with_grad``) and of responses with a nonzero advantage
 (``dcpo/frac_nonzero_adv`` vs GRPO's ``1 - frac_zero_std_groups``). Results:

@@ -12,7 +12,7 @@ Command (2-core CPU, each run a few minutes; run sequentially):
     jaxrl-llm train hbpo_grpo_baseline
     jaxrl-llm plot runs/hbpo runs/hbpo_grpo_baseline
 
-Needs the trainer to wire ``group_prompts`` (each group's G prompts carry their budget phrase;
+Uses the trainer's call of ``group_prompts`` (each group's G prompts carry their budget phrase;
 one sample per prompt; ``rollout["budgets"]``). What it measures: tokens used
 (``completion_len/mean``, per budget ``hbpo/len_b{b}``, ``eval/completion_len``) against held-out
 accuracy. Results: ``experiments/results/hbpo.md``.

@@ -7,7 +7,7 @@ Command (2-core CPU, each run a few minutes; run sequentially):
     jaxrl-llm train single_stream_spo_grpo_baseline
     jaxrl-llm plot runs/single_stream_spo runs/single_stream_spo_grpo_baseline
 
-Needs the trainer to wire SPO's hooks (``select_prompts`` over ``task.train_example(i)``,
+Uses the trainer's wiring of SPO's hooks (``select_prompts`` over ``task.train_example(i)``,
 ``i < algo.num_prompts``, one sample per prompt with ``rollout["prompt_ids"]``; and, for
 ``rho_mode="kl"``, ``replay_tokens`` -> ``rollout["replay_logprobs"]`` before ``update_state``).
 What it measures (spec group_rlvr_and_credit.md §3): the fraction of samples that carry no
