@@ -11,7 +11,7 @@ import pytest
 
 from jaxrl_llm import config as C
 from jaxrl_llm import metrics_log, train
-from jaxrl_llm.algorithms import copo, dcpo, hapo, hbpo, single_stream_spo
+from jaxrl_llm.algorithms import copo, dcpo, hapo, single_stream_spo
 from jaxrl_llm.rewards import extract
 from jaxrl_llm.sampling import sampler
 
