@@ -1,17 +1,16 @@
 """HAPO vs GRPO (copo_grpo_baseline.py) on mixed-difficulty chain sums, tiny model, same budget.
 
 Command (2-core CPU, a few minutes each; run sequentially):
-    python experiments/hapo.py                 # = jaxrl-llm train hapo, with the temperature rule wired
+    jaxrl-llm train hapo
     jaxrl-llm train copo_grpo_baseline
     jaxrl-llm plot runs/hapo runs/copo_grpo_baseline
 
-HAPO samples with a per-token temperature (``hapo.temperature_rule(cfg, state)``, from the
-previous step's entropy statistics in the algorithm state). Until the trainer passes that rule to
-the sampler itself, ``python experiments/hapo.py`` runs the standard trainer with
-``Trainer.generate`` wrapped to pass it for RL rollouts (evaluation keeps the plain temperature);
-``jaxrl-llm train hapo`` runs HAPO without the adaptive temperature. The sampler takes the rule as
-a static argument, so each step's new statistics compile a new sampling program (counted in the
-summary's compile count).
+HAPO samples with a per-token temperature from the previous step's entropy statistics in the
+algorithm state: the trainer passes ``hapo.temperature_from_stats`` to the sampler as one rule
+whose statistics travel as traced ``temperature_rule_params`` (no recompile per step); evaluation
+keeps the plain temperature. (The figures in ``experiments/results/hapo.md`` were measured before
+the trainer wired this, through a wrapper that passed a new static rule each step: same
+temperatures, more compiles.)
 
 What it measures (spec group_rlvr_and_credit.md §10): the mean token entropy over training
 (``entropy``; HAPO's claim: higher than the baseline), the adapted clip bounds and advantage
@@ -37,31 +36,3 @@ _spec.loader.exec_module(baseline)
 def get_config() -> Config:
     return baseline.base_config("hapo", "hapo", hapo.Config(dynamic_sampling=False))
 
-
-def wire_temperature_rule() -> None:
-    """Wraps ``Trainer.generate`` so RL rollouts sample with HAPO's rule (stand-in for trainer support)."""
-    import functools
-
-    from jaxrl_llm import sampling, train
-
-    generate = train.Trainer.generate
-
-    def generate_adaptive(self, prompt_tokens, prompt_mask, key, num_samples, greedy=False, temperature=None):
-        if greedy or temperature is not None or self.phase != "rl":
-            return generate(self, prompt_tokens, prompt_mask, key, num_samples, greedy, temperature)
-        plain = sampling.sample
-        sampling.sample = functools.partial(plain, temperature_rule=hapo.temperature_rule(self.algo_cfg, self.algo_state))
-        try:
-            return generate(self, prompt_tokens, prompt_mask, key, num_samples, greedy, temperature)
-        finally:
-            sampling.sample = plain
-
-    train.Trainer.generate = generate_adaptive
-
-
-if __name__ == "__main__":
-    from jaxrl_llm import train
-    from jaxrl_llm.config import validate
-
-    wire_temperature_rule()
-    print(train.train(validate(get_config())))
