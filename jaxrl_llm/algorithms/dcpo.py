@@ -244,19 +244,11 @@ def loss(logprobs: Array, batch: Mapping[str, Any], cfg: Config) -> tuple[Array,
     metrics["dcpo/frac_tokens_with_grad"] = masked.masked_sum(live.astype(jnp.float32), mask) / nt
     metrics["dcpo/r_low_mean"] = masked.masked_sum(low, mask) / nt
     metrics["dcpo/r_high_mean"] = masked.masked_sum(high, mask) / nt
-    total = policy
+    kl_term = None
     if cfg.beta > 0:
-        inputs.require(batch, ("ref_logprobs",), f"{NAME} (beta > 0)")
-        ref = inputs.token_array(batch, "ref_logprobs", mask, NAME)
-        kl_term = aggregation.aggregate(kl.estimate(x["logprobs"], ref, cfg.kl_estimator), mask, cfg.aggregation, nt, ns)
-        total = total + cfg.beta * kl_term
-        metrics["kl"] = kl_term
-        metrics["loss/kl"] = cfg.beta * kl_term
-    if "entropies" in batch:
-        metrics["entropy"] = diagnostics.token_mean_metric(inputs.token_array(batch, "entropies", mask, NAME), mask, nt)
-    metrics["loss/policy"] = policy
-    metrics["loss"] = total
-    return total, metrics
+        ref = inputs.ref_logprobs(batch, mask, NAME)
+        kl_term = kl.penalty(x["logprobs"], ref, mask, cfg.kl_estimator, cfg.aggregation, nt, ns)
+    return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta)
 
 
 def example_extras(key: Array, batch_size: int, seq_len: int, group_size: int) -> dict[str, Array]:
