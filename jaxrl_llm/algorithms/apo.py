@@ -56,7 +56,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, ratios
+from jaxrl_llm.ops import aggregation, inputs, kl, policy_loss
 from jaxrl_llm.ops import advantages as adv_ops
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
@@ -168,26 +168,17 @@ def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
     gives its share of the full-batch loss.
     """
     x = inputs.policy_inputs(logprobs, batch, NAME)
-    mask, n_tok, n_seq, adv = x["mask"], x["num_tokens"], x["num_seqs"], x["advantages"]
-    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)
-    per_token = clipping.clipped_surrogate(ratio, adv, cfg.eps_low, cfg.eps_high) * x["is_weights"]
-    policy = aggregation.aggregate(per_token, mask, cfg.aggregation, n_tok, n_seq)
-    metrics = diagnostics.ratio_metrics(ratio, adv, mask, n_tok, cfg.eps_low, cfg.eps_high)
-    total = policy
+    mask, n_tok, n_seq = x["mask"], x["num_tokens"], x["num_seqs"]
+    kl_loss, kl_metrics = None, {}
     if cfg.beta > 0:
         inputs.require(batch, ("ref_logprobs", "kl_weights"), f"{NAME} (beta > 0; kl_weights come from apo.batch_extras)")
         ref = inputs.token_array(batch, "ref_logprobs", mask, NAME)
         kappa = inputs.per_token(batch["kl_weights"], mask, "kl_weights", NAME)
         per_token_kl = kl.estimate(x["logprobs"], ref, cfg.kl_estimator)
-        kl_term = aggregation.aggregate(kappa * per_token_kl, mask, cfg.kl_aggregation, n_tok, n_seq)
-        total = total + cfg.beta * kl_term
-        metrics["kl"] = aggregation.aggregate(per_token_kl, mask, cfg.kl_aggregation, n_tok, n_seq)
-        metrics["loss/kl"] = cfg.beta * kl_term
-    if "entropies" in batch:
-        metrics["entropy"] = diagnostics.token_mean_metric(inputs.token_array(batch, "entropies", mask, NAME), mask, n_tok)
-    metrics["loss/policy"] = policy
-    metrics["loss"] = total
-    return total, metrics
+        kl_loss = cfg.beta * aggregation.aggregate(kappa * per_token_kl, mask, cfg.kl_aggregation, n_tok, n_seq)
+        kl_metrics = {"kl": aggregation.aggregate(per_token_kl, mask, cfg.kl_aggregation, n_tok, n_seq), "loss/kl": kl_loss}
+    total, metrics = policy_loss.clipped_policy_loss(x, batch, NAME, cfg.eps_low, cfg.eps_high, cfg.aggregation, extra=kl_loss)
+    return total, {**metrics, **kl_metrics}
 
 
 def example_extras(key: Array, batch_size: int, seq_len: int, group_size: int) -> dict[str, Array]:

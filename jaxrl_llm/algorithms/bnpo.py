@@ -54,7 +54,7 @@ import jax.scipy.special as jsp
 import numpy as np
 
 from jaxrl_llm.ops import advantages as adv_ops
-from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, ratios
+from jaxrl_llm.ops import aggregation, inputs, kl, policy_loss
 from jaxrl_llm.types import Array, Metrics
 
 NAME = "bnpo"
@@ -215,17 +215,10 @@ def loss(logprobs: Array, batch: Mapping[str, Any], cfg: Config) -> tuple[Array,
     Reference: arXiv 2506.02864 (the code runs verl's ``compute_policy_loss``).
     """
     x = inputs.policy_inputs(logprobs, batch, NAME)
-    mask, adv, nt, ns = x["mask"], x["advantages"], x["num_tokens"], x["num_seqs"]
-    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)
-    surrogate = clipping.clipped_surrogate(ratio, adv, cfg.eps_low, cfg.eps_high)
-    per_token = clipping.dual_clip(surrogate, adv, cfg.clip_c) * x["is_weights"]
-    policy = aggregation.aggregate(per_token, mask, cfg.aggregation, nt, ns)
-    metrics = diagnostics.ratio_metrics(ratio, adv, mask, nt, cfg.eps_low, cfg.eps_high, cfg.clip_c)
-    kl_term = None
-    if cfg.beta > 0:
-        ref = inputs.ref_logprobs(batch, mask, NAME)
-        kl_term = kl.penalty(x["logprobs"], ref, mask, cfg.kl_estimator, cfg.aggregation, nt, ns)
-    return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta)
+    return policy_loss.clipped_policy_loss(
+        x, batch, NAME, cfg.eps_low, cfg.eps_high, cfg.aggregation,
+        clip_c=cfg.clip_c, beta=cfg.beta, kl_estimator=cfg.kl_estimator,
+    )
 
 
 def example_extras(key: Array, batch_size: int, seq_len: int, group_size: int) -> dict[str, Array]:

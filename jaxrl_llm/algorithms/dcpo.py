@@ -57,7 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_llm.ops import advantages as adv_ops
-from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, masked, ratios
+from jaxrl_llm.ops import aggregation, clipping, inputs, kl, masked, policy_loss, ratios
 from jaxrl_llm.types import Array, Metrics
 
 NAME = "dcpo"
@@ -229,26 +229,23 @@ def loss(logprobs: Array, batch: Mapping[str, Any], cfg: Config) -> tuple[Array,
     Reference: arXiv 2509.02333 (code ``compute_policy_loss_dcpo``, ``clip_type="dynamic"``).
     """
     x = inputs.policy_inputs(logprobs, batch, NAME)
-    mask, adv, nt, ns = x["mask"], x["advantages"], x["num_tokens"], x["num_seqs"]
+    mask, adv, nt = x["mask"], x["advantages"], x["num_tokens"]
     old = masked.where_mask(x["old_logprobs"], mask)
     low, high = clip_bounds(jnp.exp(old), cfg.eps_low, cfg.eps_high, cfg.clip_c)  # [B, T]
+    eps_low, eps_high = 1.0 - low, high - 1.0
     ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)
-    surrogate = clipping.clipped_surrogate(ratio, adv, 1.0 - low, high - 1.0)
-    per_token = clipping.dual_clip(surrogate, adv, cfg.clip_c) * x["is_weights"]
-    policy = aggregation.aggregate(per_token, mask, cfg.aggregation, nt, ns)
-    metrics = diagnostics.ratio_metrics(ratio, adv, mask, nt, 1.0 - low, high - 1.0, cfg.clip_c)
+    total, metrics = policy_loss.clipped_policy_loss(
+        x, batch, NAME, eps_low, eps_high, cfg.aggregation,
+        clip_c=cfg.clip_c, beta=cfg.beta, kl_estimator=cfg.kl_estimator, ratio=ratio,
+    )
     clipped = jnp.zeros(mask.shape, bool)
-    for hit in clipping.clip_masks(ratio, adv, 1.0 - low, high - 1.0, cfg.clip_c).values():
+    for hit in clipping.clip_masks(ratio, adv, eps_low, eps_high, cfg.clip_c).values():
         clipped = clipped | hit
     live = (adv != 0) & ~clipped
     metrics["dcpo/frac_tokens_with_grad"] = masked.masked_sum(live.astype(jnp.float32), mask) / nt
     metrics["dcpo/r_low_mean"] = masked.masked_sum(low, mask) / nt
     metrics["dcpo/r_high_mean"] = masked.masked_sum(high, mask) / nt
-    kl_term = None
-    if cfg.beta > 0:
-        ref = inputs.ref_logprobs(batch, mask, NAME)
-        kl_term = kl.penalty(x["logprobs"], ref, mask, cfg.kl_estimator, cfg.aggregation, nt, ns)
-    return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta)
+    return total, metrics
 
 
 def example_extras(key: Array, batch_size: int, seq_len: int, group_size: int) -> dict[str, Array]:

@@ -28,7 +28,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from jaxrl_llm.ops import advantages as adv_ops
-from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, ratios
+from jaxrl_llm.ops import inputs, policy_loss
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "dr_grpo"
@@ -57,13 +57,7 @@ def advantages(rollout: Rollout, cfg: Config, state: Any = None) -> tuple[Array,
 def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
     """Clipped surrogate summed over tokens, divided by ``num_seqs * L`` (+ ``beta`` * KL likewise)."""
     x = inputs.policy_inputs(logprobs, batch, NAME)
-    mask, nt, ns = x["mask"], x["num_tokens"], x["num_seqs"]
-    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)
-    per_token = clipping.clipped_surrogate(ratio, x["advantages"], cfg.eps_low, cfg.eps_high) * x["is_weights"]
-    policy = aggregation.aggregate(per_token, mask, cfg.aggregation, nt, ns, cfg.norm_const)
-    metrics = diagnostics.ratio_metrics(ratio, x["advantages"], mask, nt, cfg.eps_low, cfg.eps_high)
-    kl_term = None
-    if cfg.beta > 0:
-        ref = inputs.ref_logprobs(batch, mask, NAME)
-        kl_term = kl.penalty(x["logprobs"], ref, mask, cfg.kl_estimator, cfg.aggregation, nt, ns, cfg.norm_const)
-    return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta)
+    return policy_loss.clipped_policy_loss(
+        x, batch, NAME, cfg.eps_low, cfg.eps_high, cfg.aggregation,
+        beta=cfg.beta, kl_estimator=cfg.kl_estimator, norm_const=cfg.norm_const,
+    )

@@ -25,12 +25,10 @@ Defaults and why:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
-
-import jax.numpy as jnp
+from typing import Any
 
 from jaxrl_llm.ops import advantages as adv_ops
-from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, ratios
+from jaxrl_llm.ops import inputs, policy_loss
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "grpo"
@@ -51,10 +49,7 @@ class Config:
 
 def advantages(rollout: Rollout, cfg: Config, state: Any = None) -> tuple[Array, Metrics]:
     """Outcome advantage ``A_i = (r_i - mean_group r) / (std_group(r; std_ddof) + std_eps)``: ``[B]``."""
-    g = adv_ops.group_size_of(rollout)
-    rewards = jnp.asarray(rollout["rewards"], jnp.float32)
-    a = adv_ops.group_normalized(rewards, g, cfg.std_ddof, cfg.std_eps)
-    return a, adv_ops.group_stats(a, rewards, rollout["mask"], g)
+    return adv_ops.group_normalized_outcome(rollout, cfg.std_ddof, cfg.std_eps)
 
 
 def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
@@ -65,13 +60,6 @@ def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
     its share of the full-batch loss.
     """
     x = inputs.policy_inputs(logprobs, batch, NAME)
-    mask, nt, ns = x["mask"], x["num_tokens"], x["num_seqs"]
-    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)
-    per_token = clipping.clipped_surrogate(ratio, x["advantages"], cfg.eps_low, cfg.eps_high) * x["is_weights"]
-    policy = aggregation.aggregate(per_token, mask, cfg.aggregation, nt, ns)
-    metrics = diagnostics.ratio_metrics(ratio, x["advantages"], mask, nt, cfg.eps_low, cfg.eps_high)
-    kl_term = None
-    if cfg.beta > 0:
-        ref = inputs.ref_logprobs(batch, mask, NAME)
-        kl_term = kl.penalty(x["logprobs"], ref, mask, cfg.kl_estimator, cfg.aggregation, nt, ns)
-    return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta)
+    return policy_loss.clipped_policy_loss(
+        x, batch, NAME, cfg.eps_low, cfg.eps_high, cfg.aggregation, beta=cfg.beta, kl_estimator=cfg.kl_estimator
+    )

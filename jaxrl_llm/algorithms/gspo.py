@@ -54,10 +54,7 @@ class Config:
 
 def advantages(rollout: Rollout, cfg: Config, state: Any = None) -> tuple[Array, Metrics]:
     """GRPO group z-score ``(r_i - mean) / (std(ddof) + std_eps)``: ``[B]``."""
-    g = adv_ops.group_size_of(rollout)
-    rewards = jnp.asarray(rollout["rewards"], jnp.float32)
-    a = adv_ops.group_normalized(rewards, g, cfg.std_ddof, cfg.std_eps)
-    return a, adv_ops.group_stats(a, rewards, rollout["mask"], g)
+    return adv_ops.group_normalized_outcome(rollout, cfg.std_ddof, cfg.std_eps)
 
 
 def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:

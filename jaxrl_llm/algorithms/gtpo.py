@@ -325,21 +325,13 @@ def loss(logprobs: Array, batch: Mapping[str, Any], cfg: Config) -> tuple[Array,
     else:
         r = ratios.token_ratio(lp, x["old_logprobs"], mask)
     policy = _aggregate(-r * adv * x["is_weights"], mask, cfg, nt, ns)
-    total = policy
     # No clipping in GTPO: clip_frac is 0 by construction (kept so plots line up across methods).
     metrics = {"clip_frac": jnp.zeros((), jnp.float32), "ratio/mean": masked.masked_sum(r, mask) / nt}
+    kl_term = None
     if cfg.beta > 0:
-        inputs.require(batch, ("ref_logprobs",), f"{NAME} (beta > 0)")
-        ref = inputs.token_array(batch, "ref_logprobs", mask, NAME)
+        ref = inputs.ref_logprobs(batch, mask, NAME)
         kl_term = _aggregate(kl.estimate(lp, ref, cfg.kl_estimator), mask, cfg, nt, ns)
-        total = total + cfg.beta * kl_term
-        metrics["kl"] = kl_term
-        metrics["loss/kl"] = cfg.beta * kl_term
-    if "entropies" in batch:
-        metrics["entropy"] = diagnostics.token_mean_metric(inputs.token_array(batch, "entropies", mask, NAME), mask, nt)
-    metrics["loss/policy"] = policy
-    metrics["loss"] = total
-    return total, metrics
+    return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta, where=NAME)
 
 
 def reinforce_loss(logprobs: Array, batch: Mapping[str, Any], cfg: Config) -> Array:

@@ -61,7 +61,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl_llm.ops import advantages as adv_ops
-from jaxrl_llm.ops import aggregation, clipping, diagnostics, entropy, inputs, kl, masked, ratios
+from jaxrl_llm.ops import aggregation, entropy, inputs, masked, policy_loss, ratios
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "hapo"
@@ -302,23 +302,20 @@ def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
     ``clip_bound/low|high`` (token means of the adapted bounds).
     """
     x = inputs.policy_inputs(logprobs, batch, NAME)
-    mask, nt, ns = x["mask"], x["num_tokens"], x["num_seqs"]
+    mask, nt = x["mask"], x["num_tokens"]
     hhat, lo, hi = _token_terms(batch, mask, cfg)
     ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)
     adv = redistribute(x["advantages"], hhat, ratio, lo, hi, cfg) if cfg.adaptive_advantage else x["advantages"]
-    per_token = clipping.dual_clip(clipping.clipped_surrogate(ratio, adv, lo, hi), adv, cfg.clip_c)
-    policy = aggregation.aggregate(per_token * x["is_weights"], mask, cfg.aggregation, nt, ns)
-    metrics = diagnostics.ratio_metrics(ratio, adv, mask, nt, lo, hi, cfg.clip_c)
+    total, metrics = policy_loss.clipped_policy_loss(
+        x, batch, NAME, lo, hi, cfg.aggregation,
+        clip_c=cfg.clip_c, beta=cfg.beta, kl_estimator=cfg.kl_estimator, ratio=ratio, advantages=adv,
+    )
     base = x["advantages"]
     scale = jnp.where(base != 0, adv / jnp.where(base != 0, base, 1.0), 1.0)
     metrics["adv_scale/mean"] = masked.masked_sum(scale, mask) / nt
     metrics["clip_bound/low"] = masked.masked_sum(lo, mask) / nt
     metrics["clip_bound/high"] = masked.masked_sum(hi, mask) / nt
-    kl_term = None
-    if cfg.beta > 0:
-        ref = inputs.ref_logprobs(batch, mask, NAME)
-        kl_term = kl.penalty(x["logprobs"], ref, mask, cfg.kl_estimator, cfg.aggregation, nt, ns)
-    return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta)
+    return total, metrics
 
 
 def reinforce_loss(logprobs: Array, batch: Batch, cfg: Config) -> Array:

@@ -51,7 +51,7 @@ import chex
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, ratios
+from jaxrl_llm.ops import aggregation, inputs, policy_loss
 from jaxrl_llm.ops import advantages as adv_ops
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
@@ -202,18 +202,10 @@ def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
     ``rho = exp(logprobs - old_logprobs)``; ``logprobs`` [B, T].
     """
     x = inputs.policy_inputs(logprobs, batch, NAME)
-    mask, n_tok, n_seq, adv = x["mask"], x["num_tokens"], x["num_seqs"], x["advantages"]
-    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)
-    per_token = clipping.clipped_surrogate(ratio, adv, cfg.eps_low, cfg.eps_high)
-    if cfg.clip_c is not None:
-        per_token = clipping.dual_clip(per_token, adv, cfg.clip_c)
-    policy = aggregation.aggregate(per_token * x["is_weights"], mask, cfg.aggregation, n_tok, n_seq)
-    metrics = diagnostics.ratio_metrics(ratio, adv, mask, n_tok, cfg.eps_low, cfg.eps_high, cfg.clip_c)
-    kl_term = None
-    if cfg.beta > 0:
-        ref = inputs.ref_logprobs(batch, mask, NAME)
-        kl_term = kl.penalty(x["logprobs"], ref, mask, cfg.kl_estimator, cfg.aggregation, n_tok, n_seq)
-    return diagnostics.finalize(metrics, policy, batch, mask, n_tok, kl_term, cfg.beta)
+    return policy_loss.clipped_policy_loss(
+        x, batch, NAME, cfg.eps_low, cfg.eps_high, cfg.aggregation,
+        clip_c=cfg.clip_c, beta=cfg.beta, kl_estimator=cfg.kl_estimator,
+    )
 
 
 def example_extras(key: Array, batch_size: int, seq_len: int, group_size: int) -> dict[str, Array]:

@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl_llm.ops import advantages as adv_ops
-from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, masked, ratios
+from jaxrl_llm.ops import aggregation, inputs, kl, masked, policy_loss
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "ppo"
@@ -118,20 +118,16 @@ def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
     x = inputs.policy_inputs(logprobs, batch, NAME)
     inputs.require(batch, ("values", "old_values", "returns"), NAME)
     mask, nt, ns = x["mask"], x["num_tokens"], x["num_seqs"]
-    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)
-    per_token = clipping.clipped_surrogate(ratio, x["advantages"], cfg.eps_low, cfg.eps_high)
-    if cfg.clip_c is not None:
-        per_token = clipping.dual_clip(per_token, x["advantages"], cfg.clip_c)
-    policy = aggregation.aggregate(per_token * x["is_weights"], mask, cfg.aggregation, nt, ns)
-    metrics = diagnostics.ratio_metrics(ratio, x["advantages"], mask, nt, cfg.eps_low, cfg.eps_high, cfg.clip_c)
-
     values = masked.where_mask(inputs.token_array(batch, "values", mask, NAME), mask)
     old_values = masked.where_mask(inputs.token_array(batch, "old_values", mask, NAME), mask)
     returns = masked.where_mask(inputs.token_array(batch, "returns", mask, NAME), mask)
     v_loss = cfg.c_v * aggregation.aggregate(value_loss(values, old_values, returns, cfg.eps_v), mask, cfg.aggregation, nt, ns)
+    total, metrics = policy_loss.clipped_policy_loss(
+        x, batch, NAME, cfg.eps_low, cfg.eps_high, cfg.aggregation, clip_c=cfg.clip_c, extra=v_loss
+    )
     metrics["loss/value"] = v_loss
     metrics["vf_clip_frac"] = jnp.sum((mask != 0) & (jnp.abs(values - old_values) > cfg.eps_v)) / nt
-    return diagnostics.finalize(metrics, policy, batch, mask, nt, extra=v_loss)
+    return total, metrics
 
 
 def example_extras(key: jax.Array, batch_size: int, seq_len: int, group_size: int) -> dict[str, Array]:

@@ -67,7 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_llm.ops import advantages as adv_ops
-from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, ratios
+from jaxrl_llm.ops import inputs, policy_loss
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "riskpo"
@@ -241,15 +241,7 @@ def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
     full-batch loss (global normalizers).
     """
     x = inputs.policy_inputs(logprobs, batch, NAME)
-    mask, nt, ns = x["mask"], x["num_tokens"], x["num_seqs"]
-    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)
-    per_token = clipping.dual_clip(
-        clipping.clipped_surrogate(ratio, x["advantages"], cfg.eps_low, cfg.eps_high), x["advantages"], cfg.clip_c
+    return policy_loss.clipped_policy_loss(
+        x, batch, NAME, cfg.eps_low, cfg.eps_high, cfg.aggregation,
+        clip_c=cfg.clip_c, beta=cfg.beta, kl_estimator=cfg.kl_estimator,
     )
-    policy = aggregation.aggregate(per_token * x["is_weights"], mask, cfg.aggregation, nt, ns)
-    metrics = diagnostics.ratio_metrics(ratio, x["advantages"], mask, nt, cfg.eps_low, cfg.eps_high, cfg.clip_c)
-    kl_term = None
-    if cfg.beta > 0:
-        ref = inputs.ref_logprobs(batch, mask, NAME)
-        kl_term = kl.penalty(x["logprobs"], ref, mask, cfg.kl_estimator, cfg.aggregation, nt, ns)
-    return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta)

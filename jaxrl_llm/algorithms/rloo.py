@@ -32,7 +32,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from jaxrl_llm.ops import advantages as adv_ops
-from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, masked, ratios
+from jaxrl_llm.ops import inputs, kl, masked, policy_loss
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "rloo"
@@ -76,9 +76,4 @@ def advantages(rollout: Rollout, cfg: Config, state: Any = None) -> tuple[Array,
 def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
     """Clipped ratio surrogate, summed over each response's tokens, averaged over responses."""
     x = inputs.policy_inputs(logprobs, batch, NAME)
-    mask, nt, ns = x["mask"], x["num_tokens"], x["num_seqs"]
-    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)
-    per_token = clipping.clipped_surrogate(ratio, x["advantages"], cfg.eps_low, cfg.eps_high) * x["is_weights"]
-    policy = aggregation.aggregate(per_token, mask, cfg.aggregation, nt, ns)
-    metrics = diagnostics.ratio_metrics(ratio, x["advantages"], mask, nt, cfg.eps_low, cfg.eps_high)
-    return diagnostics.finalize(metrics, policy, batch, mask, nt)
+    return policy_loss.clipped_policy_loss(x, batch, NAME, cfg.eps_low, cfg.eps_high, cfg.aggregation)

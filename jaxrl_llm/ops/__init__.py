@@ -12,6 +12,7 @@ Modules (import the module, call ``kl.k3(...)``):
 * ``rollout_correction`` truncated / masked importance weights (token and sequence level)
 * ``diagnostics`` shared metric keys (clip fractions, ratio stats)
 * ``inputs``      validation and f32 upcast of a loss's batch
+* ``policy_loss`` the shared PPO-clip loss: ratio, clipped surrogate, aggregation, KL, metrics
 
 Sign: every per-token "loss" here is to be MINIMIZED. Masked entries (``mask == 0``) never affect a
 value or a gradient. Global normalizers are passed in, never computed from a local mask.

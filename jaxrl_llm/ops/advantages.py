@@ -100,6 +100,15 @@ def group_normalized(rewards: Array, group_size: int, ddof: int = 1, eps: float 
     return jnp.where(zero, 0.0, centered / (std + eps))
 
 
+def group_normalized_outcome(rollout: Mapping[str, Any], ddof: int = 1, eps: float = 1e-6) -> tuple[Array, dict[str, Array]]:
+    """GRPO's advantage of a rollout: ``group_normalized(rollout["rewards"], G, ddof, eps)`` ``[B]``
+    and its ``group_stats`` metrics, with ``G = group_size_of(rollout)``."""
+    g = group_size_of(rollout)
+    rewards = jnp.asarray(rollout["rewards"], jnp.float32)
+    a = group_normalized(rewards, g, ddof, eps)
+    return a, group_stats(a, rewards, rollout["mask"], g)
+
+
 def leave_one_out(rewards: Array, group_size: int) -> Array:
     """RLOO advantage ``A_i = r_i - (1/(G-1)) sum_{j != i} r_j = G/(G-1) * (r_i - mean_j r_j)``. ``[B] -> [B]``.
 

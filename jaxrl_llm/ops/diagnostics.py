@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from jaxrl_llm.ops import clipping, masked
+from jaxrl_llm.ops import clipping, inputs, masked
 from jaxrl_llm.types import Array
 
 
@@ -64,9 +64,11 @@ def finalize(
     kl_term: Array | None = None,
     beta: float = 0.0,
     extra: Array | None = None,
+    where: str = "loss",
 ) -> tuple[Array, dict[str, Array]]:
     """``loss = policy + beta * kl_term (+ extra)`` and the shared keys ``loss``, ``loss/policy``,
-    ``kl``, ``loss/kl`` and ``entropy`` (token mean of ``batch["entropies"]`` when present)."""
+    ``kl``, ``loss/kl`` and ``entropy`` (token mean of ``batch["entropies"]`` ``[B, T]`` when
+    present; ``where`` names the method if its shape is wrong)."""
     total = policy
     if kl_term is not None:
         total = total + beta * kl_term
@@ -75,7 +77,7 @@ def finalize(
     if extra is not None:
         total = total + extra
     if "entropies" in batch:
-        ent = jnp.asarray(batch["entropies"], jnp.float32)
+        ent = inputs.token_array(batch, "entropies", mask, where)
         metrics["entropy"] = token_mean_metric(ent, mask, num_tokens)
     metrics["loss/policy"] = policy
     metrics["loss"] = total
