@@ -1,25 +1,29 @@
-"""GRPO baseline for bnpo.py: identical run, GRPO's group z-score advantage with BNPO's loss settings
-(eps_low 0.2, eps_high 0.28, beta 0, seq-mean-token-sum), so only the normalizer differs.
-See bnpo.py for the command and what is measured."""
+"""GRPO baseline for bnpo.py: the same run (``experiments/bases/family_a.py``, ``BNPO``), GRPO's
+group z-score advantage with BNPO's loss settings (eps_low 0.2, eps_high 0.28, beta 0,
+seq-mean-token-sum), so only the normalizer differs. See bnpo.py for what is measured.
+
+Command:
+    jaxrl-llm train bnpo_grpo_baseline
+
+Hardware: the project's 2-core CPU machine (no accelerator), f32.
+Time: 260 s measured, on the 2 cores shared with other jobs.
+
+Expected result: measured once (seed 0), ``grad_norm`` mean 12.05, std 10.23 (CV 0.85) over the 40
+steps, entropy drifting up from 0.33 to 1.61 (first / last 10 steps), held-out greedy accuracy
+7.0% -> 0% with maximum-length completions. Details: ``experiments/results/bnpo.md``.
+"""
+
+import importlib.util
+import pathlib
 
 from jaxrl_llm.algorithms import grpo
-from jaxrl_llm.config import (CheckpointConfig, Config, EvalConfig, ModelConfig, OptimConfig, SamplingConfig,
-                              SFTConfig, TaskConfig, TrainConfig)
+from jaxrl_llm.config import Config
+
+_spec = importlib.util.spec_from_file_location("family_a", pathlib.Path(__file__).parent / "bases" / "family_a.py")
+family_a = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(family_a)
 
 
 def get_config() -> Config:
-    return Config(
-        name="bnpo_grpo_baseline",
-        seed=0,
-        algorithm="grpo",
-        algo=grpo.Config(beta=0.0, eps_low=0.2, eps_high=0.28, aggregation="seq_mean_token_sum"),
-        model=ModelConfig(name="tiny"),
-        task=TaskConfig(name="rg:chain_sum", kwargs={"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 1},
-                        max_prompt_len=128),
-        sampling=SamplingConfig(temperature=1.0, max_new_tokens=32),
-        optim=OptimConfig(learning_rate=3e-4),
-        train=TrainConfig(steps=40, prompts_per_step=8, group_size=8),
-        sft=SFTConfig(steps=150, batch_size=32, learning_rate=1e-3),
-        eval=EvalConfig(num_examples=128, k=4),
-        checkpoint=CheckpointConfig(every=20),
-    )
+    algo = grpo.Config(beta=0.0, eps_low=0.2, eps_high=0.28, aggregation="seq_mean_token_sum")
+    return family_a.config(family_a.BNPO, "bnpo_grpo_baseline", "grpo", algo)

@@ -4,44 +4,41 @@ model, vs GRPO (dcpo_grpo_baseline.py).
 Spec group_rlvr_and_credit.md §4, "minimal reproduction": DCPO's smooth advantage standardization
 gives revisited prompts with all-equal groups a nonzero advantage (more responses carry gradient),
 and its probability-dependent clip bounds clip far fewer tokens than GRPO's fixed 0.2.
-Same model, task, SFT, steps, batch and seed as the baseline; no KL in either.
+Same model, task, SFT, steps, batch and seed as the baseline (``experiments/bases/family_a.py``,
+``DCPO``); no KL in either.
 
-Command (2-core CPU, a few minutes each; run sequentially):
+Command (run sequentially):
     jaxrl-llm train dcpo
     jaxrl-llm train dcpo_grpo_baseline
     jaxrl-llm plot runs/dcpo runs/dcpo_grpo_baseline
+Off-policy updates, so that clipping can act: add ``--set train.num_minibatches=4`` to both runs.
+
+Hardware: the project's 2-core CPU machine (no accelerator), f32.
+Time: 138 s measured (103 s with 4 minibatches; the baseline 94 s and 90 s), on the 2 cores
+shared with other jobs.
 
 Uses the trainer's ``rollout["prompt_ids"]`` (each row's training-example index, in
 ``[0, num_prompts)``) of every rollout; the SAS state (per-prompt visits, mean, std) is the
 algorithm state the trainer checkpoints. Measures: ``clip_frac`` (both), the fraction of tokens
 with a nonzero gradient (``dcpo/frac_tokens_with_grad``) and of responses with a nonzero advantage
-(``dcpo/frac_nonzero_adv`` vs GRPO's ``1 - frac_zero_std_groups``). Results:
-``experiments/results/dcpo.md``.
+(``dcpo/frac_nonzero_adv`` vs GRPO's ``1 - frac_zero_std_groups``).
+
+Expected result: measured once (seed 0), 88% of DCPO's responses carry a nonzero advantage over the
+run (95% over the last 10 steps) against 63% in the GRPO run; with one update per batch neither
+method clips (``clip_frac`` 0); with 4 minibatches DCPO clips 0.38% of tokens vs GRPO's 0.83%.
+Held-out greedy accuracy 9.4% -> 7.0% (GRPO 2.3%), one seed. Details: ``experiments/results/dcpo.md``.
 """
 
-from jaxrl_llm.algorithms import dcpo
-from jaxrl_llm.config import (CheckpointConfig, Config, EvalConfig, ModelConfig, OptimConfig, SamplingConfig,
-                              SFTConfig, TaskConfig, TrainConfig)
+import importlib.util
+import pathlib
 
-NUM_EVAL, NUM_TRAIN = 128, 64
-TASK = TaskConfig(name="rg:chain_sum",
-                  kwargs={"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 1,
-                          "size": NUM_EVAL + NUM_TRAIN, "num_eval": NUM_EVAL},
-                  max_prompt_len=128)
+from jaxrl_llm.algorithms import dcpo
+from jaxrl_llm.config import Config
+
+_spec = importlib.util.spec_from_file_location("family_a", pathlib.Path(__file__).parent / "bases" / "family_a.py")
+family_a = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(family_a)
 
 
 def get_config() -> Config:
-    return Config(
-        name="dcpo",
-        seed=0,
-        algorithm="dcpo",
-        algo=dcpo.Config(num_prompts=NUM_TRAIN),
-        model=ModelConfig(name="tiny"),
-        task=TASK,
-        sampling=SamplingConfig(temperature=1.0, max_new_tokens=32),
-        optim=OptimConfig(learning_rate=3e-4),
-        train=TrainConfig(steps=40, prompts_per_step=8, group_size=8),
-        sft=SFTConfig(steps=150, batch_size=32, learning_rate=1e-3),
-        eval=EvalConfig(num_examples=128, k=4),
-        checkpoint=CheckpointConfig(every=20),
-    )
+    return family_a.config(family_a.DCPO, "dcpo", "dcpo", dcpo.Config(num_prompts=family_a.DCPO.train_pool))
