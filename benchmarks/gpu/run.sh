@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The GPU benchmark run, one script: forward+backward and sampling, ours (JAX) vs transformers
+# (PyTorch), SmolLM2-135M architecture with random weights, bf16 parameters and compute.
+#
+#     OUT=/some/dir bash benchmarks/gpu/run.sh
+#
+# Needs python3 with jax (CUDA), flax, optax, chex, transformers, torch (CUDA), safetensors,
+# numpy; no download, no GGUF file, no pip install (jaxrl_llm is imported from this checkout).
+# Writes to $OUT: env.log, run.log (one line per step), <step>.log (each step's full output),
+# forward_backward_<B>x<S>.json, sampling.json, summary.txt (the table also printed at the end).
+#
+# Wall time is bounded by BUDGET_S (default 360 s): each step runs under `timeout`, capped by its
+# own limit and by what is left of the budget; a step with under 30 s left is skipped. A failed
+# or timed-out step is logged (its traceback is in the printed tail) and the next one runs.
+# JAX_COMPILATION_CACHE_DIR (default /tmp/jax_cache) lets a rerun on the same machine skip the
+# compiles (then first_call_s_incl_compile / compile_seconds no longer include compilation).
+# SMOKE=1 runs the same steps at tiny sizes on the CPU (to check this script without a GPU).
+set -u
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/jaxrl_llm_gpu_bench}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# JAX preallocates this fraction of GPU memory; the rest is PyTorch's (the peer runs in the same
+# process). Half each: ours at [8, 1024] needs ~15 GB (it keeps f32 attention scores per layer).
+export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.5}
+export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jax_cache}
+BUDGET_S=${BUDGET_S:-360}
+START=$(date +%s)
+COMMON=(--weights random --dtype bfloat16 --device gpu)
+
+step() {  # step NAME MAX_SECONDS COMMAND...
+  local name=$1 max=$2 left limit t0 rc
+  shift 2
+  left=$(( BUDGET_S - ($(date +%s) - START) ))
+  limit=$(( max < left ? max : left ))
+  if (( limit < 30 )); then
+    echo "== $name: skipped, ${left}s of the ${BUDGET_S}s budget left" | tee -a "$OUT/run.log"
+    return
+  fi
+  echo "== $name (timeout ${limit}s): $*" | tee -a "$OUT/run.log"
+  t0=$(date +%s)
+  timeout -k 10 "$limit" "$@" > "$OUT/$name.log" 2>&1
+  rc=$?
+  grep -v "Loading weights" "$OUT/$name.log" | tail -n 40
+  echo "== $name: exit $rc after $(( $(date +%s) - t0 ))s$( (( rc == 124 || rc == 137 )) && echo ' (TIMED OUT)')" \
+    | tee -a "$OUT/run.log"
+}
+
+{
+  nvidia-smi -L
+  nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.max.sm --format=csv
+  python3 --version
+  timeout 90 python3 -c '
+import jax, jaxlib, flax, optax, transformers
+print("jax", jax.__version__, "jaxlib", jaxlib.__version__, "flax", flax.__version__, "optax", optax.__version__,
+      "transformers", transformers.__version__)
+print("jax.devices():", jax.devices(), "backend:", jax.default_backend())
+import torch
+print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(),
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
+import jaxrl_llm
+print("jaxrl_llm from", jaxrl_llm.__file__)
+'
+} 2>&1 | tee "$OUT/env.log"
+
+fb() {  # fb BxS MAX_SECONDS ITERS
+  step "forward_backward_$1" "$2" python3 benchmarks/forward_backward.py "${COMMON[@]}" --batch "${1%x*}" \
+    --seq "${1#*x}" --rounds 3 --iters "$3" --out "$OUT/forward_backward_$1.json"
+}
+
+if [[ ${SMOKE:-0} == 1 ]]; then  # this script's own check on a CPU machine: same steps, tiny sizes
+  COMMON=(--weights random --dtype bfloat16 --device cpu)
+  fb 2x32 150 1
+  step sampling 200 python3 benchmarks/sampling.py "${COMMON[@]}" --batch 1,2 --new-tokens 8 --reps 1 \
+    --out "$OUT/sampling.json"
+  fb 1x16 120 1
+else
+  fb 8x256 150 10
+  step sampling 200 python3 benchmarks/sampling.py "${COMMON[@]}" --batch 1,16,64,256 --new-tokens 128 --reps 3 \
+    --out "$OUT/sampling.json"
+  fb 32x256 120 5
+  fb 8x1024 120 5
+fi
+
+echo "== summary ($(( $(date +%s) - START ))s total)"
+timeout 30 python3 benchmarks/gpu/summarize.py "$OUT" 2>&1 | tee "$OUT/summary.txt"
