@@ -46,7 +46,7 @@ class TaskConfig:
 
     name: str = "basic_arithmetic"
     kwargs: Mapping[str, Any] = field(default_factory=dict)
-    max_prompt_len: int = 64  # prompts are left-padded to a power-of-two bucket <= this
+    max_prompt_len: int = 64  # prompts are left-padded to their power-of-two bucket, capped at this
     system_prompt: str = ""
 
 

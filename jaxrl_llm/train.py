@@ -350,7 +350,9 @@ class Trainer:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def encode_prompts(self, examples) -> tuple[np.ndarray, np.ndarray]:
-        """Left-padded prompt tokens and mask [P, Sp], Sp a power-of-two bucket (bounded recompiles)."""
+        """Left-padded prompt tokens and mask [P, Sp]: Sp is the power-of-two bucket of the longest
+        prompt (bounded recompiles), capped at ``task.max_prompt_len`` (so a cap just above a
+        task's prompt lengths wastes no padding)."""
         from jaxrl_llm import sampling
 
         ids = [self.render(e) for e in examples]
@@ -359,7 +361,7 @@ class Trainer:
             i = max(range(len(ids)), key=lambda j: len(ids[j]))
             raise ValueError(f"prompt of example {examples[i].id!r} has {longest} tokens > "
                              f"task.max_prompt_len={self.cfg.task.max_prompt_len}; raise it")
-        return left_pad(ids, sampling.bucket_length(longest), self.pad_id)
+        return left_pad(ids, min(sampling.bucket_length(longest), self.cfg.task.max_prompt_len), self.pad_id)
 
     def generate(self, prompt_tokens: np.ndarray, prompt_mask: np.ndarray, key: jax.Array, num_samples: int,
                  greedy: bool = False, temperature: float | None = None, temperature_rule=None,

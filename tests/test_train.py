@@ -121,6 +121,30 @@ def test_non_finite_update_is_skipped(trainers):
         np.testing.assert_array_equal(a, b)
 
 
+def test_prompt_bucket_is_capped_by_max_prompt_len(trainers):
+    """Prompts pad to the power-of-two bucket of the longest, capped at task.max_prompt_len: a
+    cap just above the task's prompt lengths (40 for 35-token prompts) wastes no padding."""
+    tr = trainers["single"]
+    examples = [tr.task.train_example(i) for i in range(4)]
+    longest = max(len(tr.render(e)) for e in examples)
+    assert 32 < longest <= 40
+    tokens, mask = tr.encode_prompts(examples)
+    assert tokens.shape == (4, 64)  # tiny_config keeps max_prompt_len=64: the power-of-two bucket
+    capped = dataclasses.replace(tr.cfg, task=dataclasses.replace(tr.cfg.task, max_prompt_len=40))
+    old, tr.cfg = tr.cfg, capped
+    try:
+        tokens40, mask40 = tr.encode_prompts(examples)
+        assert tokens40.shape == (4, 40)
+        np.testing.assert_array_equal(tokens40, tokens[:, 24:])
+        np.testing.assert_array_equal(mask40, mask[:, 24:])
+        assert mask[:, :24].sum() == 0
+        tr.cfg = dataclasses.replace(capped, task=dataclasses.replace(capped.task, max_prompt_len=longest - 1))
+        with pytest.raises(ValueError, match="task.max_prompt_len"):
+            tr.encode_prompts(examples)
+    finally:
+        tr.cfg = old
+
+
 def test_optimizer_warmup_cosine_and_clipping():
     tx = train.make_optimizer(1.0, total_steps=10, warmup_steps=2, schedule="cosine", min_lr_ratio=0.1,
                               b1=0.0, b2=0.0, eps=0.0, max_grad_norm=0.5)
