@@ -93,6 +93,11 @@ class TrainConfig:
     # the pre-update params (robust to sampler/trainer numeric mismatch, e.g. bf16 KV caches).
     old_logprobs: Literal["sampler", "recompute"] = "sampler"
     max_sampling_rounds: int = 4  # dynamic sampling: extra generation rounds to fill the batch
+    # Compute each group's shared prompt once in the update and log-prob passes (the G completions
+    # attend to copies of its KV cache; equal to the unshared pass up to float rounding). Applies
+    # when a group's rows share one prompt and micro-batches hold whole groups; minibatches are
+    # then drawn as whole groups.
+    share_prompt: bool = True
     on_nonfinite: Literal["skip", "stop"] = "skip"
 
 

@@ -282,23 +282,28 @@ class Trainer:
             self._jit_cache[name] = build()
         return self._jit_cache[name]
 
-    def _logprobs_fn(self, params, tokens, attention_mask, num_completion):
+    def _logprobs_fn(self, params, tokens, attention_mask, num_completion, group_size=1):
         model = self.model(params)
-        return jax.lax.stop_gradient(self._completion_logprobs(model, tokens, attention_mask, num_completion))
+        return jax.lax.stop_gradient(self._completion_logprobs(model, tokens, attention_mask, num_completion,
+                                                               group_size=group_size))
 
-    def _completion_logprobs(self, model, tokens, attention_mask, num_completion, return_entropy=False):
+    def _completion_logprobs(self, model, tokens, attention_mask, num_completion, return_entropy=False,
+                             group_size=1):
         from jaxrl_llm.models import completion_logprobs
 
         chunk = self.cfg.model.logprob_chunk_size or num_completion
         return completion_logprobs(model, tokens, attention_mask, num_completion,
-                                   return_entropy=return_entropy, chunk_size=chunk)
+                                   return_entropy=return_entropy, chunk_size=chunk, group_size=group_size)
 
-    def logprobs(self, params: Any, tokens: jax.Array, attention_mask: jax.Array, num_completion: int) -> jax.Array:
-        """Per-token log-probs [B, T] of the last ``num_completion`` tokens, no gradient."""
-        fn = self._jit("logprobs", lambda: jax.jit(self._logprobs_fn, static_argnums=(3,)))
-        return fn(params, tokens, attention_mask, num_completion)
+    def logprobs(self, params: Any, tokens: jax.Array, attention_mask: jax.Array, num_completion: int,
+                 group_size: int = 1) -> jax.Array:
+        """Per-token log-probs [B, T] of the last ``num_completion`` tokens, no gradient.
+        ``group_size`` > 1: rows come in groups sharing one prompt, computed once per group."""
+        fn = self._jit("logprobs", lambda: jax.jit(self._logprobs_fn, static_argnums=(3, 4)))
+        return fn(params, tokens, attention_mask, num_completion, group_size)
 
-    def _update_fn(self, tx: optax.GradientTransformation, loss_of_logprobs: Callable, num_completion: int) -> Callable:
+    def _update_fn(self, tx: optax.GradientTransformation, loss_of_logprobs: Callable, num_completion: int,
+                   group_size: int = 1) -> Callable:
         """Jitted ``(params, opt_state, inputs, batch, scalars) -> (params, opt_state, metrics)``.
 
         ``inputs`` holds ``tokens`` / ``attention_mask`` [M, mb, S] and ``batch`` the loss's
@@ -310,7 +315,7 @@ class Trainer:
             def loss_fn(p, mb):
                 mb_inputs, mb_batch = mb
                 logp = self._completion_logprobs(self.model(p), mb_inputs["tokens"], mb_inputs["attention_mask"],
-                                                 num_completion)
+                                                 num_completion, group_size=group_size)
                 return loss_of_logprobs(logp, {**mb_batch, **scalars})
 
             grads, metrics = accumulate_gradients(loss_fn, params, (inputs, batch))
@@ -323,11 +328,13 @@ class Trainer:
 
     def run_update(self, name: str, tx, loss_of_logprobs, tokens: np.ndarray, attention_mask: np.ndarray,
                    batch: Mapping[str, np.ndarray], scalars: Mapping[str, float], micro_batch_size: int,
-                   num_completion: int) -> dict[str, float]:
+                   num_completion: int, group_size: int = 1) -> dict[str, float]:
         """One optimizer update on the rows given (host arrays, leading dim = minibatch size).
 
         The rows are split into micro-batches of ``micro_batch_size`` (0 = one), each placed
         sharded over the mesh's data axes; ``scalars`` are the minibatch's global normalizers.
+        ``group_size`` > 1: the rows come in groups sharing one prompt, each micro-batch holding
+        whole groups; each prompt is computed once (``completion_logprobs(group_size=...)``).
         """
         n = tokens.shape[0]
         mb = micro_batch_size or n
@@ -338,7 +345,10 @@ class Trainer:
         inputs = {"tokens": split(tokens), "attention_mask": split(attention_mask)}
         dev_batch = {k: split(v) for k, v in batch.items()}
         dev_scalars = {k: jnp.asarray(v, jnp.float32) for k, v in scalars.items()}
-        fn = self._jit(f"{name}/T={num_completion}", lambda: self._update_fn(tx, loss_of_logprobs, num_completion))
+        if mb % group_size:
+            raise ValueError(f"micro-batches of {mb} rows do not hold whole groups of {group_size}")
+        fn = self._jit(f"{name}/T={num_completion}/G={group_size}",
+                       lambda: self._update_fn(tx, loss_of_logprobs, num_completion, group_size))
         self.params, self.opt_state, metrics = fn(self.params, self.opt_state, inputs, dev_batch, dev_scalars)
         return {k: float(distributed.to_host(v)) for k, v in metrics.items()}
 
@@ -776,15 +786,16 @@ def rl_step(tr: Trainer, timer: metrics_log.Timer) -> dict[str, float]:
     tokens = np.concatenate([rollout["prompt_tokens"], rollout["tokens"]], axis=1)
     attention = np.concatenate([rollout["prompt_mask"].astype(np.float32), rollout["mask"]], axis=1)
     T = rollout["tokens"].shape[1]
+    share = _prompt_sharing(tr, rollout)
     # pi_old and pi_ref come before the advantages: KL-in-reward methods read them there.
     with timer("logprobs"):
         if c.train.old_logprobs == "recompute" or "policy_logprobs" not in rollout:
-            old = tr.logprobs(tr.params, tr.put(tokens), tr.put(attention), T)
+            old = tr.logprobs(tr.params, tr.put(tokens), tr.put(attention), T, share)
             rollout["old_logprobs"] = distributed.to_host(old)
         else:
             rollout["old_logprobs"] = rollout["policy_logprobs"]
         if tr.ref_params is not None:
-            ref = tr.logprobs(tr.ref_params, tr.put(tokens), tr.put(attention), T)
+            ref = tr.logprobs(tr.ref_params, tr.put(tokens), tr.put(attention), T, share)
             rollout["ref_logprobs"] = distributed.to_host(ref)
 
     with timer("advantages"):
@@ -807,14 +818,16 @@ def rl_step(tr: Trainer, timer: metrics_log.Timer) -> dict[str, float]:
     update_metrics: list[dict[str, float]] = []
     with timer("update"):
         for epoch in range(c.train.num_iterations):
-            order = np.asarray(jax.random.permutation(jax.random.fold_in(key, 1000 + epoch), B)) \
-                if c.train.num_minibatches > 1 else np.arange(B)
+            order = np.arange(B)
+            if c.train.num_minibatches > 1:  # a random split; whole groups when prompts are shared
+                perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, 1000 + epoch), B // share))
+                order = (perm[:, None] * share + np.arange(share)).reshape(-1)
             for i in range(c.train.num_minibatches):
                 rows = order[i * mbs:(i + 1) * mbs]
                 batch = {k: rollout[k][rows] for k in batch_keys}
                 scalars = {"num_tokens": float(batch["mask"].sum()), "num_seqs": float(len(rows))}
                 m = tr.run_update("rl_update", tr.rl_tx, loss, tokens[rows], attention[rows], batch, scalars,
-                                  c.train.micro_batch_size, T)
+                                  c.train.micro_batch_size, T, share)
                 update_metrics.append(m)
                 if not m["finite"]:
                     tr.counters["nonfinite_skipped"] += 1
@@ -834,6 +847,23 @@ def rl_step(tr: Trainer, timer: metrics_log.Timer) -> dict[str, float]:
         metrics[k] = float(np.mean(vals)) if k != "finite" else float(np.min(vals))
     metrics["nonfinite_skipped"] = float(tr.counters["nonfinite_skipped"])
     return metrics
+
+
+def _prompt_sharing(tr: Trainer, rollout: Mapping[str, Any]) -> int:
+    """The group size G when each group's prompt can be computed once in the update and log-prob
+    passes (``train.share_prompt``; the G rows of every group hold one prompt, and minibatches and
+    micro-batches hold whole groups), else 1."""
+    c = tr.cfg.train
+    G = int(rollout["group_size"])
+    prompts, prompt_mask = rollout["prompt_tokens"], rollout["prompt_mask"]
+    B = prompts.shape[0]
+    if not c.share_prompt or G <= 1 or B % G:
+        return 1
+    minibatch = B // c.num_minibatches
+    if B % c.num_minibatches or minibatch % G or (c.micro_batch_size and c.micro_batch_size % G):
+        return 1
+    same = lambda x: bool((x.reshape(B // G, G, -1) == x[::G, None]).all())
+    return G if same(prompts) and same(prompt_mask) else 1
 
 
 def _update_state(tr: Trainer, rollout: Mapping[str, Any]) -> Any:

@@ -7,6 +7,13 @@ position ``S - T + t - 1``. The unembedding and log-softmax run over chunks of p
 logits at once (the price: the backward pass recomputes each chunk's logits, one extra
 [B, T, D] x [D, V] matmul). ``chunk_size=None`` skips chunking and recomputation when [B, T, V]
 f32 logits fit in memory. Everything after the hidden states is f32.
+
+Shared prompts (``group_size=G > 1``): GRPO-style batches hold each prompt G times, group-major.
+The prompt part then runs once per group through the KV-cache path and the G completions attend
+to copies of its cache (``KVCache.take_rows``); gradients flow back into the prompt through the
+cached keys and values. The result equals the unshared computation up to float rounding, at
+``P*Sp + B*T`` instead of ``B*(Sp+T)`` token positions (P = B/G prompts of Sp tokens): with
+35-token prompts, 4 new tokens and G = 8, about a fifth of the work.
 """
 
 from __future__ import annotations
@@ -33,8 +40,28 @@ def _chunk_stats(unembed, hidden, targets, return_entropy):
     return logp, entropy
 
 
+def _shared_prompt_hidden(model, tokens, attention_mask, num_completion: int, group_size: int):
+    """Hidden states [B, T, D] that predict the last T tokens, each group's prompt run once.
+
+    Rows ``g*G .. g*G+G-1`` must share their first ``S - T`` columns (tokens and mask).
+    """
+    B, S = tokens.shape
+    T, G = num_completion, group_size
+    if B % G:
+        raise ValueError(f"completion_logprobs: {B} rows are not whole groups of group_size={G}")
+    Sp, P = S - T, B // G
+    prompt, prompt_mask = tokens[::G, :Sp], attention_mask[::G, :Sp]
+    positions = positions_from_mask(attention_mask)  # the positions the unshared pass would use
+    cache = model.init_cache(P, S)
+    prompt_hidden, cache = model.hidden_states(prompt, positions[::G, :Sp], prompt_mask, cache)
+    cache = cache.take_rows(jnp.repeat(jnp.arange(P), G))
+    completion_hidden, _ = model.hidden_states(tokens[:, Sp:], positions[:, Sp:], attention_mask[:, Sp:], cache)
+    last_prompt = jnp.repeat(prompt_hidden[:, -1:], G, axis=0)  # predicts the first completion token
+    return jnp.concatenate([last_prompt, completion_hidden[:, :-1]], axis=1)
+
+
 def completion_logprobs(model, tokens, attention_mask, num_completion: int, *,
-                        return_entropy: bool = False, chunk_size: int | None = 128):
+                        return_entropy: bool = False, chunk_size: int | None = 128, group_size: int = 1):
     """Log-probs [B, T] f32 (and entropies [B, T] f32 if asked) of the last T tokens.
 
     Args:
@@ -45,12 +72,18 @@ def completion_logprobs(model, tokens, attention_mask, num_completion: int, *,
       return_entropy: also return the entropy of the full softmax at each scored position.
       chunk_size: positions per unembedding chunk (bounds memory at [B, chunk, V]); None: one
         pass over all T positions, logits kept for the backward pass (faster, [B, T, V] memory).
+      group_size: G > 1 when rows come in group-major groups of G sharing the same prompt part
+        (the first S - T columns, tokens and mask): each prompt is then computed once (see the
+        module docstring). The caller guarantees the sharing.
     """
     B, S = tokens.shape
     T = num_completion
-    positions = positions_from_mask(attention_mask)
-    hidden, _ = model.hidden_states(tokens, positions, attention_mask)
-    hidden = hidden[:, S - T - 1: S - 1]  # [B, T, D] predicts tokens[:, S-T:]
+    if group_size > 1:
+        hidden = _shared_prompt_hidden(model, tokens, attention_mask, T, group_size)
+    else:
+        positions = positions_from_mask(attention_mask)
+        hidden, _ = model.hidden_states(tokens, positions, attention_mask)
+        hidden = hidden[:, S - T - 1: S - 1]  # [B, T, D] predicts tokens[:, S-T:]
     targets = tokens[:, S - T:]
     if chunk_size is None:
         logp, ent = _chunk_stats(model.unembed, hidden, targets, return_entropy)
