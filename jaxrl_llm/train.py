@@ -145,7 +145,7 @@ def apply_update(tx: optax.GradientTransformation, params: Any, opt_state: Any, 
                  loss: jax.Array) -> tuple[Any, Any, jax.Array, jax.Array]:
     """One optimizer update, skipped (params and state unchanged) when the loss or the gradient
     norm is not finite. Returns (params, opt_state, grad_norm, finite)."""
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     updates, new_opt_state = tx.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)

@@ -128,11 +128,13 @@ def test_prompt_bucket_is_capped_by_max_prompt_len(trainers):
     examples = [tr.task.train_example(i) for i in range(4)]
     longest = max(len(tr.render(e)) for e in examples)
     assert 32 < longest <= 40
-    tokens, mask = tr.encode_prompts(examples)
-    assert tokens.shape == (4, 64)  # tiny_config keeps max_prompt_len=64: the power-of-two bucket
-    capped = dataclasses.replace(tr.cfg, task=dataclasses.replace(tr.cfg.task, max_prompt_len=40))
-    old, tr.cfg = tr.cfg, capped
+    old = tr.cfg
     try:
+        tr.cfg = dataclasses.replace(old, task=dataclasses.replace(old.task, max_prompt_len=64))
+        tokens, mask = tr.encode_prompts(examples)
+        assert tokens.shape == (4, 64)  # the power-of-two bucket
+        capped = dataclasses.replace(old, task=dataclasses.replace(old.task, max_prompt_len=40))
+        tr.cfg = capped
         tokens40, mask40 = tr.encode_prompts(examples)
         assert tokens40.shape == (4, 40)
         np.testing.assert_array_equal(tokens40, tokens[:, 24:])
