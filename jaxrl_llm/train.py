@@ -291,7 +291,7 @@ class Trainer:
                              group_size=1):
         from jaxrl_llm.models import completion_logprobs
 
-        chunk = self.cfg.model.logprob_chunk_size or num_completion
+        chunk = self.cfg.model.logprob_chunk_size or None  # 0: one pass, logits kept (no recompute)
         return completion_logprobs(model, tokens, attention_mask, num_completion,
                                    return_entropy=return_entropy, chunk_size=chunk, group_size=group_size)
 
