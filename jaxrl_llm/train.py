@@ -244,6 +244,8 @@ class Trainer:
         self.phase = "sft" if cfg.sft.steps else "rl"
         self.opt_state = self._init_opt_state(self.sft_tx if self.phase == "sft" else self.rl_tx)
         self._jit_cache: dict[str, Callable] = {}
+        if self.phase == "rl":  # no SFT stage: the RL state (reference copy, algorithm state) starts now
+            self.start_rl()
 
     # ------------------------------------------------------------------ sharding / placement
     def _param_shardings(self, state: nnx.State) -> Any:
@@ -1050,7 +1052,8 @@ def _finish(tr: Trainer, summary: dict[str, Any]) -> None:
         print(metrics_log.summary_table(rows), flush=True)
     if len(rows) == 2:
         before, after = rows["before"]["eval/accuracy"], rows["after"]["eval/accuracy"]
-        print(f"held-out accuracy (greedy): {100 * before:.1f}% after SFT -> {100 * after:.1f}% after RL "
+        start = "after SFT" if tr.cfg.sft.steps else "at the start"
+        print(f"held-out accuracy (greedy): {100 * before:.1f}% {start} -> {100 * after:.1f}% after RL "
               f"({100 * (after - before):+.1f} points)", flush=True)
     records = [r for r in metrics_log.read_metrics(tr.run_dir) if r.get("phase") == "rl"]
     if records:

@@ -147,6 +147,15 @@ def test_prompt_bucket_is_capped_by_max_prompt_len(trainers):
         tr.cfg = old
 
 
+def test_a_run_without_sft_gets_its_reference_model(tmp_path):
+    """sft.steps=0 with a KL weight: the frozen reference is set up at construction (the
+    smollm2_grpo experiment runs this way)."""
+    summary = train.train(tiny_config(tmp_path / "run", "sft.steps=0", "train.steps=1", "algo.beta=0.04"))
+    assert summary["status"] == "finished" and summary["step"] == 1
+    rl = [r for r in metrics_log.read_metrics(tmp_path / "run") if r["phase"] == "rl"]
+    assert len(rl) == 1 and "kl" in rl[0] and math.isfinite(rl[0]["kl"])
+
+
 def test_optimizer_warmup_cosine_and_clipping():
     tx = train.make_optimizer(1.0, total_steps=10, warmup_steps=2, schedule="cosine", min_lr_ratio=0.1,
                               b1=0.0, b2=0.0, eps=0.0, max_grad_norm=0.5)
