@@ -54,7 +54,6 @@ def run_ours(steps: int) -> dict:
         t0 = time.perf_counter()
         tr = train.Trainer(cfg)
         load_s = time.perf_counter() - t0
-        tr.start_rl()
         tr.eos_ids = []  # exactly NEW_TOKENS per sample, as on the TRL side
         rows = []
         try:

@@ -241,10 +241,11 @@ class Trainer:
         updates_per_step = t.num_iterations * t.num_minibatches
         self.rl_tx = make_optimizer(o.learning_rate, t.steps * updates_per_step, o.warmup_steps, o.schedule,
                                     o.min_lr_ratio, o.b1, o.b2, o.eps, o.weight_decay, o.max_grad_norm)
-        self.phase = "sft" if cfg.sft.steps else "rl"
-        self.opt_state = self._init_opt_state(self.sft_tx if self.phase == "sft" else self.rl_tx)
         self._jit_cache: dict[str, Callable] = {}
-        if self.phase == "rl":  # no SFT stage: the RL state (reference copy, algorithm state) starts now
+        self.phase = "sft" if cfg.sft.steps else "rl"
+        if self.phase == "sft":
+            self.opt_state = self._init_opt_state(self.sft_tx)
+        else:  # no SFT stage: the RL state (optimizer, reference copy, algorithm state) starts now
             self.start_rl()
 
     # ------------------------------------------------------------------ sharding / placement
@@ -347,8 +348,6 @@ class Trainer:
         inputs = {"tokens": split(tokens), "attention_mask": split(attention_mask)}
         dev_batch = {k: split(v) for k, v in batch.items()}
         dev_scalars = {k: jnp.asarray(v, jnp.float32) for k, v in scalars.items()}
-        if mb % group_size:
-            raise ValueError(f"micro-batches of {mb} rows do not hold whole groups of {group_size}")
         fn = self._jit(f"{name}/T={num_completion}/G={group_size}",
                        lambda: self._update_fn(tx, loss_of_logprobs, num_completion, group_size))
         self.params, self.opt_state, metrics = fn(self.params, self.opt_state, inputs, dev_batch, dev_scalars)
@@ -365,13 +364,17 @@ class Trainer:
         """Left-padded prompt tokens and mask [P, Sp]: Sp is the power-of-two bucket of the longest
         prompt (bounded recompiles), capped at ``task.max_prompt_len`` (so a cap just above a
         task's prompt lengths wastes no padding)."""
+        return self.pad_prompts([self.render(e) for e in examples], [f"prompt of example {e.id!r}" for e in examples])
+
+    def pad_prompts(self, ids: Sequence[Sequence[int]], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Prompt token lists left-padded as ``encode_prompts`` describes; a prompt longer than
+        ``task.max_prompt_len`` raises, named by its entry of ``names``."""
         from jaxrl_llm import sampling
 
-        ids = [self.render(e) for e in examples]
         longest = max(len(x) for x in ids)
         if longest > self.cfg.task.max_prompt_len:
             i = max(range(len(ids)), key=lambda j: len(ids[j]))
-            raise ValueError(f"prompt of example {examples[i].id!r} has {longest} tokens > "
+            raise ValueError(f"{names[i]} has {longest} tokens > "
                              f"task.max_prompt_len={self.cfg.task.max_prompt_len}; raise it")
         return left_pad(ids, min(sampling.bucket_length(longest), self.cfg.task.max_prompt_len), self.pad_id)
 
@@ -722,25 +725,22 @@ def _encode_groups(tr: Trainer, examples: list, G: int) -> tuple[np.ndarray, np.
     ``G`` times each. With it: the hook's ``G`` prompt texts per example, [P*G, Sp] group-major,
     sampled once each, and its per-row arrays concatenated to [P*G]. Returns
     ``(tokens, mask, one_sample_per_prompt, row_arrays)``."""
-    from jaxrl_llm import sampling, tasks
+    from jaxrl_llm import tasks
 
     hook = getattr(tr.algo, "group_prompts", None)
     if hook is None:
         tokens, mask = tr.encode_prompts(examples)
         return tokens, mask, False, {}
     system = tr.cfg.task.system_prompt or None
-    ids, arrays = [], []
+    ids, names, arrays = [], [], []
     for e in examples:
         texts, extra = hook(tasks.render_prompt(e, tr.tokenizer, system_prompt=system), G, tr.algo_cfg)
         if len(texts) != G:
             raise ValueError(f"{tr.cfg.algorithm}.group_prompts returned {len(texts)} prompts for group size {G}")
         ids.extend(list(tr.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+        names.extend(f"a {tr.cfg.algorithm}.group_prompts prompt of example {e.id!r}" for _ in texts)
         arrays.append(extra)
-    longest = max(len(x) for x in ids)
-    if longest > tr.cfg.task.max_prompt_len:
-        raise ValueError(f"a {tr.cfg.algorithm}.group_prompts prompt has {longest} tokens > "
-                         f"task.max_prompt_len={tr.cfg.task.max_prompt_len}; raise it")
-    tokens, mask = left_pad(ids, sampling.bucket_length(longest), tr.pad_id)
+    tokens, mask = tr.pad_prompts(ids, names)
     return tokens, mask, True, {k: np.concatenate([np.asarray(a[k]) for a in arrays]) for k in arrays[0]}
 
 

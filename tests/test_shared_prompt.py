@@ -86,7 +86,6 @@ def test_rl_step_with_shared_prompts_matches_the_unshared_step(tmp_path):
     for share in ["true", "false"]:
         tr = trainer(tmp_path / share, f"train.share_prompt={share}", "algo.beta=0.04", "optim.learning_rate=1e-3")
         try:
-            tr.start_rl()
             score = tr.score  # an untrained model earns no reward: score by length parity instead
 
             def parity_score(completions, examples, score=score):

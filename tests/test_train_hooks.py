@@ -29,9 +29,7 @@ def hook_config(run_dir, algorithm, *overrides):
 
 
 def make_trainer(tmp_path, algorithm, *overrides):
-    tr = train.Trainer(hook_config(tmp_path / algorithm, algorithm, *overrides))
-    tr.start_rl()
-    return tr
+    return train.Trainer(hook_config(tmp_path / algorithm, algorithm, *overrides))
 
 
 def test_prompt_ids_are_the_training_example_indices(tmp_path):
