@@ -25,15 +25,10 @@ checkpoints wrong answers are 27.7 tokens long (GRPO 22.6); held-out greedy accu
 4.7% (GRPO 4.7% -> 0%). Details: ``experiments/results/apo.md``.
 """
 
-import importlib.util
-import pathlib
-
 from jaxrl_llm.algorithms import apo
 from jaxrl_llm.config import Config
 
-_spec = importlib.util.spec_from_file_location("family_a", pathlib.Path(__file__).parent / "bases" / "family_a.py")
-family_a = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(family_a)
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 
 def get_config() -> Config:

@@ -14,15 +14,10 @@ last 10 steps; completions ~21 tokens) but does not learn from a 4.7% start: hel
 accuracy 4.7% -> 0%, pass@4 0.19 -> 0.09. Details: ``experiments/results/apo.md``.
 """
 
-import importlib.util
-import pathlib
-
 from jaxrl_llm.algorithms import grpo
 from jaxrl_llm.config import Config
 
-_spec = importlib.util.spec_from_file_location("family_a", pathlib.Path(__file__).parent / "bases" / "family_a.py")
-family_a = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(family_a)
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 
 def get_config() -> Config:

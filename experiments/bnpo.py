@@ -24,15 +24,10 @@ more (CV 1.31 vs 0.85). BNPO's reward collapses to ~0 after step 23, and both ru
 held-out accuracy (from 7.0%). Details: ``experiments/results/bnpo.md``.
 """
 
-import importlib.util
-import pathlib
-
 from jaxrl_llm.algorithms import bnpo
 from jaxrl_llm.config import Config
 
-_spec = importlib.util.spec_from_file_location("family_a", pathlib.Path(__file__).parent / "bases" / "family_a.py")
-family_a = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(family_a)
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 
 def get_config() -> Config:

@@ -24,15 +24,10 @@ Expected result: measured once (seed 0), 56% of groups all-equal (``frac_zero_st
 pass@8 0.28 -> 0.20. Details: ``experiments/results/copo.md``, ``riskpo.md``, ``hapo.md``.
 """
 
-import importlib.util
-import pathlib
-
 from jaxrl_llm.algorithms import grpo
 from jaxrl_llm.config import Config
 
-_spec = importlib.util.spec_from_file_location("family_a", pathlib.Path(__file__).parent / "bases" / "family_a.py")
-family_a = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(family_a)
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 
 def get_config() -> Config:

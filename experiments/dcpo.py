@@ -29,15 +29,10 @@ method clips (``clip_frac`` 0); with 4 minibatches DCPO clips 0.38% of tokens vs
 Held-out greedy accuracy 9.4% -> 7.0% (GRPO 2.3%), one seed. Details: ``experiments/results/dcpo.md``.
 """
 
-import importlib.util
-import pathlib
-
 from jaxrl_llm.algorithms import dcpo
 from jaxrl_llm.config import Config
 
-_spec = importlib.util.spec_from_file_location("family_a", pathlib.Path(__file__).parent / "bases" / "family_a.py")
-family_a = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(family_a)
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 
 def get_config() -> Config:

@@ -14,15 +14,10 @@ Expected result: measured once (seed 0), 63% of responses in groups that are not
 minibatches; held-out greedy accuracy 9.4% -> 2.3%. Details: ``experiments/results/dcpo.md``.
 """
 
-import importlib.util
-import pathlib
-
 from jaxrl_llm.algorithms import grpo
 from jaxrl_llm.config import Config
 
-_spec = importlib.util.spec_from_file_location("family_a", pathlib.Path(__file__).parent / "bases" / "family_a.py")
-family_a = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(family_a)
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 
 def get_config() -> Config:

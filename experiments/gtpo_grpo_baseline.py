@@ -19,15 +19,10 @@ of the first / last 10 steps) and the entropy rises from 0.46 to 1.79; held-out 
 7.0% -> 0% with maximum-length completions. Details: ``experiments/results/gtpo.md``.
 """
 
-import importlib.util
-import pathlib
-
 from jaxrl_llm.algorithms import gtpo
 from jaxrl_llm.config import Config
 
-_spec = importlib.util.spec_from_file_location("family_a", pathlib.Path(__file__).parent / "bases" / "family_a.py")
-family_a = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(family_a)
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 
 GRPO_VIA_GTPO = gtpo.Config(conflict_mode="none", gamma=0.0, tau_h=float("inf"), entropy_gate="code", std_normalize=True)

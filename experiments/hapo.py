@@ -32,15 +32,10 @@ held-out greedy accuracy 8.6% -> 4.7% (GRPO 3.1%), pass@8 0.23 (GRPO 0.20), with
 Details: ``experiments/results/hapo.md``.
 """
 
-import importlib.util
-import pathlib
-
 from jaxrl_llm.algorithms import hapo
 from jaxrl_llm.config import Config
 
-_spec = importlib.util.spec_from_file_location("family_a", pathlib.Path(__file__).parent / "bases" / "family_a.py")
-family_a = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(family_a)
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 
 def get_config() -> Config:

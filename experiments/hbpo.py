@@ -28,15 +28,10 @@ every group is all-wrong, completions grow to the 32-token limit at every budget
 Details: ``experiments/results/hbpo.md``.
 """
 
-import importlib.util
-import pathlib
-
 from jaxrl_llm.algorithms import hbpo
 from jaxrl_llm.config import Config
 
-_spec = importlib.util.spec_from_file_location("family_a", pathlib.Path(__file__).parent / "bases" / "family_a.py")
-family_a = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(family_a)
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 
 def get_config() -> Config:

@@ -24,15 +24,10 @@ pass@8 at 0.20; its reward falls from 0.072 to 0.003 (mean of the first / last 5
 entropy rises 0.26 -> 0.39 with it. Details: ``experiments/results/riskpo.md``.
 """
 
-import importlib.util
-import pathlib
-
 from jaxrl_llm.algorithms import riskpo
 from jaxrl_llm.config import Config
 
-_spec = importlib.util.spec_from_file_location("family_a", pathlib.Path(__file__).parent / "bases" / "family_a.py")
-family_a = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(family_a)
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 
 def get_config() -> Config:

@@ -24,15 +24,10 @@ counting only samples with a signal SPO delivers 51/s vs 34/s; held-out greedy a
 0.8% (GRPO 4.7%), pass@1 3.3% in both. Details: ``experiments/results/single_stream_spo.md``.
 """
 
-import importlib.util
-import pathlib
-
 from jaxrl_llm.algorithms import single_stream_spo
 from jaxrl_llm.config import Config
 
-_spec = importlib.util.spec_from_file_location("family_a", pathlib.Path(__file__).parent / "bases" / "family_a.py")
-family_a = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(family_a)
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 
 def get_config() -> Config:

@@ -14,15 +14,10 @@ advantage (52.5% over the first 10 steps, 35% over the last 10); 60 samples/s; h
 accuracy 10.2% -> 4.7%. Details: ``experiments/results/single_stream_spo.md``.
 """
 
-import importlib.util
-import pathlib
-
 from jaxrl_llm.algorithms import grpo
 from jaxrl_llm.config import Config
 
-_spec = importlib.util.spec_from_file_location("family_a", pathlib.Path(__file__).parent / "bases" / "family_a.py")
-family_a = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(family_a)
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 
 def get_config() -> Config:

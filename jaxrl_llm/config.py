@@ -18,6 +18,7 @@ import dataclasses
 import importlib.util
 import json
 import pathlib
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -447,7 +448,14 @@ def load_experiment(spec: str | None) -> Config:
         raise ConfigError(f"experiment {spec!r} not found (looked for {path}); known: {known}")
     module_spec = importlib.util.spec_from_file_location(f"jaxrl_llm_experiment_{path.stem}", path)
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    # The experiment's folder is importable while it loads, as when it runs as a script: shared
+    # pieces live beside it (``experiments/bases/``).
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)
+    try:
+        module_spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"experiment {path} has no get_config()")
     cfg = module.get_config()
