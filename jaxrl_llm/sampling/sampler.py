@@ -157,8 +157,9 @@ def _constrain_cache(cache: KVCache, mesh) -> KVCache:
 
 
 def _constrain_decode_cache(cache: decode.DecodeCache, mesh) -> decode.DecodeCache:
-    kv = lambda xs: tuple(_constrain(x, mesh, decode.DECODE_KV_AXES) for x in xs)
-    return decode.DecodeCache(k=kv(cache.k), v=kv(cache.v), valid=_constrain(cache.valid, mesh, VALID_AXES),
+    kv = lambda xs, axes: tuple(_constrain(x, mesh, axes) for x in xs)
+    return decode.DecodeCache(k=kv(cache.k, decode.DECODE_K_AXES), v=kv(cache.v, decode.DECODE_V_AXES),
+                              valid=_constrain(cache.valid, mesh, VALID_AXES),
                               index=cache.index)
 
 
@@ -216,16 +217,20 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
     # ---- the G samples of a prompt share its prefill
     rows = jnp.repeat(jnp.arange(P), G)                                             # [B]
     cache = _constrain_decode_cache(decode.DecodeCache.from_cache(cache).take_rows(rows), mesh)
-    layers = decode.split_layers(model)
+    params = decode.split_layers(model)
     logits = _constrain(logits[rows], mesh, ("batch", "vocab"))
     context_length = context_length[rows]
 
     stop_ids = jnp.asarray(cfg.stop_token_ids, jnp.int32)
     pad = jnp.int32(cfg.pad_id)
 
+    # Step t's uniforms are uniform(fold_in(key, t)), drawn for all T steps before the loop:
+    # inside its body threefry ran as two nested while loops at every step (~3% of a tiny step).
+    uniforms = jax.vmap(lambda t: jax.random.uniform(jax.random.fold_in(key, t), (B,), jnp.float32))(
+        jnp.arange(T))                                                              # [T, B]
+
     def choose(logits, t):
-        uniform = jax.random.uniform(jax.random.fold_in(key, t), (B,), jnp.float32)
-        return _choose(logits, t, uniform, cfg, temperature_rule, rule_params)
+        return _choose(logits, t, uniforms[t], cfg, temperature_rule, rule_params)
 
     def record(carry, t, logits):
         done, lengths, stopped, bufs = carry
@@ -256,7 +261,7 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
     def body(state):
         t, cache, token, carry = state
         positions = (context_length + t - 1)[:, None]
-        logits, cache = decode.decode_step(model, layers, token[:, None], positions, jnp.ones((B, 1), jnp.bool_), cache)
+        logits, cache = decode.decode_step(model, params, token[:, None], positions, jnp.ones((B, 1), jnp.bool_), cache)
         carry, token = record(carry, t, logits[:, 0])
         return t + 1, cache, token, carry
 
