@@ -7,14 +7,16 @@ V vocabulary.
 How a call runs (``_generate``, one compiled program per shape/config):
 
 1. Prefill. The context ``[prompt (left-padded) | prefix (right-padded)]`` of the P prompts runs
-   through the model once, writing slots ``[0, Sp + Tp)`` of a cache of ``Sp + Tp + T - 1`` slots.
+   through the model once, writing slots ``[0, Sp + Tp)`` of a cache that grows to
+   ``Sp + Tp + T - 1`` slots during decoding (``decode.windows``).
    Padding inside the context (the gap after a short prefix) is simply an invalid slot: RoPE
    positions come from the mask, so a row's real tokens keep consecutive positions.
 2. Fan-out. The P prefilled caches are repeated G times (``KVCache.take_rows``): the G samples of
    a prompt share its prefill instead of recomputing it.
 3. Decode. Token 0 is drawn from the prefill's logits at each row's last real token; step t feeds
    token t - 1 (at slot ``Sp + Tp + t - 1``, position ``context_length + t - 1``) and draws token
-   t. The loop exits once every row has emitted a stop token, or after T tokens.
+   t. The loop exits once every row has emitted a stop token, or after T tokens. For T >= 64 it
+   runs as up to four loops over ever wider caches, each step reading only the slots it can use.
 
 Log-probabilities (what the trainer's importance ratio must use)
 ----------------------------------------------------------------
@@ -43,6 +45,7 @@ Greedy decoding samples from a point mass: ``logprobs`` and ``entropies`` are 0.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Optional
 
 import jax
@@ -207,7 +210,8 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
     context = _constrain(context, mesh, batch_seq)
     context_mask = _constrain(context_mask, mesh, batch_seq)
     S0 = Sp + Tp
-    cache = _constrain_cache(model.init_cache(P, S0 + T - 1), mesh)
+    plan = decode.windows(S0, T)
+    cache = _constrain_cache(model.init_cache(P, plan[0][1]), mesh)
     hidden, cache = model.hidden_states(context, positions_from_mask(context_mask), context_mask, cache)
     last = S0 - 1 - jnp.argmax(context_mask[:, ::-1], axis=-1)                    # [P]
     hidden_last = jnp.take_along_axis(hidden, last[:, None, None], axis=1)          # [P, 1, D]
@@ -254,9 +258,9 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
     no = jnp.zeros((B,), jnp.bool_)
     carry, token = record((no, jnp.zeros((B,), jnp.int32), no, bufs), 0, logits)
 
-    def cond(state):
+    def cond(t_end, state):
         t, _, _, carry = state
-        return (t < T) & ~jnp.all(carry[0])
+        return (t < t_end) & ~jnp.all(carry[0])
 
     def body(state):
         t, cache, token, carry = state
@@ -265,7 +269,12 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
         carry, token = record(carry, t, logits[:, 0])
         return t + 1, cache, token, carry
 
-    _, _, _, carry = jax.lax.while_loop(cond, body, (jnp.int32(1), cache, token, carry))
+    state = (jnp.int32(1), cache, token, carry)
+    for t_end, slots in plan:
+        t, cache, token, carry = state
+        cache = _constrain_decode_cache(cache.grow(slots), mesh)
+        state = jax.lax.while_loop(functools.partial(cond, t_end), body, (t, cache, token, carry))
+    _, _, _, carry = state
     _, lengths, stopped, bufs = carry
     stop_reason = jnp.where(stopped, STOP_TOKEN, STOP_LENGTH).astype(jnp.int32)
 
