@@ -9,12 +9,15 @@ memory-bound, so these copies multiply the step time. Here, once per sampling ca
 - the stacked parameters are split into per-layer arrays and the unembedding is laid out
   [D, V] (``split_layers``): the logits GEMM reading a tied model's [V, D] embedding transposed
   took 14-25% longer on XLA:CPU (49k vocabulary, batch 1-16; equal at 64), and
-- the prefilled ``KVCache`` is split into per-layer caches, keys laid out [B, K, Dh, Smax] and
-  values [B, K, Smax, Dh] (``DecodeCache.from_cache``): the batch dims (B, K) lead on both
+- the prefilled ``KVCache`` is split into per-layer caches, keys laid out [B*K, Dh, Smax] and
+  values [B*K, Smax, Dh] (``DecodeCache.from_cache``): the batch dim (B*K) leads on both
   operands and both attention einsums are plain (non-transposed) batched GEMMs on the cache as
   stored, ``q @ k`` and ``probs @ v``. Keys slot-major ([.., Smax, Dh]) make the score GEMM read
   its right operand transposed: the attention alone took 17% (SmolLM2, batch 16) to 58% (tiny,
-  batch 64) longer on XLA:CPU;
+  batch 64) longer on XLA:CPU. Rows and kv heads share one axis because any reshape (bitcast)
+  between a step's cache update and its attention GEMM, e.g. XLA dropping the unit batch dim at
+  B = 1 (still so when B*K = 1), makes XLA:CPU duplicate the update into both consumers and copy
+  the cache 4 times per layer and step (SmolLM2 at batch 1: 240 copies per step, 2-4% of a call);
 
 and each step unrolls the L layers, writes the new keys/values into the carried caches
 (``dynamic_update_slice`` on a loop-carried buffer is done in place) and attends over them.
@@ -36,15 +39,17 @@ from jaxrl_llm.models import rope
 from jaxrl_llm.models.cache import KVCache
 from jaxrl_llm.models.decoder import rms_norm
 
-# Logical axes of one layer's k and v in the decode layout, for jaxrl_llm.sharding.RULES.
-DECODE_K_AXES = ("batch", "kv_heads", "head_dim", "cache_seq")
-DECODE_V_AXES = ("batch", "kv_heads", "cache_seq", "head_dim")
+# Logical axes of one layer's k and v in the decode layout, for jaxrl_llm.sharding.RULES. The
+# leading axis is (row, kv head) row-major: sharded by rows, its blocks are whole rows; the kv
+# heads of the decode cache are not split over a "tensor" mesh axis.
+DECODE_K_AXES = ("batch", "head_dim", "cache_seq")
+DECODE_V_AXES = ("batch", "cache_seq", "head_dim")
 
 
 @struct.dataclass
 class DecodeCache:
-    """k: tuple of L arrays [B, K, Dh, Smax]; v: L arrays [B, K, Smax, Dh]; valid: [B, Smax] bool;
-    index: [] int32."""
+    """k: tuple of L arrays [B*K, Dh, Smax]; v: L arrays [B*K, Smax, Dh] (entry b*K + k: row b,
+    kv head k); valid: [B, Smax] bool; index: [] int32."""
 
     k: tuple
     v: tuple
@@ -53,23 +58,25 @@ class DecodeCache:
 
     @classmethod
     def from_cache(cls, cache: KVCache) -> "DecodeCache":
-        """Splits a ``KVCache`` ([L, B, Smax, K, Dh]) into per-layer k [B, K, Dh, Smax], v [B, K, Smax, Dh]."""
-        num_layers = cache.k.shape[0]
-        k = tuple(cache.k[l].transpose(0, 2, 3, 1) for l in range(num_layers))
-        v = tuple(cache.v[l].swapaxes(1, 2) for l in range(num_layers))
+        """Splits a ``KVCache`` ([L, B, Smax, K, Dh]) into per-layer k [B*K, Dh, Smax], v [B*K, Smax, Dh]."""
+        L, B, Smax, K, Dh = cache.k.shape
+        k = tuple(cache.k[l].transpose(0, 2, 3, 1).reshape(B * K, Dh, Smax) for l in range(L))
+        v = tuple(cache.v[l].swapaxes(1, 2).reshape(B * K, Smax, Dh) for l in range(L))
         return cls(k=k, v=v, valid=cache.valid, index=cache.index)
 
     def grow(self, width: int) -> "DecodeCache":
         """The same cache with ``width`` >= Smax slots (the new ones empty and invalid)."""
         extra = width - self.valid.shape[1]
         pad = lambda x, axis: jnp.pad(x, [(0, extra if a == axis else 0) for a in range(x.ndim)])
-        return DecodeCache(k=tuple(pad(x, 3) for x in self.k), v=tuple(pad(x, 2) for x in self.v),
+        return DecodeCache(k=tuple(pad(x, 2) for x in self.k), v=tuple(pad(x, 1) for x in self.v),
                            valid=pad(self.valid, 1), index=self.index)
 
     def take_rows(self, rows: jax.Array) -> "DecodeCache":
         """Gathers rows, e.g. repeats each prompt's prefill for its G samples."""
+        B = self.valid.shape[0]
         take = lambda x: jnp.take(x, rows, axis=0)
-        return DecodeCache(k=tuple(map(take, self.k)), v=tuple(map(take, self.v)),
+        take_kv = lambda x: take(x.reshape(B, -1, *x.shape[1:])).reshape(-1, *x.shape[1:])
+        return DecodeCache(k=tuple(map(take_kv, self.k)), v=tuple(map(take_kv, self.v)),
                            valid=take(self.valid), index=self.index)
 
 
@@ -128,8 +135,8 @@ def decode_step(model, params: DecodeParams, tokens, positions, attention_mask, 
     k_slot = jnp.arange(valid.shape[1])
     allowed = (k_slot[None, :] <= q_slot[:, None])[None] & valid[:, None, :]            # [B, S, Smax]
     allowed = jnp.tile(allowed, (1, G, 1))[:, None]                                   # [B, 1, G*S, Smax]
-    at = (0, 0, cache.index, 0)
-    at_k = (0, 0, 0, cache.index)
+    at_k = (0, 0, cache.index)
+    at_v = (0, cache.index, 0)
     new_k, new_v = [], []
     for p, k_cache, v_cache in zip(params.layers, cache.k, cache.v):
         h = rms_norm(x, p["attn_norm"], cfg.rms_norm_eps)
@@ -143,15 +150,18 @@ def decode_step(model, params: DecodeParams, tokens, positions, attention_mask, 
             k = rms_norm(k, p["k_norm"], cfg.rms_norm_eps)
         q = rope.apply(q, cos, sin)
         k = rope.apply(k, cos, sin)
-        k_cache = jax.lax.dynamic_update_slice(k_cache, k.transpose(0, 2, 3, 1).astype(k_cache.dtype), at_k)
-        v_cache = jax.lax.dynamic_update_slice(v_cache, v.swapaxes(1, 2).astype(v_cache.dtype), at)
+        k = k.transpose(0, 2, 3, 1).reshape(B * K, Dh, S)
+        v = v.swapaxes(1, 2).reshape(B * K, S, Dh)
+        k_cache = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype), at_k)
+        v_cache = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), at_v)
         new_k.append(k_cache)
         new_v.append(v_cache)
-        q = q.reshape(B, S, K, G, Dh).transpose(0, 2, 3, 1, 4).reshape(B, K, G * S, Dh)
-        scores = jnp.einsum("bkqd,bkdt->bkqt", q, k_cache.astype(cdt), preferred_element_type=jnp.float32)
+        q = q.reshape(B, S, K, G, Dh).transpose(0, 2, 3, 1, 4).reshape(B * K, G * S, Dh)
+        scores = jnp.einsum("nqd,ndt->nqt", q, k_cache.astype(cdt), preferred_element_type=jnp.float32)
+        scores = scores.reshape(B, K, G * S, -1)
         scores = jnp.where(allowed, scores * (1.0 / math.sqrt(Dh)), jnp.finfo(jnp.float32).min)
-        probs = jax.nn.softmax(scores, axis=-1).astype(cdt)
-        out = jnp.einsum("bkqt,bktd->bkqd", probs, v_cache.astype(cdt))               # [B, K, G*S, Dh]
+        probs = jax.nn.softmax(scores, axis=-1).astype(cdt).reshape(B * K, G * S, -1)
+        out = jnp.einsum("nqt,ntd->nqd", probs, v_cache.astype(cdt))                   # [B*K, G*S, Dh]
         out = out.reshape(B, K, G, S, Dh).transpose(0, 3, 1, 2, 4).reshape(B, S, cfg.num_heads, Dh)
         x = x + jnp.einsum("bshk,hkd->bsd", out, p["wo"])
         h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps)
