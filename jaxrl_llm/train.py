@@ -632,7 +632,7 @@ def collect_rollout(tr: Trainer, key: jax.Array) -> tuple[dict[str, Any], list, 
         if host_extras is not None:
             chunk.update({k: np.asarray(v) for k, v in host_extras(completions, G, tr.algo_cfg).items()})
         if round_ == 0:
-            metrics.update(_rollout_metrics(chunk, G))
+            metrics.update(_rollout_metrics(chunk, G, c.eval.correct_threshold))
         keep = _keep_groups(tr, chunk, G)
         for g in np.flatnonzero(keep):
             if n_kept == P:
@@ -760,7 +760,7 @@ def _keep_groups(tr: Trainer, chunk: Mapping[str, np.ndarray], G: int) -> np.nda
     return keep_rows.reshape(-1, G).any(axis=1)
 
 
-def _rollout_metrics(chunk: Mapping[str, np.ndarray], G: int) -> dict[str, float]:
+def _rollout_metrics(chunk: Mapping[str, np.ndarray], G: int, correct_threshold: float) -> dict[str, float]:
     r = chunk["rewards"]
     groups = r.reshape(-1, G)
     lengths = chunk["lengths"]
@@ -769,6 +769,11 @@ def _rollout_metrics(chunk: Mapping[str, np.ndarray], G: int) -> dict[str, float
         "reward/max": float(r.max()), "reward/min": float(r.min()),
         "completion_len/mean": float(lengths.mean()), "completion_len/max": float(lengths.max()),
     }
+    wrong = r < correct_threshold  # the eval's notion of a correct completion
+    if wrong.any():
+        out["completion_len/wrong"] = float(lengths[wrong].mean())
+    if (~wrong).any():
+        out["completion_len/correct"] = float(lengths[~wrong].mean())
     if G > 1:  # a group of one always has zero spread: the fraction would read 1 and mean nothing
         out["frac_zero_std_groups"] = float((groups.std(axis=1) == 0).mean())
     if "entropies" in chunk:

@@ -224,3 +224,12 @@ def test_end_to_end_tiny_run(tmp_path):
     got = jax.tree.leaves(nnx.state(exported))
     for a, b in zip(got, want):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_rollout_metrics_split_lengths_by_correctness():
+    rewards = np.array([1.0, 0.0, 0.5, 1.0], np.float32)  # 0.5 is below the threshold of 1.0: wrong
+    lengths = np.array([2, 3, 5, 4], np.int32)
+    m = train._rollout_metrics({"rewards": rewards, "lengths": lengths}, 2, 1.0)
+    assert m["completion_len/wrong"] == pytest.approx(4.0) and m["completion_len/correct"] == pytest.approx(3.0)
+    m = train._rollout_metrics({"rewards": np.ones(4, np.float32), "lengths": lengths}, 2, 1.0)
+    assert "completion_len/wrong" not in m and m["completion_len/correct"] == pytest.approx(3.5)
