@@ -15,8 +15,9 @@ How a call runs (``_generate``, one compiled program per shape/config):
    a prompt share its prefill instead of recomputing it.
 3. Decode. Token 0 is drawn from the prefill's logits at each row's last real token; step t feeds
    token t - 1 (at slot ``Sp + Tp + t - 1``, position ``context_length + t - 1``) and draws token
-   t. The loop exits once every row has emitted a stop token, or after T tokens. For T >= 64 it
-   runs as up to four loops over ever wider caches, each step reading only the slots it can use.
+   t. The loop exits once every row has emitted a stop token, or after T tokens. For T >= 64 and
+   a cache that is not small beside the weights it runs as up to four loops over ever wider
+   caches, each step reading only the slots it can use (``decode.windows``).
 
 Log-probabilities (what the trainer's importance ratio must use)
 ----------------------------------------------------------------
@@ -210,7 +211,7 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
     context = _constrain(context, mesh, batch_seq)
     context_mask = _constrain(context_mask, mesh, batch_seq)
     S0 = Sp + Tp
-    plan = decode.windows(S0, T)
+    plan = decode.windows(model.cfg, B, S0, T)
     cache = _constrain_cache(model.init_cache(P, plan[0][1]), mesh)
     hidden, cache = model.hidden_states(context, positions_from_mask(context_mask), context_mask, cache)
     last = S0 - 1 - jnp.argmax(context_mask[:, ::-1], axis=-1)                    # [P]
