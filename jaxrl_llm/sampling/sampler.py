@@ -222,7 +222,7 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
     # ---- the G samples of a prompt share its prefill
     rows = jnp.repeat(jnp.arange(P), G)                                             # [B]
     cache = _constrain_decode_cache(decode.DecodeCache.from_cache(cache).take_rows(rows), mesh)
-    params = decode.split_layers(model)
+    layers = decode.split_layers(model)
     logits = _constrain(logits[rows], mesh, ("batch", "vocab"))
     context_length = context_length[rows]
 
@@ -266,7 +266,7 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
     def body(state):
         t, cache, token, carry = state
         positions = (context_length + t - 1)[:, None]
-        logits, cache = decode.decode_step(model, params, token[:, None], positions, jnp.ones((B, 1), jnp.bool_), cache)
+        logits, cache = decode.decode_step(model, layers, token[:, None], positions, jnp.ones((B, 1), jnp.bool_), cache)
         carry, token = record(carry, t, logits[:, 0])
         return t + 1, cache, token, carry
 
