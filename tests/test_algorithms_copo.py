@@ -164,3 +164,16 @@ def test_host_extras_from_completions():
     ids = copo.host_extras(completions, 4, copo.Config())["answer_ids"]
     np.testing.assert_array_equal(ids, [0, 0, 2, 3, 0, 0, 0, 3])
     np.testing.assert_allclose(copo.answer_entropy(jnp.asarray(ids), 4), [1.5, 0.8112781], atol=1e-6)
+
+
+def test_host_extras_reads_bare_answers_like_the_reward():
+    # A model trained to emit only the answer (the default run's format): "auto" reads "-2" as the
+    # answer, as the reasoning-gym reward does; "tagged" lumps every bare answer into "no answer".
+    completions = ["-2", " -2 ", "3", "<answer>3</answer>", "7", "7", "7", "7"]
+    auto = copo.host_extras(completions, 4, copo.Config())["answer_ids"]
+    np.testing.assert_array_equal(auto, [0, 0, 2, 2, 0, 0, 0, 0])
+    np.testing.assert_allclose(copo.answer_entropy(jnp.asarray(auto), 4), [1.0, 0.0], atol=1e-6)
+    tagged = copo.host_extras(completions, 4, copo.Config(answer_extraction="tagged"))["answer_ids"]
+    np.testing.assert_array_equal(tagged, [0, 0, 0, 3, 0, 0, 0, 0])
+    with pytest.raises(ValueError, match="answer_extraction"):
+        copo.host_extras(completions, 4, copo.Config(answer_extraction="exact"))

@@ -343,3 +343,38 @@ def test_bad_inputs_raise_clear_errors(model):
         sampling.sample(model, tokens, mask[:, 1:], key, cfg)
     with pytest.raises(ValueError, match="bucket 2 is shorter"):
         sampling.pad_prompts([[1, 2, 3]], pad_id=0, bucket=2)
+
+
+# ------------------------------------------------------------------ windowed decoding (T >= 64)
+def test_windows_cover_every_step_with_growing_caches():
+    from jaxrl_llm.sampling import decode
+    for context, T in ((3, 64), (8, 70), (64, 128), (5, 200)):
+        ws = decode.windows(CFG, 6, context, T)
+        ends = [end for end, _ in ws]
+        assert 1 < len(ws) <= 4 and ends == sorted(ends) and len(set(ends)) == len(ends)
+        assert ends[-1] == T  # the last window runs up to the last step
+        assert all(slots == context + end - 1 for end, slots in ws)
+    assert len(decode.windows(CFG, 6, 8, 63)) == 1  # short generations keep one loop
+    big = dataclasses.replace(CFG, vocab_size=100_000)  # weights dwarf the cache: one loop
+    assert len(decode.windows(big, 1, 8, 128)) == 1
+
+
+def test_windowed_decoding_matches_the_uncached_forward_and_gives_ratio_one(model):
+    from jaxrl_llm.sampling import decode
+    tokens, mask = prompts()
+    T = 70
+    assert len(decode.windows(CFG, 6, tokens.shape[1], T)) > 1  # this test runs the windowed path
+    greedy = sampling.SamplingConfig(max_new_tokens=T, greedy=True, return_policy_logprobs=True)
+    out = sampling.sample(model, tokens, mask, jax.random.key(0), greedy, num_samples=2)
+    full, full_mask = joined(out)
+    logits = forward(model, full, full_mask)
+    Sp = out.prompt_tokens.shape[1]
+    np.testing.assert_array_equal(out.tokens, np.argmax(logits[:, Sp - 1: Sp + T - 1], -1))
+    cfg = sampling.SamplingConfig(max_new_tokens=T, return_policy_logprobs=True)
+    out = sampling.sample(model, tokens, mask, jax.random.key(1), cfg, num_samples=2)
+    full, full_mask = joined(out)
+    recomputed, entropies = recompute(model, full, full_mask, out.tokens)
+    m = np.asarray(out.mask)
+    assert m[:, -1].all()  # no stop tokens: every row ran all T steps, through every window
+    np.testing.assert_allclose(np.asarray(recomputed) * m, np.asarray(out.policy_logprobs) * m, atol=2e-5)
+    np.testing.assert_allclose(np.asarray(entropies) * m, np.asarray(out.entropies) * m, atol=2e-5)

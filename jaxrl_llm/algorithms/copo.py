@@ -73,6 +73,11 @@ PAPER = "COPO: Consistency-Aware Policy Optimization (Han et al., 2025)"
 PAPER_URL = "https://arxiv.org/abs/2508.04138"
 
 GLOBAL_MODES = ("soft_with_forced", "soft", "forced", "global_only", "local_only")
+# How host_extras reads a completion's answer: "auto" = the ``<answer>`` tag, else the last
+# ``\boxed{}``, else the whole stripped completion (what the reasoning-gym reward scores with its
+# "auto" format, so a model that emits only the answer is read too); "tagged" = tag or boxed only,
+# anything else is the one class "no answer" (the COPO code's behaviour).
+ANSWER_EXTRACTIONS = ("auto", "tagged")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,11 +93,14 @@ class Config:
     global_mode: str = "soft_with_forced"  # one of GLOBAL_MODES
     consistency_coef: bool = False  # R^glob = (1 - lambda H) * accuracy instead of accuracy
     aggregation: str = "seq_mean_token_mean"  # one of ops.aggregation.MODES
+    answer_extraction: str = "auto"  # one of ANSWER_EXTRACTIONS (host_extras)
 
 
 def _check(cfg: Config) -> None:
     if cfg.global_mode not in GLOBAL_MODES:
         raise ValueError(f"copo: unknown global_mode {cfg.global_mode!r}; known: {GLOBAL_MODES}")
+    if cfg.answer_extraction not in ANSWER_EXTRACTIONS:
+        raise ValueError(f"copo: unknown answer_extraction {cfg.answer_extraction!r}; known: {ANSWER_EXTRACTIONS}")
 
 
 def answer_ids_from_strings(answers: Sequence[str | None], group_size: int) -> np.ndarray:
@@ -117,10 +125,16 @@ def host_extras(completions: Sequence[str], group_size: int, cfg: Config) -> dic
     """The host-side rollout keys COPO needs, from the decoded completions: ``{"answer_ids": [B] int32}``.
 
     The trainer calls this after decoding (rows group-major) and adds the result to the rollout.
-    Answers are ``rewards.extract.final_answer`` (``<answer>`` tag, else the last ``\\boxed{}``).
+    Answers are ``rewards.extract.final_answer`` (``<answer>`` tag, else the last ``\\boxed{}``),
+    and with ``answer_extraction="auto"`` (default) else the whole stripped completion. Without
+    that fallback a task whose completions are bare answers ("-2") reads every completion as
+    "no answer": every group has answer entropy 0 and COPO trains on the global advantage alone.
     """
-    del cfg  # raw string equality is the only canonicalization (see the module docstring)
-    return {"answer_ids": answer_ids_from_strings([extract.final_answer(c) for c in completions], group_size)}
+    _check(cfg)
+    answers = [extract.final_answer(c) for c in completions]
+    if cfg.answer_extraction == "auto":
+        answers = [a if a is not None else c.strip() for a, c in zip(answers, completions)]
+    return {"answer_ids": answer_ids_from_strings(answers, group_size)}
 
 
 def answer_entropy(answer_ids: Array, group_size: int) -> Array:
