@@ -1,27 +1,23 @@
-"""RiskPO vs GRPO (copo_grpo_baseline.py) on mixed-difficulty chain sums, tiny model, same budget
-(``experiments/bases/family_a.py``, ``MIXED_DIFFICULTY``).
+"""RiskPO vs GRPO in the family-A learning regime (``experiments/bases/family_a.py``).
 
-Command (run sequentially):
+Spec group_rlvr_and_credit.md §9. RiskPO maximizes a mixed value-at-risk of bundle scores
+(``bundle_size`` questions per bundle, the k-th completions of a bundle's questions form a
+"paper") instead of the mean reward, with quantiles tracked in the algorithm state. It claims
+better pass@k. The MATH script's settings: alpha 0.2, beta 0.8, w 1.5, natural baseline, ``std``
+credit, bundle quantiles, with ``bundle_size = 4`` (4 bundles of the 16 prompts) and the regime's
+KL weight 0.04. ``riskpo_dapo_math.py`` runs the DAPO-Math script's baseline and credit.
+
+Command (the whole comparison, or this run alone):
+    python experiments/results/family_a_sweep.py --out runs/family_a
     jaxrl-llm train riskpo
-    jaxrl-llm train copo_grpo_baseline
-    jaxrl-llm plot runs/riskpo runs/copo_grpo_baseline
 
-Hardware: the project's 2-core CPU machine (no accelerator), f32.
-Time: 402 s measured (GRPO baseline 428 s), on the 2 cores shared with other jobs (load average
-13-15).
+Hardware: the project's 2-core CPU machine, f32. Time: 402 s (another job on the machine).
 
-What it measures (spec group_rlvr_and_credit.md §9): held-out pass@k (k = 8) against pass@1 and
-greedy accuracy (RiskPO's claim: pass@k at least GRPO's), the policy entropy over training
-(``entropy``; RiskPO should decay it more slowly), and the quantiles used / tracked.
-Settings: the paper's defaults (alpha 0.2, beta 0.8, w 1.5, natural baseline, std credit,
-bundle quantiles as the released runs used, the tracker in the algorithm state), except
-``bundle_size = 4`` so that the 8 prompts of a step form two full bundles (5 would leave a bundle
-of 3). Everything else is the shared baseline run.
-
-Expected result: measured once (seed 0), the claimed effect does not appear at this scale: RiskPO
-drives held-out greedy accuracy, pass@1 and pass@8 to 0 (from 8.6%, 4.3% and 28%) while GRPO keeps
-pass@8 at 0.20; its reward falls from 0.072 to 0.003 (mean of the first / last 5 steps) and its
-entropy rises 0.26 -> 0.39 with it. Details: ``experiments/results/riskpo.md``.
+Expected result, measured once (seed 0, 2026-11-27): greedy held-out accuracy 43.4% -> 22.3% and
+pass@4 0.617 -> 0.312 after 400 RL steps, where GRPO reached 53.5% / 59.0% and 0.703 / 0.711.
+With the natural baseline every advantage is <= 0 (mean -1.35, max 0), so each step pushes down
+every sampled completion, the correct ones included. The claimed pass@k gain did not appear.
+Details: ``experiments/results/riskpo.md``.
 """
 
 from jaxrl_llm.algorithms import riskpo
@@ -31,4 +27,4 @@ from bases import family_a  # experiments/bases/: load_experiment puts experimen
 
 
 def get_config() -> Config:
-    return family_a.config(family_a.MIXED_DIFFICULTY, "riskpo", "riskpo", riskpo.Config(bundle_size=4))
+    return family_a.learning_config("riskpo", "riskpo", riskpo.Config(bundle_size=4, beta=family_a.LEARNING_BETA))

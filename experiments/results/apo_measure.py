@@ -6,7 +6,7 @@ reward, and report accuracy, mean generated tokens of wrong and of correct compl
 per-token KL to the reference, ``mean_t k3(log pi, log pi_ref)`` over the sampled tokens (the
 estimator both objectives regularize with).
 
-    python experiments/results/apo_measure.py runs/apo runs/apo_grpo_baseline --n 64 --k 8
+    python experiments/results/apo_measure.py runs/family_a/apo_s0 runs/family_a/family_a_grpo_s0 --n 64 --k 8
 """
 
 import argparse

@@ -1,4 +1,7 @@
-"""Markdown comparison of a family-A run (COPO, RiskPO, HAPO) against the shared GRPO baseline, and its plot.
+"""Markdown comparison of a short-regime family-A run (COPO, RiskPO, HAPO) against its GRPO baseline, and its plot.
+
+Used for the "Earlier: short regime" sections (configs as of commit b067191); the learning-regime
+tables come from family_a_report.py.
 
 Usage (from the repository root, after both runs finished):
     python experiments/results/copo_compare.py METHOD KEY1,KEY2,...

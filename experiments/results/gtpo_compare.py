@@ -1,4 +1,4 @@
-"""Summarizes two runs' metrics.jsonl side by side for experiments/results/{gtpo,dcpo,bnpo}.md.
+"""Summarizes two runs' metrics.jsonl side by side (the short-regime sections of experiments/results/*.md).
 
     python experiments/results/gtpo_compare.py RUN_A RUN_B OUT.png KEY [KEY ...]
 
