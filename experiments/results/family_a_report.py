@@ -29,7 +29,7 @@ CLAIMS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
              ("frac_signal_rows", "frac_signal_rows/local", "local_weight/mean", "answer_entropy/mean",
               "frac_zero_std_groups", "reward/mean", "kl")),
     "riskpo": (("riskpo_s0", "riskpo_dapo_math_s0"), GRPO, ("adv/mean", "adv/max", "entropy", "reward/mean", "kl")),
-    "hapo": (("hapo_s0",), GRPO, ("entropy", "clip_frac", "reward/mean", "kl")),
+    "hapo": (("hapo_s0", "hapo_s1"), GRPO, ("entropy", "clip_frac", "reward/mean", "kl")),
     "single_stream_spo": (("single_stream_spo_s0",), GRPO,
                           ("frac_zero_adv", "frac_zero_std_groups", "time/step", "time/sample", "time/update",
                            "reward/mean")),
