@@ -30,6 +30,8 @@ import subprocess
 import sys
 import time
 
+from jaxrl_llm import metrics_log
+
 # (experiment, seed). Two GRPO seeds give the baseline's own spread (and SFT starts: the seed also
 # drives SFT); gtpo_grpo_baseline is GRPO run through GTPO's module (same gradient, and it logs the
 # conflict-token metric GTPO's claim is about). Single-stream SPO runs 128 prompts x 1 sample per
@@ -76,7 +78,7 @@ def sweep(runs, out: pathlib.Path, parallel: int, cores_per_run: int, deadline_s
           extra_sets: list[str]) -> dict[str, int | None]:
     out.mkdir(parents=True, exist_ok=True)
     pending = list(runs)
-    active: dict[str, tuple[subprocess.Popen, list[int] | None, float]] = {}
+    active: dict[str, tuple[subprocess.Popen, float]] = {}
     free_slots = list(range(parallel))
     slot_of: dict[str, int] = {}
     returncodes: dict[str, int | None] = {}
@@ -88,11 +90,11 @@ def sweep(runs, out: pathlib.Path, parallel: int, cores_per_run: int, deadline_s
             slot = free_slots.pop(0)
             cores = [(slot * cores_per_run + i) % n_cpu for i in range(cores_per_run)]
             name = run_name(experiment, seed)
-            active[name] = (launch(experiment, seed, out, cores, extra_sets), cores, time.monotonic())
+            active[name] = (launch(experiment, seed, out, cores, extra_sets), time.monotonic())
             slot_of[name] = slot
             print(f"[{time.monotonic() - start:6.0f}s] start {name} on cores {cores}", flush=True)
         time.sleep(2.0)
-        for name, (proc, _, t0) in list(active.items()):
+        for name, (proc, t0) in list(active.items()):
             rc = proc.poll()
             if rc is None and time.monotonic() - start > deadline_s:
                 os.killpg(proc.pid, signal.SIGINT)  # the trainer checkpoints on SIGINT and exits
@@ -117,10 +119,9 @@ def sweep(runs, out: pathlib.Path, parallel: int, cores_per_run: int, deadline_s
 
 def read_run(run_dir: pathlib.Path) -> dict:
     """Evaluations and per-metric RL means of one run's metrics.jsonl."""
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return {"error": f"no metrics.jsonl in {run_dir}"}
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = metrics_log.read_metrics(run_dir)  # skips the torn last line of a run stopped at the deadline
+    if not rows:
+        return {"error": f"no {metrics_log.METRICS_FILE} records in {run_dir}"}
     evals = [{k: r[k] for k in ("step", "eval/accuracy", "eval/pass@1", "eval/pass@k", "eval/completion_len") if k in r}
              for r in rows if r.get("phase") == "eval"]
     rl = [r for r in rows if r.get("phase") == "rl"]
