@@ -12,6 +12,7 @@ from flax import nnx
 from transformers.generation import logits_process as hf_lp
 
 from jaxrl_llm import sharding
+from jaxrl_llm.kernels import cpu_matmul
 from jaxrl_llm.models import Decoder, ModelConfig, completion_logprobs, positions_from_mask
 from jaxrl_llm.models.partition import shard_model
 from jaxrl_llm.sampling import decode, processors
@@ -108,12 +109,22 @@ def test_inverse_cdf_sample_is_exact_and_avoids_zero_mass():
 
 
 # ------------------------------------------------------------------ cache
-@pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3"])
-def test_cached_decoding_matches_uncached_forward(arch):
+# every projection and the unembedding 64-column multiples: all of them run on the CPU kernel
+KERNEL_CFG = CFG.replace(vocab_size=128, hidden_size=64, intermediate_size=128, num_heads=4, num_kv_heads=4,
+                         head_dim=16)
+
+
+@pytest.mark.parametrize("arch,cfg,cpu_kernel", [
+    ("llama", CFG, False), ("qwen2", CFG, False), ("qwen3", CFG, False),
+    ("llama", CFG, True), ("qwen2", KERNEL_CFG, True), ("qwen3", KERNEL_CFG, True)])
+def test_cached_decoding_matches_uncached_forward(arch, cfg, cpu_kernel):
     """Prefill + one-token steps (a left-padded row, an in-context gap) give the logits of one
     uncached forward pass over the same tokens: through ``Decoder``'s own cache and through the
-    sampler's ``decode_step``."""
-    cfg = CFG.replace(architecture=arch, attention_bias=arch == "qwen2", qk_norm=arch == "qwen3")
+    sampler's ``decode_step`` (with XLA's dots, and with the packed CPU matmul kernel: on
+    ``CFG`` only the gate/up projections are 64-column multiples, on ``KERNEL_CFG`` all)."""
+    if cpu_kernel and not cpu_matmul.available():
+        pytest.skip("the CPU matmul kernel did not build here")
+    cfg = cfg.replace(architecture=arch, attention_bias=arch == "qwen2", qk_norm=arch == "qwen3")
     model = Decoder(cfg, rngs=nnx.Rngs(1))
     if arch == "qwen2":
         for name in ("bq", "bk", "bv"):
@@ -128,12 +139,15 @@ def test_cached_decoding_matches_uncached_forward(arch):
     def cached(model, tokens, positions, mask):
         pre, cache = model(tokens[:, :6], positions[:, :6], mask[:, :6], model.init_cache(2, 10))
         steps_model, steps_decode = [pre], [pre]
-        dcache, layers = decode.DecodeCache.from_cache(cache), decode.split_layers(model)
+        dcache, weights = decode.DecodeCache.from_cache(cache), decode.prepare_weights(model, cpu_kernel)
+        expected = {False: set(), True: {"w_gate", "w_up"} if cfg.hidden_size == 32 else set(decode._PROJECTIONS)}
+        assert set(weights.packed) == expected[cpu_kernel]
+        assert (weights.unembed is not None) == (cpu_kernel and cfg.vocab_size == 128)
         for t in range(6, 10):
             step = (tokens[:, t:t + 1], positions[:, t:t + 1], mask[:, t:t + 1])
             logits, cache = model(*step, cache)
             steps_model.append(logits)
-            logits, dcache = decode.decode_step(model, layers, *step, dcache)
+            logits, dcache = decode.decode_step(model, weights, *step, dcache)
             steps_decode.append(logits)
         return jnp.concatenate(steps_model, 1), jnp.concatenate(steps_decode, 1)
 

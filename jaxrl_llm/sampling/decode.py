@@ -28,11 +28,13 @@ helpers, f32 softmax); ``tests/test_sampling.py`` checks the logits against the 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jaxrl_llm.kernels import cpu_matmul
 from jaxrl_llm.models import rope
 from jaxrl_llm.models.cache import KVCache
 from jaxrl_llm.models.decoder import rms_norm
@@ -103,22 +105,74 @@ def windows(cfg, rows: int, context: int, new_tokens: int, steps_per_window: int
     return [(end, context + end - 1) for end in ends]
 
 
-def split_layers(model) -> list[dict]:
+# The matmul weights of a block.
+_PROJECTIONS = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
+
+
+@struct.dataclass
+class DecodeWeights:
+    """What a decoding step multiplies by, laid out once per sampling call (``prepare_weights``).
+
+    layers: L dicts of per-layer arrays (compute dtype); the names in ``packed`` hold
+      ``cpu_matmul.pack`` of the [K, N] matrix instead of the block's own shape.
+    unembed: ``cpu_matmul.pack`` of the [D, V] output matrix, or None (``model.unembed``).
+    packed: the projection names that run on ``jaxrl_llm.kernels.cpu_matmul``.
+    """
+
+    layers: tuple
+    unembed: Optional[jax.Array]
+    packed: frozenset = struct.field(pytree_node=False, default=frozenset())
+
+
+def prepare_weights(model, use_cpu_kernel: bool = False) -> DecodeWeights:
     """The stacked layer parameters as L dicts of per-layer arrays (compute dtype).
 
-    The tied unembedding stays [V, D]: with a [D, V] copy for the logits GEMM a SmolLM2 call
-    took 3.5% longer at batch 1 and no less at batch 16 on XLA:CPU.
+    With ``use_cpu_kernel`` (f32 on the CPU, one device: see ``sampler.cpu_kernel_applies``) the
+    projections and the unembedding are packed for ``cpu_matmul.matmul``; that copy of the
+    weights is made once per call and read at every step. A projection whose output width the
+    64-column panels do not divide stays an einsum. Without it, the tied unembedding stays [V, D]:
+    a [D, V] copy for XLA's logits GEMM took 3.5% longer at batch 1 and no less at batch 16.
     """
-    cdt = model.cfg.compute_dtype
-    stacked = {name: var[...] for name, var in model.layers.items()}
-    return [{name: w[l].astype(cdt) for name, w in stacked.items()} for l in range(model.cfg.num_layers)]
+    cfg = model.cfg
+    cdt = cfg.compute_dtype
+    stacked = {name: var[...].astype(cdt) for name, var in model.layers.items()}
+    kernel = use_cpu_kernel and cdt == jnp.float32 and cpu_matmul.available()
+    packed = frozenset(name for name in _PROJECTIONS
+                       if kernel and cpu_matmul.packable(_as_matrices(name, stacked[name]).shape[2], cdt))
+    layers = []
+    for l in range(cfg.num_layers):
+        layer = {name: w[l] for name, w in stacked.items() if name not in packed}
+        layer.update({name: cpu_matmul.pack(_as_matrices(name, stacked[name]), layer=l) for name in packed})
+        layers.append(layer)
+    unembed = None
+    if kernel and cpu_matmul.packable(cfg.vocab_size, cdt):
+        unembed = (cpu_matmul.pack(model.embed[...].astype(cdt), transposed=True) if cfg.tie_word_embeddings
+                   else cpu_matmul.pack(model.lm_head[...].astype(cdt)))
+    return DecodeWeights(layers=tuple(layers), unembed=unembed, packed=packed)
 
 
-def decode_step(model, layers, tokens, positions, attention_mask, cache: DecodeCache):
+def _as_matrices(name, w):
+    """A stacked projection as [L, K, N]: wq/wk/wv [L, D, H, Dh] -> [L, D, H*Dh], wo [L, H, Dh, D] -> [L, H*Dh, D]."""
+    if name == "wo":
+        return w.reshape(w.shape[0], -1, w.shape[-1])
+    return w.reshape(*w.shape[:2], -1)
+
+
+def _project(x, weights: DecodeWeights, p, name, einsum, head_dim=None):
+    """``einsum(x, p[name])``, or the CPU kernel on the packed matrix: [B, S, N], or [B, S, N/Dh, Dh]
+    with ``head_dim`` (x: [B, S, ...], its trailing dims flattened into K)."""
+    if name not in weights.packed:
+        return jnp.einsum(einsum, x, p[name])
+    B, S = x.shape[:2]
+    y = cpu_matmul.matmul(x.reshape(B * S, -1), p[name])
+    return y.reshape(B, S, -1, head_dim) if head_dim else y.reshape(B, S, -1)
+
+
+def decode_step(model, weights: DecodeWeights, tokens, positions, attention_mask, cache: DecodeCache):
     """Logits [B, S, V] f32 of S new tokens written at cache slots ``[index, index + S)``.
 
     Same contract as ``Decoder.__call__(tokens, positions, attention_mask, cache)`` with the
-    parameters of ``split_layers(model)`` and a ``DecodeCache``; returns ``(logits, cache)``.
+    parameters of ``prepare_weights(model)`` and a ``DecodeCache``; returns ``(logits, cache)``.
     """
     cfg = model.cfg
     cdt = cfg.compute_dtype
@@ -135,11 +189,11 @@ def decode_step(model, layers, tokens, positions, attention_mask, cache: DecodeC
     at_k = (0, 0, cache.index)
     at_v = (0, cache.index, 0)
     new_k, new_v = [], []
-    for p, k_cache, v_cache in zip(layers, cache.k, cache.v):
+    for p, k_cache, v_cache in zip(weights.layers, cache.k, cache.v):
         h = rms_norm(x, p["attn_norm"], cfg.rms_norm_eps)
-        q = jnp.einsum("bsd,dhk->bshk", h, p["wq"])
-        k = jnp.einsum("bsd,dhk->bshk", h, p["wk"])
-        v = jnp.einsum("bsd,dhk->bshk", h, p["wv"])
+        q = _project(h, weights, p, "wq", "bsd,dhk->bshk", Dh)
+        k = _project(h, weights, p, "wk", "bsd,dhk->bshk", Dh)
+        v = _project(h, weights, p, "wv", "bsd,dhk->bshk", Dh)
         if "bq" in p:
             q, k, v = q + p["bq"], k + p["bk"], v + p["bv"]
         if "q_norm" in p:
@@ -160,11 +214,13 @@ def decode_step(model, layers, tokens, positions, attention_mask, cache: DecodeC
         probs = jax.nn.softmax(scores, axis=-1).astype(cdt).reshape(B * K, G * S, -1)
         out = jnp.einsum("nqt,ntd->nqd", probs, v_cache.astype(cdt))                   # [B*K, G*S, Dh]
         out = out.reshape(B, K, G, S, Dh).transpose(0, 3, 1, 2, 4).reshape(B, S, cfg.num_heads, Dh)
-        x = x + jnp.einsum("bshk,hkd->bsd", out, p["wo"])
+        x = x + _project(out, weights, p, "wo", "bshk,hkd->bsd")
         h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps)
-        gate = jnp.einsum("bsd,df->bsf", h, p["w_gate"])
-        up = jnp.einsum("bsd,df->bsf", h, p["w_up"])
-        x = x + jnp.einsum("bsf,fd->bsd", jax.nn.silu(gate) * up, p["w_down"])
+        gate = _project(h, weights, p, "w_gate", "bsd,df->bsf")
+        up = _project(h, weights, p, "w_up", "bsd,df->bsf")
+        x = x + _project(jax.nn.silu(gate) * up, weights, p, "w_down", "bsf,fd->bsd")
     x = rms_norm(x, model.final_norm[...], cfg.rms_norm_eps)
     cache = DecodeCache(k=tuple(new_k), v=tuple(new_v), valid=valid, index=cache.index + S)
-    return model.unembed(x), cache
+    if weights.unembed is None:
+        return model.unembed(x), cache
+    return cpu_matmul.matmul(x.reshape(B * S, -1), weights.unembed).reshape(B, S, -1), cache

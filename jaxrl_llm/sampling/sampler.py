@@ -55,6 +55,7 @@ import numpy as np
 from flax import nnx, struct
 
 from jaxrl_llm import sharding
+from jaxrl_llm.kernels import cpu_matmul
 from jaxrl_llm.models.cache import KV_AXES, VALID_AXES, KVCache
 from jaxrl_llm.models.logprobs import positions_from_mask
 from jaxrl_llm.sampling import decode, processors
@@ -196,7 +197,8 @@ def _choose(logits, step, uniform, cfg: SamplingConfig, temperature_rule, rule_p
 
 
 def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, prefix_mask, key,
-                   cfg: SamplingConfig, num_samples: int, temperature_rule, mesh, rule_params=None):
+                   cfg: SamplingConfig, num_samples: int, temperature_rule, mesh, use_cpu_kernel: bool = False,
+                   rule_params=None):
     _TRACES["count"] += 1
     model = nnx.merge(graphdef, state)
     P, Sp = prompt_tokens.shape
@@ -222,7 +224,7 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
     # ---- the G samples of a prompt share its prefill
     rows = jnp.repeat(jnp.arange(P), G)                                             # [B]
     cache = _constrain_decode_cache(decode.DecodeCache.from_cache(cache).take_rows(rows), mesh)
-    layers = decode.split_layers(model)
+    weights = decode.prepare_weights(model, use_cpu_kernel)
     logits = _constrain(logits[rows], mesh, ("batch", "vocab"))
     context_length = context_length[rows]
 
@@ -266,7 +268,7 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
     def body(state):
         t, cache, token, carry = state
         positions = (context_length + t - 1)[:, None]
-        logits, cache = decode.decode_step(model, layers, token[:, None], positions, jnp.ones((B, 1), jnp.bool_), cache)
+        logits, cache = decode.decode_step(model, weights, token[:, None], positions, jnp.ones((B, 1), jnp.bool_), cache)
         carry, token = record(carry, t, logits[:, 0])
         return t + 1, cache, token, carry
 
@@ -309,7 +311,7 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
 
 
 _generate = jax.jit(_generate_impl, static_argnums=(0,), static_argnames=(
-    "cfg", "num_samples", "temperature_rule", "mesh"))
+    "cfg", "num_samples", "temperature_rule", "mesh", "use_cpu_kernel"))
 
 
 # ----------------------------------------------------------------------------- validation
@@ -365,7 +367,19 @@ def _run(model, prompt, prompt_mask, prefix, prefix_mask, key, cfg, num_samples,
     prompt, prompt_mask, prefix, prefix_mask = _place(mesh, [prompt, prompt_mask, prefix, prefix_mask])
     return _generate(graphdef, state, prompt, prompt_mask, prefix, prefix_mask, key, cfg=cfg,
                      num_samples=int(num_samples), temperature_rule=temperature_rule, mesh=mesh,
-                     rule_params=rule_params)
+                     use_cpu_kernel=cpu_kernel_applies(model, mesh), rule_params=rule_params)
+
+
+def cpu_kernel_applies(model, mesh) -> bool:
+    """Whether decoding runs its matmuls on ``jaxrl_llm.kernels.cpu_matmul``: f32 compute, one CPU
+    device (no mesh, or a one-device mesh: the custom call has no partitioning rule), and the
+    kernel built (``cpu_matmul.available``; ``JAXRL_LLM_CPU_KERNELS=0`` turns it off)."""
+    if model.cfg.compute_dtype != jnp.float32:
+        return False
+    devices = jax.devices()[:1] if mesh is None else list(mesh.devices.flat)
+    if len(devices) != 1 or devices[0].platform != "cpu":
+        return False
+    return cpu_matmul.available()
 
 
 def _check_left_padded(mask, name):

@@ -1,0 +1,166 @@
+// y[M, N] = x[M, K] @ W for decoding on the CPU (M = rows x new tokens: small), f32.
+//
+// W arrives packed as [N / 64, K, 64]: panel p holds columns [64p, 64p + 64) of the [K, N] matrix,
+// row after row, so each panel is one contiguous stream. XLA:CPU's GEMM reads W [K, N] in place:
+// at M = 16 a panel walk then jumps N * 4 bytes per row, across pages, and the prefetchers lose the
+// stream (SmolLM2-135M's projections: ~20 GB/s of weights at M = 16 against ~40 GB/s at M = 1).
+//
+// Panels are shared out among the XLA intra-op pool's threads (an atomic counter; the calling
+// thread takes panels too and then waits for the ones in flight). ``Pack`` lays weights out so,
+// once per sampling call, at memory speed (an XLA transpose of SmolLM2-135M's weights: ~300 ms). In a panel, K is cut into blocks
+// of KB rows (KB x 64 floats stay in L1 while every MR-row tile of x passes over them), the tile's
+// 4 x MR accumulators (16-lane vectors) carried in y between blocks.
+//
+// Built on first use by jaxrl_llm/kernels/cpu_matmul.py with the machine's own g++ (-march=native).
+
+
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <thread>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+typedef float v16 __attribute__((vector_size(64)));
+constexpr int64_t kPanel = 64;  // columns per panel: 4 vectors
+constexpr int64_t kBlockK = 128;  // rows of W per K-block: 32 KiB of a panel
+
+inline v16 load(const float* p) { v16 v; std::memcpy(&v, p, sizeof v); return v; }
+inline void store(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
+
+// rows [m0, m0 + MR) of y's panel columns [n0, n0 + 64) += x[m0:m0+MR, k0:k1] @ panel[k0:k1]
+template <int MR>
+inline void tile(const float* x, const float* panel, float* y, int64_t K, int64_t N, int64_t m0,
+                 int64_t n0, int64_t k0, int64_t k1) {
+  v16 acc[MR][4];
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < 4; ++j) acc[r][j] = k0 == 0 ? v16{} : load(y + (m0 + r) * N + n0 + 16 * j);
+  const float* xr = x + m0 * K;
+  for (int64_t k = k0; k < k1; ++k) {
+    const float* wk = panel + k * kPanel;
+    v16 w0 = load(wk), w1 = load(wk + 16), w2 = load(wk + 32), w3 = load(wk + 48);
+    for (int r = 0; r < MR; ++r) {
+      const float b = xr[r * K + k];  // vector * scalar: a broadcast FMA operand
+      acc[r][0] += w0 * b;
+      acc[r][1] += w1 * b;
+      acc[r][2] += w2 * b;
+      acc[r][3] += w3 * b;
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < 4; ++j) store(y + (m0 + r) * N + n0 + 16 * j, acc[r][j]);
+}
+
+void panel_product(const float* x, const float* w, float* y, int64_t M, int64_t K, int64_t N, int64_t p) {
+  const float* panel = w + p * K * kPanel;
+  const int64_t n0 = p * kPanel;
+  for (int64_t k0 = 0; k0 < K; k0 += kBlockK) {
+    const int64_t k1 = std::min(K, k0 + kBlockK);
+    int64_t m = 0;
+    for (; m + 6 <= M; m += 6) tile<6>(x, panel, y, K, N, m, n0, k0, k1);
+    switch (M - m) {
+      case 5: tile<5>(x, panel, y, K, N, m, n0, k0, k1); break;
+      case 4: tile<4>(x, panel, y, K, N, m, n0, k0, k1); break;
+      case 3: tile<3>(x, panel, y, K, N, m, n0, k0, k1); break;
+      case 2: tile<2>(x, panel, y, K, N, m, n0, k0, k1); break;
+      case 1: tile<1>(x, panel, y, K, N, m, n0, k0, k1); break;
+      default: break;
+    }
+  }
+}
+
+struct Progress {
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> done{0};
+};
+
+// fn(i) for i in [0, count), shared out among the pool's threads and the calling thread.
+template <typename Fn>
+void parallel_for(ffi::ThreadPool& pool, int64_t count, Fn fn) {
+  const int64_t threads = std::min<int64_t>(std::max<int64_t>(pool.num_threads(), 1), count);
+  if (threads <= 1) {
+    for (int64_t i = 0; i < count; ++i) fn(i);
+    return;
+  }
+  // A scheduled task may start after this call has returned (all items taken): it holds the
+  // counters by shared_ptr and touches no buffer unless it wins an item.
+  auto progress = std::make_shared<Progress>();
+  auto work = [=]() {
+    for (int64_t i; (i = progress->next.fetch_add(1, std::memory_order_relaxed)) < count;) {
+      fn(i);
+      progress->done.fetch_add(1, std::memory_order_release);
+    }
+  };
+  for (int64_t t = 1; t < threads; ++t) pool.Schedule([work]() { work(); });
+  work();
+  while (progress->done.load(std::memory_order_acquire) < count) std::this_thread::yield();
+}
+
+ffi::Error PackedMatmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
+                        ffi::ResultBuffer<ffi::F32> y) {
+  const auto xd = x.dimensions();
+  const auto wd = w.dimensions();
+  if (wd.size() != 3 || wd[2] != kPanel || xd.size() == 0 || xd.back() != wd[1])
+    return ffi::Error::InvalidArgument("jaxrl_llm_packed_matmul: expected x [..., K] and w [N/64, K, 64]");
+  const int64_t K = wd[1], panels = wd[0], N = panels * kPanel;
+  int64_t M = 1;
+  for (size_t i = 0; i + 1 < xd.size(); ++i) M *= xd[i];
+  const float* xp = x.typed_data();
+  const float* wp = w.typed_data();
+  float* yp = y->typed_data();
+  if (M > 0) parallel_for(pool, panels, [=](int64_t p) { panel_product(xp, wp, yp, M, K, N, p); });
+  return ffi::Error::Success();
+}
+
+// out [N/64, K, 64] = the panels of W [K, N]: w is [L, K, N] (layer ``layer``) or, with
+// ``transposed``, W^T [N, K] (an embedding table used as the output matrix).
+ffi::Error Pack(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w, ffi::ResultBuffer<ffi::F32> out, int64_t layer,
+                int64_t transposed) {
+  const auto wd = w.dimensions();
+  const auto od = out->dimensions();
+  if (od.size() != 3 || od[2] != kPanel || (transposed ? wd.size() != 2 : wd.size() != 3))
+    return ffi::Error::InvalidArgument("jaxrl_llm_pack: expected w [L, K, N] or [N, K] (transposed), out [N/64, K, 64]");
+  const int64_t panels = od[0], K = od[1], N = panels * kPanel;
+  if (transposed ? (wd[0] != N || wd[1] != K) : (wd[1] != K || wd[2] != N || layer < 0 || layer >= wd[0]))
+    return ffi::Error::InvalidArgument("jaxrl_llm_pack: w's shape does not match out's");
+  const float* src = w.typed_data() + (transposed ? 0 : layer * K * N);
+  float* dst = out->typed_data();
+  if (!transposed) {
+    parallel_for(pool, panels, [=](int64_t p) {
+      for (int64_t k = 0; k < K; ++k) std::memcpy(dst + (p * K + k) * kPanel, src + k * N + p * kPanel, sizeof(float) * kPanel);
+    });
+  } else {
+    parallel_for(pool, panels, [=](int64_t p) {  // 64 rows of W^T -> one panel, 16 columns at a time
+      float* panel = dst + p * K * kPanel;
+      for (int64_t k0 = 0; k0 < K; k0 += 16)
+        for (int64_t j = 0; j < kPanel; ++j) {
+          const float* row = src + (p * kPanel + j) * K;
+          for (int64_t k = k0; k < std::min(K, k0 + 16); ++k) panel[k * kPanel + j] = row[k];
+        }
+    });
+  }
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlLlmPackedMatmul, PackedMatmul,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlLlmPack, Pack,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("layer")
+                                  .Attr<int64_t>("transposed"));

@@ -1,0 +1,97 @@
+"""The CPU decode matmul kernel (``jaxrl_llm.kernels.cpu_matmul``) against NumPy, and its fallback."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl_llm.kernels import cpu_matmul
+
+needs_kernel = pytest.mark.skipif(not cpu_matmul.available(), reason="the CPU matmul kernel did not build here")
+
+
+@needs_kernel
+@pytest.mark.parametrize("M,K,N", [(1, 576, 1536), (5, 130, 64), (16, 1536, 576), (64, 576, 192), (7, 300, 128),
+                                   (13, 5, 64), (0, 8, 64)])
+def test_matmul_equals_numpy(M, K, N):
+    """Every row-tile size (6, then a 1-5 row tail) and K-block tail, against float64 NumPy."""
+    rng = np.random.RandomState(M + K + N)
+    x, w = rng.randn(M, K).astype(np.float32), rng.randn(K, N).astype(np.float32)
+    got = np.asarray(jax.jit(lambda x, w: cpu_matmul.matmul(x, cpu_matmul.pack(w)))(x, w))
+    np.testing.assert_allclose(got, x.astype(np.float64) @ w, rtol=1e-5, atol=1e-4 * np.sqrt(K))
+
+
+@needs_kernel
+def test_matmul_keeps_leading_dims_and_packs_layers_and_transposes():
+    rng = np.random.RandomState(0)
+    x = rng.randn(2, 3, 40).astype(np.float32)
+    stack = rng.randn(4, 40, 128).astype(np.float32)
+    table = rng.randn(192, 40).astype(np.float32)  # an embedding table [V, D] used as W^T
+    for layer in range(4):
+        packed = jax.jit(cpu_matmul.pack, static_argnames="layer")(stack, layer=layer)
+        np.testing.assert_array_equal(np.asarray(cpu_matmul.unpack(packed)), stack[layer])
+        got = np.asarray(jax.jit(cpu_matmul.matmul)(x, packed))
+        assert got.shape == (2, 3, 128)
+        np.testing.assert_allclose(got, x.astype(np.float64) @ stack[layer], rtol=1e-5, atol=1e-4)
+    packed = jax.jit(cpu_matmul.pack, static_argnames="transposed")(table, transposed=True)
+    np.testing.assert_array_equal(np.asarray(cpu_matmul.unpack(packed)), table.T)
+
+
+@needs_kernel
+def test_matmul_inside_a_loop_matches_xla():
+    """As the sampler uses it: in a ``while_loop`` body, the packed weight loop-invariant."""
+    rng = np.random.RandomState(1)
+    w = jnp.asarray(rng.randn(64, 64).astype(np.float32) / 8)
+    x = jnp.asarray(rng.randn(4, 64).astype(np.float32))
+
+    def run(matmul, w):
+        return jax.lax.fori_loop(0, 10, lambda i, x: jnp.tanh(matmul(x, w)), x)
+
+    ours = jax.jit(lambda x, w: run(cpu_matmul.matmul, cpu_matmul.pack(w)))(x, w)
+    np.testing.assert_allclose(np.asarray(ours), np.asarray(jax.jit(lambda x, w: run(jnp.matmul, w))(x, w)),
+                               atol=1e-5)
+
+
+def test_pack_rejects_what_it_cannot_pack():
+    assert not cpu_matmul.packable(100, jnp.float32) and not cpu_matmul.packable(128, jnp.bfloat16)
+    with pytest.raises(ValueError, match="do not split into f32 panels of 64"):
+        cpu_matmul.pack(jnp.ones((8, 100)))
+    with pytest.raises(ValueError, match="K 8"):
+        cpu_matmul.matmul(jnp.ones((2, 9)), jnp.ones((1, 8, 64)))
+
+
+def _fresh_process(env_extra: dict) -> subprocess.CompletedProcess:
+    """Samples with a tiny model in a new process (the kernel's build state is per process)."""
+    code = (
+        "import warnings, jax, numpy as np\n"
+        "from jaxrl_llm import sampling\n"
+        "from jaxrl_llm.kernels import cpu_matmul\n"
+        "from jaxrl_llm.models import get_model\n"
+        "model, _ = get_model('tiny')\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    use = sampling.cpu_kernel_applies(model, None)\n"
+        "out = sampling.sample(model, np.ones((2, 4), np.int32), np.ones((2, 4), np.int32), jax.random.key(0),\n"
+        "                      sampling.SamplingConfig(max_new_tokens=5))\n"
+        "print('USES', use, 'TOKENS', out.tokens.shape, 'WARN', ' | '.join(str(w.message)[:200] for w in caught))\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "XLA_FLAGS": "", **env_extra}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_sampler_falls_back_to_xla_when_the_kernel_cannot_build(tmp_path):
+    """A missing compiler is a warning that names the failed command, and sampling still works."""
+    proc = _fresh_process({"CXX": "/nonexistent/g++", "JAXRL_LLM_KERNEL_CACHE": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "USES False TOKENS (2, 5)" in proc.stdout
+    assert "CPU decode matmul is unavailable, using XLA's dot" in proc.stdout and "/nonexistent/g++" in proc.stdout
+    assert not list(tmp_path.glob("*.so"))  # nothing half-written left behind
+
+
+def test_sampler_kernel_can_be_turned_off():
+    proc = _fresh_process({"JAXRL_LLM_CPU_KERNELS": "0"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "USES False TOKENS (2, 5)" in proc.stdout and "unavailable" not in proc.stdout
