@@ -95,3 +95,28 @@ def test_sampler_kernel_can_be_turned_off():
     proc = _fresh_process({"JAXRL_LLM_CPU_KERNELS": "0"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "USES False TOKENS (2, 5)" in proc.stdout and "unavailable" not in proc.stdout
+
+
+@needs_kernel
+@pytest.mark.parametrize("B,K,G,Dh,T,index", [(2, 3, 3, 64, 70, 40), (4, 2, 2, 32, 33, 32), (1, 1, 1, 16, 5, 0),
+                                              (3, 2, 4, 16, 100, 99), (2, 1, 5, 128, 200, 150), (1, 1, 2, 48, 7, 6)])
+def test_decode_attention_equals_numpy(B, K, G, Dh, T, index):
+    """Masked slots, slots after ``index`` (never read), 64/16-slot blocks and a partial last vector."""
+    rng = np.random.RandomState(B * T + index)
+    q = rng.randn(B * K, G, Dh).astype(np.float32)
+    k = rng.randn(B * K, Dh, T).astype(np.float32)
+    v = rng.randn(B * K, T, Dh).astype(np.float32)
+    k[:, :, index + 1:] = np.nan  # never read
+    v[:, index + 1:] = np.nan
+    valid = rng.rand(B, T) > 0.3
+    valid[:, index] = True
+    scale = 1 / np.sqrt(Dh)
+    got = np.asarray(jax.jit(cpu_matmul.decode_attention, static_argnames="scale")(q, k, v, valid, np.int32(index),
+                                                                                   scale=scale))
+    used = slice(0, index + 1)
+    scores = np.einsum("ngd,ndt->ngt", q.astype(np.float64), k[:, :, used]) * scale
+    allowed = valid[np.arange(B * K) // K, used][:, None, :]
+    scores = np.where(allowed, scores, -np.inf)
+    p = np.exp(scores - scores.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    np.testing.assert_allclose(got, np.einsum("ngt,ntd->ngd", p, v[:, used]), rtol=1e-5, atol=2e-6)

@@ -21,6 +21,7 @@
 #include <cstring>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include "xla/ffi/api/ffi.h"
 
@@ -149,6 +150,160 @@ ffi::Error Pack(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w, ffi::ResultBuffer
   return ffi::Error::Success();
 }
 
+
+// ---------------------------------------------------------------- decode attention
+typedef int32_t i16 __attribute__((vector_size(64)));
+
+// e^x lane by lane: x = n ln2 + r (|r| <= ln2 / 2), e^r by its degree-6 Taylor polynomial
+// (relative error < 2e-7 on that range), 2^n put into the exponent bits. x <= -87 gives ~1e-38.
+inline v16 exp16(v16 x) {
+  x = x < -87.0f ? v16{} - 87.0f : x;
+  x = x > 88.0f ? v16{} + 88.0f : x;
+  const v16 t = x * 1.44269504088896341f;
+  const i16 n = __builtin_convertvector(t + (t >= 0.0f ? v16{} + 0.5f : v16{} - 0.5f), i16);
+  const v16 nf = __builtin_convertvector(n, v16);
+  const v16 r = x - nf * 0.693145751953125f - nf * 1.428606765330187e-06f;
+  v16 p = v16{} + (1.0f / 720);
+  p = p * r + (1.0f / 120);
+  p = p * r + (1.0f / 24);
+  p = p * r + (1.0f / 6);
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const i16 scale = (n + 127) << 23;
+  v16 two_n;
+  std::memcpy(&two_n, &scale, sizeof two_n);
+  return p * two_n;
+}
+
+// scores[g, t0 : t0 + 16 NV] = q_scaled[g] . k[:, t0 : t0 + 16 NV] for g in [g0, g0 + GC)
+template <int NV, int GC>
+inline void score_block(const float* qs, const float* k, float* scores, int64_t Dh, int64_t T, int64_t L16,
+                        int64_t g0, int64_t t0) {
+  v16 acc[GC][NV];
+  for (int c = 0; c < GC; ++c)
+    for (int j = 0; j < NV; ++j) acc[c][j] = v16{};
+  for (int64_t d = 0; d < Dh; ++d) {
+    v16 kv[NV];
+    for (int j = 0; j < NV; ++j) kv[j] = load(k + d * T + t0 + 16 * j);
+    for (int c = 0; c < GC; ++c) {
+      const float qd = qs[(g0 + c) * Dh + d];
+      for (int j = 0; j < NV; ++j) acc[c][j] += kv[j] * qd;
+    }
+  }
+  for (int c = 0; c < GC; ++c)
+    for (int j = 0; j < NV; ++j) store(scores + (g0 + c) * L16 + t0 + 16 * j, acc[c][j]);
+}
+
+template <int NV>
+inline void score_blocks(const float* qs, const float* k, float* scores, int64_t G, int64_t Dh, int64_t T,
+                         int64_t L16, int64_t t0) {
+  int64_t g = 0;
+  for (; g + 3 <= G; g += 3) score_block<NV, 3>(qs, k, scores, Dh, T, L16, g, t0);
+  if (G - g == 2) score_block<NV, 2>(qs, k, scores, Dh, T, L16, g, t0);
+  if (G - g == 1) score_block<NV, 1>(qs, k, scores, Dh, T, L16, g, t0);
+}
+
+// out[g0 : g0 + GC, d0 : d0 + 16 DV] = sum_t p[g, t] v[t, d0 : d0 + 16 DV]
+template <int DV, int GC>
+inline void value_block(const float* p, const float* v, float* out, int64_t Dh, int64_t L16, int64_t limit,
+                        int64_t g0, int64_t d0) {
+  v16 acc[GC][DV];
+  for (int c = 0; c < GC; ++c)
+    for (int j = 0; j < DV; ++j) acc[c][j] = v16{};
+  for (int64_t t = 0; t < limit; ++t) {
+    v16 vv[DV];
+    for (int j = 0; j < DV; ++j) vv[j] = load(v + t * Dh + d0 + 16 * j);
+    for (int c = 0; c < GC; ++c) {
+      const float pt = p[(g0 + c) * L16 + t];
+      for (int j = 0; j < DV; ++j) acc[c][j] += vv[j] * pt;
+    }
+  }
+  for (int c = 0; c < GC; ++c)
+    for (int j = 0; j < DV; ++j) store(out + (g0 + c) * Dh + d0 + 16 * j, acc[c][j]);
+}
+
+template <int DV>
+inline void value_blocks(const float* p, const float* v, float* out, int64_t G, int64_t Dh, int64_t L16,
+                         int64_t limit) {
+  for (int64_t d0 = 0; d0 < Dh; d0 += 16 * DV) {
+    int64_t g = 0;
+    for (; g + 3 <= G; g += 3) value_block<DV, 3>(p, v, out, Dh, L16, limit, g, d0);
+    if (G - g == 2) value_block<DV, 2>(p, v, out, Dh, L16, limit, g, d0);
+    if (G - g == 1) value_block<DV, 1>(p, v, out, Dh, L16, limit, g, d0);
+  }
+}
+
+// out[n, g] = softmax_t(scale * q[n, g] . k[n, :, t] over allowed t) @ v[n, t, :] for one (row, kv head) n.
+// Allowed: t <= index and valid[row, t]; only slots t < limit = index + 1 are read. Dh % 16 == 0.
+void attend_one(const float* q, const float* k, const float* v, const bool* ok, float* out, int64_t G,
+                int64_t Dh, int64_t T, int64_t limit, float scale, float* scratch) {
+  const int64_t L16 = (limit + 15) / 16 * 16;  // a score row, padded to whole vectors
+  float* qs = scratch;                          // [G, Dh] scaled queries
+  float* scores = scratch + G * Dh;             // [G, L16]
+  for (int64_t i = 0; i < G * Dh; ++i) qs[i] = q[i] * scale;
+  int64_t t = 0;
+  for (; t + 64 <= limit; t += 64) score_blocks<4>(qs, k, scores, G, Dh, T, L16, t);
+  for (; t + 16 <= limit || (t < limit && t + 16 <= T); t += 16) score_blocks<1>(qs, k, scores, G, Dh, T, L16, t);
+  for (; t < limit; ++t)  // a last partial vector at the row's end
+    for (int64_t g = 0; g < G; ++g) {
+      float acc = 0.f;
+      for (int64_t d = 0; d < Dh; ++d) acc += qs[g * Dh + d] * k[d * T + t];
+      scores[g * L16 + t] = acc;
+    }
+  for (int64_t g = 0; g < G; ++g) {
+    float* sg = scores + g * L16;
+    float m = -3.4028234663852886e38f;
+    for (int64_t i = 0; i < limit; ++i)
+      if (ok[i]) m = std::max(m, sg[i]);
+    for (int64_t i = limit; i < L16; ++i) sg[i] = m;
+    v16 total = v16{};
+    for (int64_t i = 0; i < L16; i += 16) {
+      v16 e = exp16(load(sg + i) - m);
+      for (int l = 0; l < 16; ++l) e[l] = (i + l < limit && ok[i + l]) ? e[l] : 0.f;
+      total += e;
+      store(sg + i, e);
+    }
+    float sum = 0.f;
+    for (int l = 0; l < 16; ++l) sum += total[l];
+    const float inv = 1.f / sum;
+    for (int64_t i = 0; i < limit; ++i) sg[i] *= inv;
+  }
+  if (Dh % 64 == 0) value_blocks<4>(scores, v, out, G, Dh, L16, limit);
+  else if (Dh % 32 == 0) value_blocks<2>(scores, v, out, G, Dh, L16, limit);
+  else value_blocks<1>(scores, v, out, G, Dh, L16, limit);
+}
+
+ffi::Error DecodeAttention(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
+                           ffi::Buffer<ffi::F32> v, ffi::Buffer<ffi::PRED> valid, ffi::Buffer<ffi::S32> index,
+                           ffi::ResultBuffer<ffi::F32> out, float scale) {
+  const auto qd = q.dimensions(), kd = k.dimensions(), vd = v.dimensions(), md = valid.dimensions();
+  if (qd.size() != 3 || kd.size() != 3 || vd.size() != 3 || md.size() != 2 || kd[0] != qd[0] || vd[0] != qd[0] ||
+      kd[1] != qd[2] || vd[2] != qd[2] || vd[1] != kd[2] || md[1] != kd[2] || md[0] == 0 || qd[0] % md[0] ||
+      qd[2] % 16)
+    return ffi::Error::InvalidArgument(
+        "jaxrl_llm_decode_attention: expected q [B*K, G, Dh], k [B*K, Dh, T], v [B*K, T, Dh], valid [B, T], "
+        "Dh a multiple of 16");
+  const int64_t N = qd[0], G = qd[1], Dh = qd[2], T = kd[2], heads_per_row = N / md[0];
+  const int64_t limit = std::min<int64_t>(T, std::max<int64_t>(0, static_cast<int64_t>(index.typed_data()[0]) + 1));
+  const float* qp = q.typed_data();
+  const float* kp = k.typed_data();
+  const float* vp = v.typed_data();
+  const bool* okp = valid.typed_data();
+  float* op = out->typed_data();
+  if (limit == 0) {
+    std::memset(op, 0, sizeof(float) * N * G * Dh);
+    return ffi::Error::Success();
+  }
+  parallel_for(pool, N, [=](int64_t n) {
+    thread_local std::vector<float> scratch;
+    scratch.resize(G * Dh + G * ((limit + 15) / 16 * 16));
+    attend_one(qp + n * G * Dh, kp + n * Dh * T, vp + n * T * Dh, okp + (n / heads_per_row) * T, op + n * G * Dh, G,
+               Dh, T, limit, scale, scratch.data());
+  });
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlLlmPackedMatmul, PackedMatmul,
@@ -164,3 +319,13 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlLlmPack, Pack,
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Attr<int64_t>("layer")
                                   .Attr<int64_t>("transposed"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlLlmDecodeAttention, DecodeAttention,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::PRED>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<float>("scale"));

@@ -8,8 +8,8 @@ and ``matmul`` runs ``cpu_matmul.cc`` over it on XLA's intra-op threads. Its sum
 order than XLA's dot: results agree to f32 rounding, not bit for bit.
 
 The kernel is compiled on first use with the machine's ``g++`` (``-O3 -march=native``, about 2 s)
-into ``$JAXRL_LLM_KERNEL_CACHE`` (default ``~/.cache/jaxrl_llm/kernels``), keyed by the source
-and the jaxlib version. Where that fails (no compiler, no headers) ``available()`` is False, says
+into ``$JAXRL_LLM_KERNEL_CACHE`` (default ``~/.cache/jaxrl_llm/kernels``), keyed by the source,
+the jaxlib version and the CPU's feature flags. Where that fails (no compiler, no headers) ``available()`` is False, says
 why once in a warning, and callers keep XLA's dot. ``JAXRL_LLM_CPU_KERNELS=0`` turns it off.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import subprocess
 import tempfile
 import threading
@@ -31,6 +32,7 @@ import numpy as np
 PANEL = 64
 TARGET = "jaxrl_llm_packed_matmul"
 PACK_TARGET = "jaxrl_llm_pack"
+ATTENTION_TARGET = "jaxrl_llm_decode_attention"
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu_matmul.cc")
 
 _lock = threading.Lock()
@@ -40,7 +42,8 @@ _state: dict = {}
 def _build() -> str:
     """Path of the compiled kernel library, compiling it if this source/jaxlib pair has none yet."""
     with open(SOURCE, "rb") as f:
-        digest = hashlib.sha256(f.read() + jaxlib.__version__.encode()).hexdigest()[:16]
+        key = f.read() + jaxlib.__version__.encode() + _cpu_flags()
+    digest = hashlib.sha256(key).hexdigest()[:16]
     cache = os.environ.get("JAXRL_LLM_KERNEL_CACHE", os.path.expanduser("~/.cache/jaxrl_llm/kernels"))
     os.makedirs(cache, exist_ok=True)
     lib = os.path.join(cache, f"cpu_matmul-{digest}.so")
@@ -61,6 +64,15 @@ def _build() -> str:
     return lib
 
 
+def _cpu_flags() -> bytes:
+    """The CPU's feature flags: a library built with -march=native on one CPU is not reused on another."""
+    try:
+        with open("/proc/cpuinfo", "rb") as f:
+            return next((line for line in f if line.startswith((b"flags", b"Features"))), b"")
+    except OSError:
+        return platform.processor().encode()
+
+
 def available() -> bool:
     """Whether the kernel is built and registered (builds it on the first call)."""
     with _lock:
@@ -74,6 +86,8 @@ def available() -> bool:
                                                 platform="cpu")
                     jax.ffi.register_ffi_target(PACK_TARGET, jax.ffi.pycapsule(library.JaxrlLlmPack),
                                                 platform="cpu")
+                    jax.ffi.register_ffi_target(ATTENTION_TARGET,
+                                                jax.ffi.pycapsule(library.JaxrlLlmDecodeAttention), platform="cpu")
                     _state["ok"] = True
                 except Exception as e:  # no compiler, no headers, a sandbox without a writable home...
                     warnings.warn(f"jaxrl_llm's CPU decode matmul is unavailable, using XLA's dot: {e}")
@@ -119,3 +133,18 @@ def matmul(x: jax.Array, packed: jax.Array) -> jax.Array:
         raise ValueError(f"matmul: x's last dim {x.shape[-1]} != the packed weight's K {K}")
     out = jax.ShapeDtypeStruct((*x.shape[:-1], P * PANEL), jnp.float32)
     return jax.ffi.ffi_call(TARGET, out)(x.astype(jnp.float32), packed)
+
+
+def decode_attention(q: jax.Array, k: jax.Array, v: jax.Array, valid: jax.Array, index: jax.Array,
+                     scale: float) -> jax.Array:
+    """One new token's attention over a decode cache, per (row, kv head) n = b * K + kv:
+
+        out[n, g] = sum_t softmax_t(scale * q[n, g] . k[n, :, t]) v[n, t, :]
+
+    over the slots t <= ``index`` with ``valid[b, t]`` (slots after ``index`` are not read).
+    q [B*K, G, Dh], k [B*K, Dh, T], v [B*K, T, Dh] f32; valid [B, T] bool; index [] int32.
+    Returns [B*K, G, Dh] f32. The softmax's exp is a degree-6 polynomial (relative error < 2e-7).
+    """
+    out = jax.ShapeDtypeStruct(q.shape, jnp.float32)
+    return jax.ffi.ffi_call(ATTENTION_TARGET, out)(q, k, v, valid.astype(jnp.bool_), jnp.asarray(index, jnp.int32),
+                                                     scale=np.float32(scale))

@@ -117,11 +117,13 @@ class DecodeWeights:
       ``cpu_matmul.pack`` of the [K, N] matrix instead of the block's own shape.
     unembed: ``cpu_matmul.pack`` of the [D, V] output matrix, or None (``model.unembed``).
     packed: the projection names that run on ``jaxrl_llm.kernels.cpu_matmul``.
+    cpu_attention: one-token steps attend with ``cpu_matmul.decode_attention`` (head_dim % 16 == 0).
     """
 
     layers: tuple
     unembed: Optional[jax.Array]
     packed: frozenset = struct.field(pytree_node=False, default=frozenset())
+    cpu_attention: bool = struct.field(pytree_node=False, default=False)
 
 
 def prepare_weights(model, use_cpu_kernel: bool = False) -> DecodeWeights:
@@ -148,7 +150,8 @@ def prepare_weights(model, use_cpu_kernel: bool = False) -> DecodeWeights:
     if kernel and cpu_matmul.packable(cfg.vocab_size, cdt):
         unembed = (cpu_matmul.pack(model.embed[...].astype(cdt), transposed=True) if cfg.tie_word_embeddings
                    else cpu_matmul.pack(model.lm_head[...].astype(cdt)))
-    return DecodeWeights(layers=tuple(layers), unembed=unembed, packed=packed)
+    return DecodeWeights(layers=tuple(layers), unembed=unembed, packed=packed,
+                         cpu_attention=kernel and cfg.head_dim % 16 == 0)
 
 
 def _as_matrices(name, w):
@@ -166,6 +169,22 @@ def _project(x, weights: DecodeWeights, p, name, einsum, head_dim=None):
     B, S = x.shape[:2]
     y = cpu_matmul.matmul(x.reshape(B * S, -1), p[name])
     return y.reshape(B, S, -1, head_dim) if head_dim else y.reshape(B, S, -1)
+
+
+def _attend(q, k_cache, v_cache, allowed, cfg):
+    """XLA's attention of q [B, S, H, Dh] over the decode cache (``allowed`` [B, 1, G*S, Smax]): [B, S, H, Dh]."""
+    B, S = q.shape[:2]
+    K, Dh = cfg.num_kv_heads, cfg.head_dim
+    G = cfg.num_heads // K
+    cdt = cfg.compute_dtype
+    q = q.reshape(B, S, K, G, Dh).transpose(0, 2, 3, 1, 4).reshape(B * K, G * S, Dh)
+    scores = jnp.einsum("nqd,ndt->nqt", q, k_cache.astype(cdt), preferred_element_type=jnp.float32)
+    scores = scores.reshape(B, K, G * S, -1)
+    scores = jnp.where(allowed, scores * (1.0 / math.sqrt(Dh)), jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(cdt).reshape(B * K, G * S, -1)
+    out = jnp.einsum("nqt,ntd->nqd", probs, v_cache.astype(cdt))                   # [B*K, G*S, Dh]
+    out = out.reshape(B, K, G, S, Dh).transpose(0, 3, 1, 2, 4).reshape(B, S, cfg.num_heads, Dh)
+    return out
 
 
 def decode_step(model, weights: DecodeWeights, tokens, positions, attention_mask, cache: DecodeCache):
@@ -207,13 +226,11 @@ def decode_step(model, weights: DecodeWeights, tokens, positions, attention_mask
         v_cache = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), at_v)
         new_k.append(k_cache)
         new_v.append(v_cache)
-        q = q.reshape(B, S, K, G, Dh).transpose(0, 2, 3, 1, 4).reshape(B * K, G * S, Dh)
-        scores = jnp.einsum("nqd,ndt->nqt", q, k_cache.astype(cdt), preferred_element_type=jnp.float32)
-        scores = scores.reshape(B, K, G * S, -1)
-        scores = jnp.where(allowed, scores * (1.0 / math.sqrt(Dh)), jnp.finfo(jnp.float32).min)
-        probs = jax.nn.softmax(scores, axis=-1).astype(cdt).reshape(B * K, G * S, -1)
-        out = jnp.einsum("nqt,ntd->nqd", probs, v_cache.astype(cdt))                   # [B*K, G*S, Dh]
-        out = out.reshape(B, K, G, S, Dh).transpose(0, 3, 1, 2, 4).reshape(B, S, cfg.num_heads, Dh)
+        if weights.cpu_attention and S == 1 and k_cache.dtype == jnp.float32:
+            out = cpu_matmul.decode_attention(q.reshape(B * K, G, Dh), k_cache, v_cache, valid, cache.index,
+                                              1.0 / math.sqrt(Dh)).reshape(B, S, cfg.num_heads, Dh)
+        else:
+            out = _attend(q, k_cache, v_cache, allowed, cfg)
         x = x + _project(out, weights, p, "wo", "bshk,hkd->bsd")
         h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps)
         gate = _project(h, weights, p, "w_gate", "bsd,df->bsf")
