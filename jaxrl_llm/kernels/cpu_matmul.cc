@@ -5,8 +5,8 @@
 // at M = 16 a panel walk then jumps N * 4 bytes per row, across pages, and the prefetchers lose the
 // stream (SmolLM2-135M's projections: ~20 GB/s of weights at M = 16 against ~40 GB/s at M = 1).
 //
-// Panels are shared out among the XLA intra-op pool's threads (an atomic counter; the calling
-// thread takes panels too and then waits for the ones in flight). ``Pack`` lays weights out so,
+// Panels are shared out among worker threads (``Workers``: an atomic counter; the calling thread
+// takes panels too and then waits for the ones in flight). ``Pack`` lays weights out so,
 // once per sampling call, at memory speed (an XLA transpose of SmolLM2-135M's weights: ~300 ms). In a panel, K is cut into blocks
 // of KB rows (KB x 64 floats stay in L1 while every MR-row tile of x passes over them), the tile's
 // 4 x MR accumulators (16-lane vectors) carried in y between blocks.
@@ -20,7 +20,13 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
+#ifdef __linux__
+#include <sched.h>
+#endif
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -77,31 +83,113 @@ void panel_product(const float* x, const float* w, float* y, int64_t M, int64_t 
   }
 }
 
-struct Progress {
-  std::atomic<int64_t> next{0};
-  std::atomic<int64_t> done{0};
+// Worker threads of our own for the parallel loops. A decoding step makes ~5 parallel calls per
+// layer; handing each to XLA's pool woke a parked thread every time (tens of microseconds, and
+// a call-to-call spread of 15% at batch 1). These workers spin (yielding the core to any other
+// runnable thread) for kSpinSeconds after each job before they sleep, so a step's calls find them
+// awake. One job at a time: a call that finds the workers busy (XLA running two of our calls
+// at once) runs its loop on its own thread.
+class Workers {
+ public:
+  static Workers& instance() {
+    static Workers* workers = new Workers();  // never destroyed: threads outlive static destructors
+    return *workers;
+  }
+
+  // fn(i) for i in [0, count) on up to ``threads`` threads, the caller included.
+  template <typename Fn>
+  void run(int64_t count, int64_t threads, const Fn& fn) {
+    std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
+    threads = std::min<int64_t>({threads, count, static_cast<int64_t>(threads_.size()) + 1});
+    if (!busy.owns_lock() || threads <= 1) {
+      for (int64_t i = 0; i < count; ++i) fn(i);
+      return;
+    }
+    // Publishing: no helper may still be inside the previous job (it would read these fields).
+    while (active_.load(std::memory_order_acquire) > 0) spin_pause();
+    call_ = [](const void* f, int64_t i) { (*static_cast<const Fn*>(f))(i); };
+    fn_ = &fn;
+    count_ = count;
+    helpers_ = threads - 1;
+    next_.store(0, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> lock(sleep_);
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    wake_.notify_all();
+    work();
+    while (done_.load(std::memory_order_acquire) < count) spin_pause();
+    // fn lives on this stack: every helper must have left the job before we return
+    while (active_.load(std::memory_order_acquire) > 0) spin_pause();
+  }
+
+ private:
+  static constexpr double kSpinSeconds = 2e-3;
+
+  Workers() {
+    int cpus = 0;
+#ifdef __linux__
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) cpus = CPU_COUNT(&set);
+#endif
+    if (cpus <= 0) cpus = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    for (int t = 1; t < cpus; ++t) threads_.emplace_back([this, t] { loop(t); });
+    for (auto& thread : threads_) thread.detach();
+  }
+
+  static void spin_pause() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+
+  void work() {
+    for (int64_t i; (i = next_.fetch_add(1, std::memory_order_relaxed)) < count_;) {
+      call_(fn_, i);
+      done_.fetch_add(1, std::memory_order_release);
+    }
+  }
+
+  void loop(int id) {
+    uint64_t seen = generation_.load(std::memory_order_acquire);
+    for (;;) {
+      const auto start = std::chrono::steady_clock::now();
+      for (int spins = 1; generation_.load(std::memory_order_acquire) == seen; ++spins) {
+        if (spins % 64) {
+          spin_pause();
+        } else if (std::chrono::steady_clock::now() - start < std::chrono::duration<double>(kSpinSeconds)) {
+          std::this_thread::yield();
+        } else {
+          std::unique_lock<std::mutex> lock(sleep_);
+          wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+        }
+      }
+      // Announce, then re-read: a job published after this point waits for us to leave.
+      active_.fetch_add(1, std::memory_order_acq_rel);
+      const uint64_t now = generation_.load(std::memory_order_acquire);
+      if (now != seen) {
+        seen = now;
+        if (id <= helpers_) work();
+      }
+      active_.fetch_sub(1, std::memory_order_acq_rel);
+    }
+  }
+
+  std::vector<std::thread> threads_;
+  std::mutex busy_, sleep_;
+  std::condition_variable wake_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int64_t> next_{0}, done_{0}, active_{0};
+  void (*call_)(const void*, int64_t) = nullptr;
+  const void* fn_ = nullptr;
+  int64_t count_ = 0, helpers_ = 0;
 };
 
-// fn(i) for i in [0, count), shared out among the pool's threads and the calling thread.
+// fn(i) for i in [0, count), on as many threads as XLA's intra-op pool has (the caller included).
 template <typename Fn>
-void parallel_for(ffi::ThreadPool& pool, int64_t count, Fn fn) {
-  const int64_t threads = std::min<int64_t>(std::max<int64_t>(pool.num_threads(), 1), count);
-  if (threads <= 1) {
-    for (int64_t i = 0; i < count; ++i) fn(i);
-    return;
-  }
-  // A scheduled task may start after this call has returned (all items taken): it holds the
-  // counters by shared_ptr and touches no buffer unless it wins an item.
-  auto progress = std::make_shared<Progress>();
-  auto work = [=]() {
-    for (int64_t i; (i = progress->next.fetch_add(1, std::memory_order_relaxed)) < count;) {
-      fn(i);
-      progress->done.fetch_add(1, std::memory_order_release);
-    }
-  };
-  for (int64_t t = 1; t < threads; ++t) pool.Schedule([work]() { work(); });
-  work();
-  while (progress->done.load(std::memory_order_acquire) < count) std::this_thread::yield();
+void parallel_for(ffi::ThreadPool& pool, int64_t count, const Fn& fn) {
+  Workers::instance().run(count, std::max<int64_t>(pool.num_threads(), 1), fn);
 }
 
 ffi::Error PackedMatmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,

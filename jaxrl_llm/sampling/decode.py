@@ -20,6 +20,14 @@ memory-bound, so these copies multiply the step time. Here, once per sampling ca
 and each step unrolls the L layers, writes the new keys/values into the carried caches
 (``dynamic_update_slice`` on a loop-carried buffer is done in place) and attends over them.
 
+On one CPU device in f32 (``sampler.cpu_kernel_applies``) the step's matmuls and its attention
+run on hand-written kernels (``jaxrl_llm.kernels.cpu_matmul``, XLA FFI custom calls): the
+weights are packed once per call into contiguous 64-column panels (q/k/v and gate/up fused into
+one matrix each), and one-token attention reads only the cache slots up to the step's index.
+XLA:CPU's GEMM streamed SmolLM2-135M's weights at ~20 GB/s at 16 rows, half its rate at one
+row, and ran attention on one core. Elsewhere (GPU, TPU, a multi-device mesh, bf16) the step is
+plain XLA, as below.
+
 The block's arithmetic is ``Decoder.hidden_states`` (same parameters, ``rms_norm`` and RoPE
 helpers, f32 softmax); ``tests/test_sampling.py`` checks the logits against the uncached
 ``Decoder.__call__`` for the llama, qwen2 (q/k/v biases) and qwen3 (q/k norm) blocks.
@@ -27,6 +35,7 @@ helpers, f32 softmax); ``tests/test_sampling.py`` checks the logits against the 
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Optional
 
@@ -105,8 +114,10 @@ def windows(cfg, rows: int, context: int, new_tokens: int, steps_per_window: int
     return [(end, context + end - 1) for end in ends]
 
 
-# The matmul weights of a block.
+# The matmul weights of a block, and the ones that read the same input: with the CPU kernel each
+# group is one [K, N1 + N2 (+ N3)] matmul (one call and one pass over x instead of two or three).
 _PROJECTIONS = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
+_FUSED = {"wqkv": ("wq", "wk", "wv"), "w_gate_up": ("w_gate", "w_up")}
 
 
 @struct.dataclass
@@ -116,7 +127,8 @@ class DecodeWeights:
     layers: L dicts of per-layer arrays (compute dtype); the names in ``packed`` hold
       ``cpu_matmul.pack`` of the [K, N] matrix instead of the block's own shape.
     unembed: ``cpu_matmul.pack`` of the [D, V] output matrix, or None (``model.unembed``).
-    packed: the projection names that run on ``jaxrl_llm.kernels.cpu_matmul``.
+    packed: the projection names that run on ``jaxrl_llm.kernels.cpu_matmul``, a fused group
+      (``_FUSED``) by its group name.
     cpu_attention: one-token steps attend with ``cpu_matmul.decode_attention`` (head_dim % 16 == 0).
     """
 
@@ -139,12 +151,18 @@ def prepare_weights(model, use_cpu_kernel: bool = False) -> DecodeWeights:
     cdt = cfg.compute_dtype
     stacked = {name: var[...].astype(cdt) for name, var in model.layers.items()}
     kernel = use_cpu_kernel and cdt == jnp.float32 and cpu_matmul.available()
-    packed = frozenset(name for name in _PROJECTIONS
-                       if kernel and cpu_matmul.packable(_as_matrices(name, stacked[name]).shape[2], cdt))
+    matrices = {name: _as_matrices(name, stacked[name]) for name in _PROJECTIONS}
+    single = {name for name, w in matrices.items() if kernel and cpu_matmul.packable(w.shape[2], cdt)}
+    fused = {group: names for group, names in _FUSED.items() if single.issuperset(names)}
+    for group, names in fused.items():
+        matrices[group] = jnp.concatenate([matrices[name] for name in names], axis=-1)
+        single -= set(names)
+    packed = frozenset(single | set(fused))
+    members = {name for names in fused.values() for name in names}
     layers = []
     for l in range(cfg.num_layers):
-        layer = {name: w[l] for name, w in stacked.items() if name not in packed}
-        layer.update({name: cpu_matmul.pack(_as_matrices(name, stacked[name]), layer=l) for name in packed})
+        layer = {name: w[l] for name, w in stacked.items() if name not in single and name not in members}
+        layer.update({name: cpu_matmul.pack(matrices[name], layer=l) for name in packed})
         layers.append(layer)
     unembed = None
     if kernel and cpu_matmul.packable(cfg.vocab_size, cdt):
@@ -169,6 +187,15 @@ def _project(x, weights: DecodeWeights, p, name, einsum, head_dim=None):
     B, S = x.shape[:2]
     y = cpu_matmul.matmul(x.reshape(B * S, -1), p[name])
     return y.reshape(B, S, -1, head_dim) if head_dim else y.reshape(B, S, -1)
+
+
+def _project_fused(x, packed, splits, head_dim=None):
+    """A fused group's kernel matmul, split at the column offsets ``cumsum(splits)``: [B, S, N_i]
+    each, or [B, S, N_i/Dh, Dh] with ``head_dim``."""
+    B, S = x.shape[:2]
+    y = cpu_matmul.matmul(x.reshape(B * S, -1), packed)
+    parts = jnp.split(y, list(itertools.accumulate(splits)), axis=-1)
+    return [t.reshape(B, S, -1, head_dim) if head_dim else t.reshape(B, S, -1) for t in parts]
 
 
 def _attend(q, k_cache, v_cache, allowed, cfg):
@@ -210,9 +237,12 @@ def decode_step(model, weights: DecodeWeights, tokens, positions, attention_mask
     new_k, new_v = [], []
     for p, k_cache, v_cache in zip(weights.layers, cache.k, cache.v):
         h = rms_norm(x, p["attn_norm"], cfg.rms_norm_eps)
-        q = _project(h, weights, p, "wq", "bsd,dhk->bshk", Dh)
-        k = _project(h, weights, p, "wk", "bsd,dhk->bshk", Dh)
-        v = _project(h, weights, p, "wv", "bsd,dhk->bshk", Dh)
+        if "wqkv" in weights.packed:
+            q, k, v = _project_fused(h, p["wqkv"], [cfg.num_heads * Dh, K * Dh], Dh)
+        else:
+            q = _project(h, weights, p, "wq", "bsd,dhk->bshk", Dh)
+            k = _project(h, weights, p, "wk", "bsd,dhk->bshk", Dh)
+            v = _project(h, weights, p, "wv", "bsd,dhk->bshk", Dh)
         if "bq" in p:
             q, k, v = q + p["bq"], k + p["bk"], v + p["bv"]
         if "q_norm" in p:
@@ -233,8 +263,11 @@ def decode_step(model, weights: DecodeWeights, tokens, positions, attention_mask
             out = _attend(q, k_cache, v_cache, allowed, cfg)
         x = x + _project(out, weights, p, "wo", "bshk,hkd->bsd")
         h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps)
-        gate = _project(h, weights, p, "w_gate", "bsd,df->bsf")
-        up = _project(h, weights, p, "w_up", "bsd,df->bsf")
+        if "w_gate_up" in weights.packed:
+            gate, up = _project_fused(h, p["w_gate_up"], [cfg.intermediate_size])
+        else:
+            gate = _project(h, weights, p, "w_gate", "bsd,df->bsf")
+            up = _project(h, weights, p, "w_up", "bsd,df->bsf")
         x = x + _project(jax.nn.silu(gate) * up, weights, p, "w_down", "bsf,fd->bsd")
     x = rms_norm(x, model.final_norm[...], cfg.rms_norm_eps)
     cache = DecodeCache(k=tuple(new_k), v=tuple(new_v), valid=valid, index=cache.index + S)
