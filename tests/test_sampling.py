@@ -121,7 +121,8 @@ def test_cached_decoding_matches_uncached_forward(arch, cfg, cpu_kernel):
     """Prefill + one-token steps (a left-padded row, an in-context gap) give the logits of one
     uncached forward pass over the same tokens: through ``Decoder``'s own cache and through the
     sampler's ``decode_step`` (with XLA's dots, and with the packed CPU matmul kernel: on
-    ``CFG`` only the gate/up projections are 64-column multiples, on ``KERNEL_CFG`` all)."""
+    ``CFG`` only the gate/up projections are 64-column multiples, on ``KERNEL_CFG`` all, q/k/v
+    and gate/up fused)."""
     if cpu_kernel and not cpu_matmul.available():
         pytest.skip("the CPU matmul kernel did not build here")
     cfg = cfg.replace(architecture=arch, attention_bias=arch == "qwen2", qk_norm=arch == "qwen3")
@@ -140,7 +141,7 @@ def test_cached_decoding_matches_uncached_forward(arch, cfg, cpu_kernel):
         pre, cache = model(tokens[:, :6], positions[:, :6], mask[:, :6], model.init_cache(2, 10))
         steps_model, steps_decode = [pre], [pre]
         dcache, weights = decode.DecodeCache.from_cache(cache), decode.prepare_weights(model, cpu_kernel)
-        expected = {False: set(), True: {"w_gate", "w_up"} if cfg.hidden_size == 32 else set(decode._PROJECTIONS)}
+        expected = {False: set(), True: {"w_gate_up"} if cfg.hidden_size == 32 else {"wqkv", "wo", "w_gate_up", "w_down"}}
         assert set(weights.packed) == expected[cpu_kernel]
         assert (weights.unembed is not None) == (cpu_kernel and cfg.vocab_size == 128)
         for t in range(6, 10):
