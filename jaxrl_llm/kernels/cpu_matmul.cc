@@ -186,14 +186,17 @@ class Workers {
   int64_t count_ = 0, helpers_ = 0;
 };
 
-// fn(i) for i in [0, count), on as many threads as XLA's intra-op pool has (the caller included).
+// fn(i) for i in [0, count), on as many threads as XLA's intra-op pool has (the caller included),
+// at most ``max_threads`` when that is > 0.
 template <typename Fn>
-void parallel_for(ffi::ThreadPool& pool, int64_t count, const Fn& fn) {
-  Workers::instance().run(count, std::max<int64_t>(pool.num_threads(), 1), fn);
+void parallel_for(ffi::ThreadPool& pool, int64_t count, const Fn& fn, int64_t max_threads = 0) {
+  int64_t threads = std::max<int64_t>(pool.num_threads(), 1);
+  if (max_threads > 0) threads = std::min(threads, max_threads);
+  Workers::instance().run(count, threads, fn);
 }
 
 ffi::Error PackedMatmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
-                        ffi::ResultBuffer<ffi::F32> y) {
+                        ffi::ResultBuffer<ffi::F32> y, int64_t max_threads) {
   const auto xd = x.dimensions();
   const auto wd = w.dimensions();
   if (wd.size() != 3 || wd[2] != kPanel || xd.size() == 0 || xd.back() != wd[1])
@@ -204,7 +207,7 @@ ffi::Error PackedMatmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buff
   const float* xp = x.typed_data();
   const float* wp = w.typed_data();
   float* yp = y->typed_data();
-  if (M > 0) parallel_for(pool, panels, [=](int64_t p) { panel_product(xp, wp, yp, M, K, N, p); });
+  if (M > 0) parallel_for(pool, panels, [=](int64_t p) { panel_product(xp, wp, yp, M, K, N, p); }, max_threads);
   return ffi::Error::Success();
 }
 
@@ -364,7 +367,7 @@ void attend_one(const float* q, const float* k, const float* v, const bool* ok, 
 
 ffi::Error DecodeAttention(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::Buffer<ffi::F32> k,
                            ffi::Buffer<ffi::F32> v, ffi::Buffer<ffi::PRED> valid, ffi::Buffer<ffi::S32> index,
-                           ffi::ResultBuffer<ffi::F32> out, float scale) {
+                           ffi::ResultBuffer<ffi::F32> out, float scale, int64_t max_threads) {
   const auto qd = q.dimensions(), kd = k.dimensions(), vd = v.dimensions(), md = valid.dimensions();
   if (qd.size() != 3 || kd.size() != 3 || vd.size() != 3 || md.size() != 2 || kd[0] != qd[0] || vd[0] != qd[0] ||
       kd[1] != qd[2] || vd[2] != qd[2] || vd[1] != kd[2] || md[1] != kd[2] || md[0] == 0 || qd[0] % md[0] ||
@@ -388,7 +391,7 @@ ffi::Error DecodeAttention(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::B
     scratch.resize(G * Dh + G * ((limit + 15) / 16 * 16));
     attend_one(qp + n * G * Dh, kp + n * Dh * T, vp + n * T * Dh, okp + (n / heads_per_row) * T, op + n * G * Dh, G,
                Dh, T, limit, scale, scratch.data());
-  });
+  }, max_threads);
   return ffi::Error::Success();
 }
 
@@ -399,7 +402,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlLlmPackedMatmul, PackedMatmul,
                                   .Ctx<ffi::ThreadPool>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("max_threads"));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlLlmPack, Pack,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
@@ -416,4 +420,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlLlmDecodeAttention, DecodeAttention,
                                   .Arg<ffi::Buffer<ffi::PRED>>()
                                   .Arg<ffi::Buffer<ffi::S32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<float>("scale"));
+                                  .Attr<float>("scale")
+                                  .Attr<int64_t>("max_threads"));

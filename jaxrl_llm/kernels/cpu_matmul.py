@@ -126,17 +126,20 @@ def unpack(packed: jax.Array) -> jax.Array:
     return packed.transpose(1, 0, 2).reshape(K, P * PANEL)
 
 
-def matmul(x: jax.Array, packed: jax.Array) -> jax.Array:
-    """``x @ unpack(packed)`` for f32 ``x`` [..., K] on the CPU: [..., N]."""
+def matmul(x: jax.Array, packed: jax.Array, max_threads: int = 0) -> jax.Array:
+    """``x @ unpack(packed)`` for f32 ``x`` [..., K] on the CPU: [..., N].
+
+    ``max_threads`` > 0 caps the threads it runs on (1 under a multi-device mesh, where each
+    device already runs on its own core); 0: as many as XLA's intra-op pool has."""
     P, K, _ = packed.shape
     if x.shape[-1] != K:
         raise ValueError(f"matmul: x's last dim {x.shape[-1]} != the packed weight's K {K}")
     out = jax.ShapeDtypeStruct((*x.shape[:-1], P * PANEL), jnp.float32)
-    return jax.ffi.ffi_call(TARGET, out)(x.astype(jnp.float32), packed)
+    return jax.ffi.ffi_call(TARGET, out)(x.astype(jnp.float32), packed, max_threads=np.int64(max_threads))
 
 
 def decode_attention(q: jax.Array, k: jax.Array, v: jax.Array, valid: jax.Array, index: jax.Array,
-                     scale: float) -> jax.Array:
+                     scale: float, max_threads: int = 0) -> jax.Array:
     """One new token's attention over a decode cache, per (row, kv head) n = b * K + kv:
 
         out[n, g] = sum_t softmax_t(scale * q[n, g] . k[n, :, t]) v[n, t, :]
@@ -144,7 +147,8 @@ def decode_attention(q: jax.Array, k: jax.Array, v: jax.Array, valid: jax.Array,
     over the slots t <= ``index`` with ``valid[b, t]`` (slots after ``index`` are not read).
     q [B*K, G, Dh], k [B*K, Dh, T], v [B*K, T, Dh] f32; valid [B, T] bool; index [] int32.
     Returns [B*K, G, Dh] f32. The softmax's exp is a degree-6 polynomial (relative error < 2e-7).
+    ``max_threads``: as in ``matmul``.
     """
     out = jax.ShapeDtypeStruct(q.shape, jnp.float32)
     return jax.ffi.ffi_call(ATTENTION_TARGET, out)(q, k, v, valid.astype(jnp.bool_), jnp.asarray(index, jnp.int32),
-                                                     scale=np.float32(scale))
+                                                     scale=np.float32(scale), max_threads=np.int64(max_threads))

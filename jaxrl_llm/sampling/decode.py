@@ -35,9 +35,10 @@ helpers, f32 softmax); ``tests/test_sampling.py`` checks the logits against the 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
-from typing import Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -130,18 +131,21 @@ class DecodeWeights:
     packed: the projection names that run on ``jaxrl_llm.kernels.cpu_matmul``, a fused group
       (``_FUSED``) by its group name.
     cpu_attention: one-token steps attend with ``cpu_matmul.decode_attention`` (head_dim % 16 == 0).
+    mesh: a data-parallel mesh the kernels run under (``shard_map``: each device its own rows),
+      or None (one device).
     """
 
     layers: tuple
     unembed: Optional[jax.Array]
     packed: frozenset = struct.field(pytree_node=False, default=frozenset())
     cpu_attention: bool = struct.field(pytree_node=False, default=False)
+    mesh: Any = struct.field(pytree_node=False, default=None)
 
 
-def prepare_weights(model, use_cpu_kernel: bool = False) -> DecodeWeights:
+def prepare_weights(model, use_cpu_kernel: bool = False, mesh=None) -> DecodeWeights:
     """The stacked layer parameters as L dicts of per-layer arrays (compute dtype).
 
-    With ``use_cpu_kernel`` (f32 on the CPU, one device: see ``sampler.cpu_kernel_applies``) the
+    With ``use_cpu_kernel`` (f32 on CPU devices: see ``sampler.cpu_kernel_applies``) the
     projections and the unembedding are packed for ``cpu_matmul.matmul``; that copy of the
     weights is made once per call and read at every step. A projection whose output width the
     64-column panels do not divide stays an einsum. Without it, the tied unembedding stays [V, D]:
@@ -169,7 +173,22 @@ def prepare_weights(model, use_cpu_kernel: bool = False) -> DecodeWeights:
         unembed = (cpu_matmul.pack(model.embed[...].astype(cdt), transposed=True) if cfg.tie_word_embeddings
                    else cpu_matmul.pack(model.lm_head[...].astype(cdt)))
     return DecodeWeights(layers=tuple(layers), unembed=unembed, packed=packed,
-                         cpu_attention=kernel and cfg.head_dim % 16 == 0)
+                         cpu_attention=kernel and cfg.head_dim % 16 == 0, mesh=mesh if kernel else None)
+
+
+def _per_shard(weights: DecodeWeights, fn, *row_args, replicated=()):
+    """``fn(*row_args, *replicated)``; on a data-parallel mesh each device runs it on its own rows
+    (``row_args`` and the result split along their leading axis, ``replicated`` whole)."""
+    if weights.mesh is None:
+        return fn(*row_args, *replicated)
+    rows, whole = jax.sharding.PartitionSpec("data"), jax.sharding.PartitionSpec()
+    return jax.shard_map(fn, mesh=weights.mesh, in_specs=(rows,) * len(row_args) + (whole,) * len(replicated),
+                         out_specs=rows, check_vma=False)(*row_args, *replicated)
+
+
+def _kernel_matmul(weights: DecodeWeights, x2d, packed):
+    matmul = functools.partial(cpu_matmul.matmul, max_threads=0 if weights.mesh is None else 1)
+    return _per_shard(weights, matmul, x2d, replicated=(packed,))
 
 
 def _as_matrices(name, w):
@@ -185,15 +204,15 @@ def _project(x, weights: DecodeWeights, p, name, einsum, head_dim=None):
     if name not in weights.packed:
         return jnp.einsum(einsum, x, p[name])
     B, S = x.shape[:2]
-    y = cpu_matmul.matmul(x.reshape(B * S, -1), p[name])
+    y = _kernel_matmul(weights, x.reshape(B * S, -1), p[name])
     return y.reshape(B, S, -1, head_dim) if head_dim else y.reshape(B, S, -1)
 
 
-def _project_fused(x, packed, splits, head_dim=None):
+def _project_fused(x, weights: DecodeWeights, packed, splits, head_dim=None):
     """A fused group's kernel matmul, split at the column offsets ``cumsum(splits)``: [B, S, N_i]
     each, or [B, S, N_i/Dh, Dh] with ``head_dim``."""
     B, S = x.shape[:2]
-    y = cpu_matmul.matmul(x.reshape(B * S, -1), packed)
+    y = _kernel_matmul(weights, x.reshape(B * S, -1), packed)
     parts = jnp.split(y, list(itertools.accumulate(splits)), axis=-1)
     return [t.reshape(B, S, -1, head_dim) if head_dim else t.reshape(B, S, -1) for t in parts]
 
@@ -238,7 +257,7 @@ def decode_step(model, weights: DecodeWeights, tokens, positions, attention_mask
     for p, k_cache, v_cache in zip(weights.layers, cache.k, cache.v):
         h = rms_norm(x, p["attn_norm"], cfg.rms_norm_eps)
         if "wqkv" in weights.packed:
-            q, k, v = _project_fused(h, p["wqkv"], [cfg.num_heads * Dh, K * Dh], Dh)
+            q, k, v = _project_fused(h, weights, p["wqkv"], [cfg.num_heads * Dh, K * Dh], Dh)
         else:
             q = _project(h, weights, p, "wq", "bsd,dhk->bshk", Dh)
             k = _project(h, weights, p, "wk", "bsd,dhk->bshk", Dh)
@@ -257,14 +276,16 @@ def decode_step(model, weights: DecodeWeights, tokens, positions, attention_mask
         new_k.append(k_cache)
         new_v.append(v_cache)
         if weights.cpu_attention and S == 1 and k_cache.dtype == jnp.float32:
-            out = cpu_matmul.decode_attention(q.reshape(B * K, G, Dh), k_cache, v_cache, valid, cache.index,
-                                              1.0 / math.sqrt(Dh)).reshape(B, S, cfg.num_heads, Dh)
+            attend = functools.partial(cpu_matmul.decode_attention, scale=1.0 / math.sqrt(Dh),
+                                       max_threads=0 if weights.mesh is None else 1)
+            out = _per_shard(weights, attend, q.reshape(B * K, G, Dh), k_cache, v_cache, valid,
+                             replicated=(cache.index,)).reshape(B, S, cfg.num_heads, Dh)
         else:
             out = _attend(q, k_cache, v_cache, allowed, cfg)
         x = x + _project(out, weights, p, "wo", "bshk,hkd->bsd")
         h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps)
         if "w_gate_up" in weights.packed:
-            gate, up = _project_fused(h, p["w_gate_up"], [cfg.intermediate_size])
+            gate, up = _project_fused(h, weights, p["w_gate_up"], [cfg.intermediate_size])
         else:
             gate = _project(h, weights, p, "w_gate", "bsd,df->bsf")
             up = _project(h, weights, p, "w_up", "bsd,df->bsf")
@@ -273,4 +294,4 @@ def decode_step(model, weights: DecodeWeights, tokens, positions, attention_mask
     cache = DecodeCache(k=tuple(new_k), v=tuple(new_v), valid=valid, index=cache.index + S)
     if weights.unembed is None:
         return model.unembed(x), cache
-    return cpu_matmul.matmul(x.reshape(B * S, -1), weights.unembed).reshape(B, S, -1), cache
+    return _kernel_matmul(weights, x.reshape(B * S, -1), weights.unembed).reshape(B, S, -1), cache

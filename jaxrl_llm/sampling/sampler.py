@@ -224,7 +224,7 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
     # ---- the G samples of a prompt share its prefill
     rows = jnp.repeat(jnp.arange(P), G)                                             # [B]
     cache = _constrain_decode_cache(decode.DecodeCache.from_cache(cache).take_rows(rows), mesh)
-    weights = decode.prepare_weights(model, use_cpu_kernel)
+    weights = decode.prepare_weights(model, use_cpu_kernel, mesh if mesh is not None and mesh.size > 1 else None)
     logits = _constrain(logits[rows], mesh, ("batch", "vocab"))
     context_length = context_length[rows]
 
@@ -367,17 +367,23 @@ def _run(model, prompt, prompt_mask, prefix, prefix_mask, key, cfg, num_samples,
     prompt, prompt_mask, prefix, prefix_mask = _place(mesh, [prompt, prompt_mask, prefix, prefix_mask])
     return _generate(graphdef, state, prompt, prompt_mask, prefix, prefix_mask, key, cfg=cfg,
                      num_samples=int(num_samples), temperature_rule=temperature_rule, mesh=mesh,
-                     use_cpu_kernel=cpu_kernel_applies(model, mesh), rule_params=rule_params)
+                     use_cpu_kernel=cpu_kernel_applies(model, mesh, prompt.shape[0] * int(num_samples)),
+                     rule_params=rule_params)
 
 
-def cpu_kernel_applies(model, mesh) -> bool:
-    """Whether decoding runs its matmuls on ``jaxrl_llm.kernels.cpu_matmul``: f32 compute, one CPU
-    device (no mesh, or a one-device mesh: the custom call has no partitioning rule), and the
-    kernel built (``cpu_matmul.available``; ``JAXRL_LLM_CPU_KERNELS=0`` turns it off)."""
+def cpu_kernel_applies(model, mesh, rows: int | None = None) -> bool:
+    """Whether decoding runs its matmuls and attention on ``jaxrl_llm.kernels.cpu_matmul``: f32
+    compute on CPU devices, either one (no mesh, or a one-device mesh) or a data-parallel mesh
+    (only "data" > 1, dividing the ``rows``; each device runs the kernels on its own rows under
+    ``shard_map``: the custom calls have no partitioning rule), and the kernel built
+    (``cpu_matmul.available``; ``JAXRL_LLM_CPU_KERNELS=0`` turns it off)."""
     if model.cfg.compute_dtype != jnp.float32:
         return False
     devices = jax.devices()[:1] if mesh is None else list(mesh.devices.flat)
-    if len(devices) != 1 or devices[0].platform != "cpu":
+    if any(d.platform != "cpu" for d in devices):
+        return False
+    if len(devices) > 1 and (mesh.shape["fsdp"] != 1 or mesh.shape["tensor"] != 1 or rows is None
+                             or rows % mesh.shape["data"]):
         return False
     return cpu_matmul.available()
 
