@@ -335,6 +335,30 @@ def test_sharded_sampling_on_8_devices_matches_unsharded(model):
     np.testing.assert_allclose(out.logprobs, plain.logprobs, atol=1e-5)
 
 
+def test_cpu_kernels_on_a_data_mesh_match_one_device():
+    """On a data-only mesh each device runs the CPU kernels on its own rows (``shard_map``): the
+    same tokens and log-probs as one device; a mesh that shards the weights keeps XLA's dots."""
+    if not cpu_matmul.available():
+        pytest.skip("the CPU matmul kernel did not build here")
+    model = Decoder(KERNEL_CFG, rngs=nnx.Rngs(3))
+    model.lm_head[...] = model.lm_head[...] * 30.0  # peaked next-token distributions (no near-ties)
+    tokens, mask = sampling.pad_prompts([[5, 6, 7], [9, 10, 11, 12], [3], [8, 8]], pad_id=0)
+    mesh = sharding.make_mesh({"data": 8})
+    assert sampling.cpu_kernel_applies(model, mesh, rows=8) and sampling.cpu_kernel_applies(model, None)
+    assert not sampling.cpu_kernel_applies(model, mesh, rows=6)  # rows the mesh does not divide
+    assert not sampling.cpu_kernel_applies(model, sharding.make_mesh({"data": 4, "fsdp": 2}), rows=8)
+    cfg = sampling.SamplingConfig(max_new_tokens=6, return_entropies=True)
+    plain = sampling.sample(model, tokens, mask, jax.random.key(4), cfg, num_samples=2)
+    sharded = Decoder(KERNEL_CFG, rngs=nnx.Rngs(3))
+    sharded.lm_head[...] = sharded.lm_head[...] * 30.0
+    sharded = shard_model(sharded, mesh)
+    out = sampling.sample(sharded, tokens, mask, jax.random.key(4), cfg, num_samples=2, mesh=mesh)
+    assert len(out.tokens.sharding.device_set) == 8
+    np.testing.assert_array_equal(out.tokens, plain.tokens)
+    np.testing.assert_allclose(out.logprobs, plain.logprobs, atol=1e-5)
+    np.testing.assert_allclose(out.entropies, plain.entropies, atol=1e-5)
+
+
 # ------------------------------------------------------------------ errors
 def test_bad_inputs_raise_clear_errors(model):
     tokens, mask = prompts()
