@@ -120,3 +120,33 @@ def test_decode_attention_equals_numpy(B, K, G, Dh, T, index):
     p = np.exp(scores - scores.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     np.testing.assert_allclose(got, np.einsum("ngt,ntd->ngd", p, v[:, used]), rtol=1e-5, atol=2e-6)
+
+
+@needs_kernel
+def test_sample_rows_matches_the_xla_sampler_and_never_draws_a_masked_token():
+    """Same draws, log q and entropy as ``processors`` (inverse CDF at the same uniforms), with
+    temperatures, a ragged vocabulary (not a multiple of 16) and -inf logits."""
+    from jaxrl_llm.sampling import processors
+
+    rng = np.random.RandomState(0)
+    B, V = 256, 1003
+    logits = (rng.randn(B, V) * 3).astype(np.float32)
+    logits[:, ::7] = -np.inf  # never drawn
+    temperature = rng.uniform(0.3, 2.0, B).astype(np.float32)
+    uniform = rng.rand(B).astype(np.float32)
+    token, logq, entropy = jax.jit(cpu_matmul.sample_rows)(logits, temperature, uniform)
+    ref_logq, ref_entropy = processors.log_softmax_and_entropy(jnp.asarray(logits / temperature[:, None]))
+    ref_token = processors.inverse_cdf_sample(ref_logq, jnp.asarray(uniform))
+    np.testing.assert_array_equal(np.asarray(token), np.asarray(ref_token))
+    assert (np.asarray(token) % 7 != 0).all()
+    np.testing.assert_allclose(logq, np.take_along_axis(np.asarray(ref_logq), np.asarray(token)[:, None], 1)[:, 0],
+                               atol=2e-5)
+    np.testing.assert_allclose(entropy, ref_entropy, atol=2e-5)
+    # the draw inverts q's CDF: 20000 evenly spaced uniforms on one row give q's frequencies
+    with np.errstate(divide="ignore"):
+        row = np.log(np.array([[0.1, 0.2, 0.3, 0.4] + [0.0] * 13], np.float32))
+    u = (np.arange(20000, dtype=np.float64) + 0.5) / 20000
+    draws = np.asarray(jax.jit(cpu_matmul.sample_rows)(np.repeat(row, len(u), 0), np.ones(len(u), np.float32),
+                                                        u.astype(np.float32))[0])
+    np.testing.assert_allclose(np.bincount(draws, minlength=17)[:4] / len(u), [0.1, 0.2, 0.3, 0.4], atol=1e-3)
+    assert draws.max() < 4

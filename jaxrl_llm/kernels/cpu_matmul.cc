@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <chrono>
@@ -246,9 +247,10 @@ ffi::Error Pack(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w, ffi::ResultBuffer
 typedef int32_t i16 __attribute__((vector_size(64)));
 
 // e^x lane by lane: x = n ln2 + r (|r| <= ln2 / 2), e^r by its degree-6 Taylor polynomial
-// (relative error < 2e-7 on that range), 2^n put into the exponent bits. x <= -87 gives ~1e-38.
+// (relative error < 2e-7 on that range), 2^n put into the exponent bits; 0 below -87.
 inline v16 exp16(v16 x) {
-  x = x < -87.0f ? v16{} - 87.0f : x;
+  const auto underflow = x < -87.0f;  // e^x < 2e-38 (and -inf): exactly 0
+  x = underflow ? v16{} - 87.0f : x;
   x = x > 88.0f ? v16{} + 88.0f : x;
   const v16 t = x * 1.44269504088896341f;
   const i16 n = __builtin_convertvector(t + (t >= 0.0f ? v16{} + 0.5f : v16{} - 0.5f), i16);
@@ -264,7 +266,7 @@ inline v16 exp16(v16 x) {
   const i16 scale = (n + 127) << 23;
   v16 two_n;
   std::memcpy(&two_n, &scale, sizeof two_n);
-  return p * two_n;
+  return underflow ? v16{} : p * two_n;
 }
 
 // scores[g, t0 : t0 + 16 NV] = q_scaled[g] . k[:, t0 : t0 + 16 NV] for g in [g0, g0 + GC)
@@ -395,6 +397,82 @@ ffi::Error DecodeAttention(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q, ffi::B
   return ffi::Error::Success();
 }
 
+
+// ---------------------------------------------------------------- sampling a token per row
+// Row b: z = logits[b] / temperature[b], q = softmax(z). One pass computes e_v = exp(z_v - max z)
+// (kept in a scratch row), their sum S and sum e_v z_v; then the token is the first v with
+// e_0 + ... + e_v > uniform[b] * S (clamped to the last v with e_v > 0), log q(token) = z_token -
+// log Z and H(q) = log Z - sum_v q_v z_v, with log Z = max z + log S.
+void sample_row(const float* logits, int64_t V, float temperature, float u, int32_t* token, float* logq,
+                float* entropy, float* e) {
+  const float inv_t = 1.f / temperature;
+  const int64_t V16 = V / 16 * 16;
+  v16 mv = v16{} - 3.4028234663852886e38f;
+  for (int64_t v = 0; v < V16; v += 16) {
+    const v16 z = load(logits + v) * inv_t;
+    mv = z > mv ? z : mv;
+  }
+  float m = -3.4028234663852886e38f;
+  for (int l = 0; l < 16; ++l) m = std::max(m, mv[l]);
+  for (int64_t v = V16; v < V; ++v) m = std::max(m, logits[v] * inv_t);
+  v16 sv = v16{}, tv = v16{};
+  for (int64_t v = 0; v < V16; v += 16) {
+    const v16 z = load(logits + v) * inv_t;
+    const v16 ev = exp16(z - m);
+    store(e + v, ev);
+    sv += ev;
+    tv += ev > 0.f ? ev * z : v16{};  // a -inf logit: q = 0 and no term
+  }
+  float S = 0.f, Tz = 0.f;
+  for (int l = 0; l < 16; ++l) {
+    S += sv[l];
+    Tz += tv[l];
+  }
+  for (int64_t v = V16; v < V; ++v) {
+    const float z = logits[v] * inv_t;
+    e[v] = std::exp(z - m);
+    S += e[v];
+    if (e[v] > 0.f) Tz += e[v] * z;
+  }
+  const float threshold = u * S;
+  float cum = 0.f;
+  int64_t pick = -1, last_positive = 0;
+  for (int64_t v = 0; v < V; ++v) {
+    if (e[v] > 0.f) last_positive = v;
+    cum += e[v];
+    if (cum > threshold) {
+      pick = v;
+      break;
+    }
+  }
+  if (pick < 0) pick = last_positive;  // rounding: u * S at or above the running total's end
+  const float log_z = m + std::log(S);
+  *token = static_cast<int32_t>(pick);
+  *logq = logits[pick] * inv_t - log_z;
+  *entropy = log_z - Tz / S;
+}
+
+ffi::Error SampleRows(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> logits, ffi::Buffer<ffi::F32> temperature,
+                      ffi::Buffer<ffi::F32> uniform, ffi::ResultBuffer<ffi::S32> token,
+                      ffi::ResultBuffer<ffi::F32> logq, ffi::ResultBuffer<ffi::F32> entropy, int64_t max_threads) {
+  const auto ld = logits.dimensions();
+  if (ld.size() != 2 || temperature.element_count() != ld[0] || uniform.element_count() != ld[0])
+    return ffi::Error::InvalidArgument("jaxrl_llm_sample_rows: expected logits [B, V], temperature [B], uniform [B]");
+  const int64_t B = ld[0], V = ld[1];
+  const float* lp = logits.typed_data();
+  const float* tp = temperature.typed_data();
+  const float* up = uniform.typed_data();
+  int32_t* kp = token->typed_data();
+  float* qp = logq->typed_data();
+  float* hp = entropy->typed_data();
+  parallel_for(pool, B, [=](int64_t b) {
+    thread_local std::vector<float> scratch;
+    scratch.resize(V);
+    sample_row(lp + b * V, V, tp[b], up[b], kp + b, qp + b, hp + b, scratch.data());
+  }, max_threads);
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlLlmPackedMatmul, PackedMatmul,
@@ -421,4 +499,14 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlLlmDecodeAttention, DecodeAttention,
                                   .Arg<ffi::Buffer<ffi::S32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Attr<float>("scale")
+                                  .Attr<int64_t>("max_threads"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlLlmSampleRows, SampleRows,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
                                   .Attr<int64_t>("max_threads"));

@@ -33,6 +33,7 @@ PANEL = 64
 TARGET = "jaxrl_llm_packed_matmul"
 PACK_TARGET = "jaxrl_llm_pack"
 ATTENTION_TARGET = "jaxrl_llm_decode_attention"
+SAMPLE_TARGET = "jaxrl_llm_sample_rows"
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu_matmul.cc")
 
 _lock = threading.Lock()
@@ -88,6 +89,8 @@ def available() -> bool:
                                                 platform="cpu")
                     jax.ffi.register_ffi_target(ATTENTION_TARGET,
                                                 jax.ffi.pycapsule(library.JaxrlLlmDecodeAttention), platform="cpu")
+                    jax.ffi.register_ffi_target(SAMPLE_TARGET, jax.ffi.pycapsule(library.JaxrlLlmSampleRows),
+                                                platform="cpu")
                     _state["ok"] = True
                 except Exception as e:  # no compiler, no headers, a sandbox without a writable home...
                     warnings.warn(f"jaxrl_llm's CPU decode matmul is unavailable, using XLA's dot: {e}")
@@ -152,3 +155,20 @@ def decode_attention(q: jax.Array, k: jax.Array, v: jax.Array, valid: jax.Array,
     out = jax.ShapeDtypeStruct(q.shape, jnp.float32)
     return jax.ffi.ffi_call(ATTENTION_TARGET, out)(q, k, v, valid.astype(jnp.bool_), jnp.asarray(index, jnp.int32),
                                                      scale=np.float32(scale), max_threads=np.int64(max_threads))
+
+
+def sample_rows(logits: jax.Array, temperature: jax.Array, uniform: jax.Array,
+                max_threads: int = 0) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One token per row from ``q = softmax(logits / temperature)`` by inverting its CDF at ``uniform``.
+
+    The first v with ``q_0 + ... + q_v > uniform`` (a token with ``q = 0`` is never drawn), as
+    ``processors.inverse_cdf_sample``, in one fused pass per row. logits [B, V], temperature [B],
+    uniform [B] (in [0, 1)), f32. Returns (token [B] int32, log q(token) [B], H(q) [B]).
+    ``max_threads``: as in ``matmul``.
+    """
+    B = logits.shape[0]
+    out = (jax.ShapeDtypeStruct((B,), jnp.int32), jax.ShapeDtypeStruct((B,), jnp.float32),
+           jax.ShapeDtypeStruct((B,), jnp.float32))
+    return tuple(jax.ffi.ffi_call(SAMPLE_TARGET, out)(
+        logits.astype(jnp.float32), jnp.asarray(temperature, jnp.float32), jnp.asarray(uniform, jnp.float32),
+        max_threads=np.int64(max_threads)))

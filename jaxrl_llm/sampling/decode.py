@@ -186,6 +186,12 @@ def _per_shard(weights: DecodeWeights, fn, *row_args, replicated=()):
                          out_specs=rows, check_vma=False)(*row_args, *replicated)
 
 
+def sample_rows(weights: DecodeWeights, logits, temperature, uniform):
+    """``cpu_matmul.sample_rows`` (token, log q(token), H(q)) on the kernels' devices."""
+    draw = functools.partial(cpu_matmul.sample_rows, max_threads=0 if weights.mesh is None else 1)
+    return _per_shard(weights, lambda *a: tuple(draw(*a)), logits, temperature, uniform)
+
+
 def _kernel_matmul(weights: DecodeWeights, x2d, packed):
     matmul = functools.partial(cpu_matmul.matmul, max_threads=0 if weights.mesh is None else 1)
     return _per_shard(weights, matmul, x2d, replicated=(packed,))

@@ -168,8 +168,12 @@ def _constrain_decode_cache(cache: decode.DecodeCache, mesh) -> decode.DecodeCac
                               index=cache.index)
 
 
-def _choose(logits, step, uniform, cfg: SamplingConfig, temperature_rule, rule_params=None):
-    """One step's token [B] and its log q, log pi and H(q) ([B] f32 each; None where not asked)."""
+def _choose(logits, step, uniform, cfg: SamplingConfig, temperature_rule, rule_params=None, weights=None):
+    """One step's token [B] and its log q, log pi and H(q) ([B] f32 each; None where not asked).
+
+    With the CPU kernels (``weights.cpu_attention``) and no top-k/top-p/min-p filter, the draw,
+    its log q and H(q) come from one fused pass per row (``decode.sample_rows``); the same inverse
+    CDF as ``processors.inverse_cdf_sample``, summed in another order."""
     policy_logp = None
     if cfg.greedy:
         token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
@@ -182,14 +186,19 @@ def _choose(logits, step, uniform, cfg: SamplingConfig, temperature_rule, rule_p
             args = (logits, step) if rule_params is None else (logits, step, rule_params)
             temperature = jnp.asarray(temperature_rule(*args), jnp.float32)
             temperature = jnp.broadcast_to(temperature, logits.shape[:1])
-        z = processors.filtered_logits(logits, temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-                                       min_p=cfg.min_p)
-        if cfg.return_entropies:
-            logq, entropy = processors.log_softmax_and_entropy(z)
+        unfiltered = cfg.top_k == 0 and cfg.top_p >= 1.0 and cfg.min_p <= 0.0
+        if weights is not None and weights.cpu_attention and unfiltered:
+            token, logq_tok, entropy = decode.sample_rows(weights, logits, temperature, uniform)
+            entropy = entropy if cfg.return_entropies else None
         else:
-            logq, entropy = jax.nn.log_softmax(z, axis=-1), None
-        token = processors.inverse_cdf_sample(logq, uniform)
-        logq_tok = jnp.take_along_axis(logq, token[:, None], axis=-1)[:, 0]
+            z = processors.filtered_logits(logits, temperature, top_k=cfg.top_k, top_p=cfg.top_p,
+                                           min_p=cfg.min_p)
+            if cfg.return_entropies:
+                logq, entropy = processors.log_softmax_and_entropy(z)
+            else:
+                logq, entropy = jax.nn.log_softmax(z, axis=-1), None
+            token = processors.inverse_cdf_sample(logq, uniform)
+            logq_tok = jnp.take_along_axis(logq, token[:, None], axis=-1)[:, 0]
     if cfg.return_policy_logprobs:
         picked = jnp.take_along_axis(logits, token[:, None], axis=-1)[:, 0]
         policy_logp = picked - jax.nn.logsumexp(logits, axis=-1)
@@ -237,7 +246,7 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
         jnp.arange(T))                                                              # [T, B]
 
     def choose(logits, t):
-        return _choose(logits, t, uniforms[t], cfg, temperature_rule, rule_params)
+        return _choose(logits, t, uniforms[t], cfg, temperature_rule, rule_params, weights)
 
     def record(carry, t, logits):
         done, lengths, stopped, bufs = carry
