@@ -1,16 +1,23 @@
-"""A packed-weight f32 matmul for decoding on the CPU (an XLA FFI custom call).
+"""The sampler's decode step on the CPU: XLA FFI custom calls in ``cpu_matmul.cc``.
 
 Decoding multiplies a few rows (M = rows x new tokens) by every weight matrix, once per step, so
 a step's time is the time to stream the weights. XLA:CPU's GEMM reads a [K, N] weight in place
 and, at M = 16, streams SmolLM2-135M's projections at about half the rate it reaches at M = 1.
-``pack`` lays a weight out once per sampling call as [N/64, K, 64] (contiguous 64-column panels)
-and ``matmul`` runs ``cpu_matmul.cc`` over it on XLA's intra-op threads. Its sums are in another
-order than XLA's dot: results agree to f32 rounding, not bit for bit.
 
-The kernel is compiled on first use with the machine's ``g++`` (``-O3 -march=native``, about 2 s)
-into ``$JAXRL_LLM_KERNEL_CACHE`` (default ``~/.cache/jaxrl_llm/kernels``), keyed by the source,
-the jaxlib version and the CPU's feature flags. Where that fails (no compiler, no headers) ``available()`` is False, says
-why once in a warning, and callers keep XLA's dot. ``JAXRL_LLM_CPU_KERNELS=0`` turns it off.
+- ``pack`` lays a weight out once per sampling call as [N/64, K, 64] (contiguous 64-column
+  panels); ``matmul`` multiplies by it.
+- ``decode_attention``: one new token's attention over the decode cache, reading only the slots
+  up to the step's index.
+- ``sample_rows``: the unfiltered draw (inverse CDF), its log-prob and the entropy, one pass per row.
+
+They run on worker threads of their own (``Workers`` in the source), as many as XLA's intra-op
+pool has. Sums run in another order than XLA's: results agree to f32 rounding, not bit for bit.
+
+The library is compiled on first use with the machine's ``g++`` (``-O3 -march=native``, about
+2 s) into ``$JAXRL_LLM_KERNEL_CACHE`` (default ``~/.cache/jaxrl_llm/kernels``), keyed by the
+source, the jaxlib version and the CPU's feature flags. Where that fails (no compiler, no
+headers) ``available()`` is False, says why once in a warning, and callers keep XLA's ops.
+``JAXRL_LLM_CPU_KERNELS=0`` turns the kernels off.
 """
 
 from __future__ import annotations
