@@ -28,6 +28,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #ifdef __linux__
 #include <sched.h>
 #endif
@@ -291,13 +292,19 @@ inline void score_block(const float* qs, const float* k, float* scores, int64_t 
     for (int j = 0; j < NV; ++j) store(scores + (g0 + c) * L16 + t0 + 16 * j, acc[c][j]);
 }
 
+// block(std::integral_constant<int, GC>, g0) over query heads [0, G) in chunks of GC = 3, then a 2 or 1 tail.
+template <typename Block>
+inline void by_head_chunks(int64_t G, const Block& block) {
+  int64_t g = 0;
+  for (; g + 3 <= G; g += 3) block(std::integral_constant<int, 3>{}, g);
+  if (G - g == 2) block(std::integral_constant<int, 2>{}, g);
+  if (G - g == 1) block(std::integral_constant<int, 1>{}, g);
+}
+
 template <int NV>
 inline void score_blocks(const float* qs, const float* k, float* scores, int64_t G, int64_t Dh, int64_t T,
                          int64_t L16, int64_t t0) {
-  int64_t g = 0;
-  for (; g + 3 <= G; g += 3) score_block<NV, 3>(qs, k, scores, Dh, T, L16, g, t0);
-  if (G - g == 2) score_block<NV, 2>(qs, k, scores, Dh, T, L16, g, t0);
-  if (G - g == 1) score_block<NV, 1>(qs, k, scores, Dh, T, L16, g, t0);
+  by_head_chunks(G, [&](auto gc, int64_t g) { score_block<NV, decltype(gc)::value>(qs, k, scores, Dh, T, L16, g, t0); });
 }
 
 // out[g0 : g0 + GC, d0 : d0 + 16 DV] = sum_t p[g, t] v[t, d0 : d0 + 16 DV]
@@ -322,12 +329,8 @@ inline void value_block(const float* p, const float* v, float* out, int64_t Dh, 
 template <int DV>
 inline void value_blocks(const float* p, const float* v, float* out, int64_t G, int64_t Dh, int64_t L16,
                          int64_t limit) {
-  for (int64_t d0 = 0; d0 < Dh; d0 += 16 * DV) {
-    int64_t g = 0;
-    for (; g + 3 <= G; g += 3) value_block<DV, 3>(p, v, out, Dh, L16, limit, g, d0);
-    if (G - g == 2) value_block<DV, 2>(p, v, out, Dh, L16, limit, g, d0);
-    if (G - g == 1) value_block<DV, 1>(p, v, out, Dh, L16, limit, g, d0);
-  }
+  for (int64_t d0 = 0; d0 < Dh; d0 += 16 * DV)
+    by_head_chunks(G, [&](auto gc, int64_t g) { value_block<DV, decltype(gc)::value>(p, v, out, Dh, L16, limit, g, d0); });
 }
 
 // out[n, g] = softmax_t(scale * q[n, g] . k[n, :, t] over allowed t) @ v[n, t, :] for one (row, kv head) n.

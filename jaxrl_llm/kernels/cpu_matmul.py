@@ -115,11 +115,11 @@ def pack(w: jax.Array, layer: int | None = None, transposed: bool = False) -> ja
 
     ``w`` is W itself [K, N], or a stack [L, K, N] (``layer`` picks one; no slice is copied
     first), or with ``transposed`` W^T [N, K] (e.g. an embedding table used as the output matrix).
-    The copy runs in ``cpu_matmul.cc`` on XLA's intra-op threads.
+    The copy runs in ``cpu_matmul.cc`` on the kernels' worker threads.
     """
     if transposed:
         N, K = w.shape
-        w, layer = w, 0
+        layer = 0
     else:
         if w.ndim == 2:
             w, layer = w[None], 0

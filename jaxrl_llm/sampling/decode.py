@@ -20,13 +20,14 @@ memory-bound, so these copies multiply the step time. Here, once per sampling ca
 and each step unrolls the L layers, writes the new keys/values into the carried caches
 (``dynamic_update_slice`` on a loop-carried buffer is done in place) and attends over them.
 
-On one CPU device in f32 (``sampler.cpu_kernel_applies``) the step's matmuls and its attention
-run on hand-written kernels (``jaxrl_llm.kernels.cpu_matmul``, XLA FFI custom calls): the
+On CPU devices in f32 (one device, or a data-only mesh under ``shard_map``: see
+``sampler.cpu_kernel_applies``) the step's matmuls, its attention and the sampler's unfiltered
+draw run on hand-written kernels (``jaxrl_llm.kernels.cpu_matmul``, XLA FFI custom calls): the
 weights are packed once per call into contiguous 64-column panels (q/k/v and gate/up fused into
 one matrix each), and one-token attention reads only the cache slots up to the step's index.
 XLA:CPU's GEMM streamed SmolLM2-135M's weights at ~20 GB/s at 16 rows, half its rate at one
-row, and ran attention on one core. Elsewhere (GPU, TPU, a multi-device mesh, bf16) the step is
-plain XLA, as below.
+row, and ran attention on one core. Elsewhere (GPU, TPU, a mesh that shards the weights, bf16)
+the step is plain XLA, as below.
 
 The block's arithmetic is ``Decoder.hidden_states`` (same parameters, ``rms_norm`` and RoPE
 helpers, f32 softmax); ``tests/test_sampling.py`` checks the logits against the uncached
@@ -130,7 +131,8 @@ class DecodeWeights:
     unembed: ``cpu_matmul.pack`` of the [D, V] output matrix, or None (``model.unembed``).
     packed: the projection names that run on ``jaxrl_llm.kernels.cpu_matmul``, a fused group
       (``_FUSED``) by its group name.
-    cpu_attention: one-token steps attend with ``cpu_matmul.decode_attention`` (head_dim % 16 == 0).
+    cpu_kernels: the kernels are on: one-token steps attend with ``cpu_matmul.decode_attention``
+      (where head_dim % 16 == 0) and unfiltered draws use ``cpu_matmul.sample_rows``.
     mesh: a data-parallel mesh the kernels run under (``shard_map``: each device its own rows),
       or None (one device).
     """
@@ -138,8 +140,14 @@ class DecodeWeights:
     layers: tuple
     unembed: Optional[jax.Array]
     packed: frozenset = struct.field(pytree_node=False, default=frozenset())
-    cpu_attention: bool = struct.field(pytree_node=False, default=False)
+    cpu_kernels: bool = struct.field(pytree_node=False, default=False)
     mesh: Any = struct.field(pytree_node=False, default=None)
+
+    @property
+    def kernel_threads(self) -> int:
+        """The kernels' ``max_threads``: all of the pool on one device; one each on a mesh, where
+        every device already runs on its own core."""
+        return 0 if self.mesh is None else 1
 
 
 def prepare_weights(model, use_cpu_kernel: bool = False, mesh=None) -> DecodeWeights:
@@ -173,7 +181,7 @@ def prepare_weights(model, use_cpu_kernel: bool = False, mesh=None) -> DecodeWei
         unembed = (cpu_matmul.pack(model.embed[...].astype(cdt), transposed=True) if cfg.tie_word_embeddings
                    else cpu_matmul.pack(model.lm_head[...].astype(cdt)))
     return DecodeWeights(layers=tuple(layers), unembed=unembed, packed=packed,
-                         cpu_attention=kernel and cfg.head_dim % 16 == 0, mesh=mesh if kernel else None)
+                         cpu_kernels=kernel, mesh=mesh if kernel else None)
 
 
 def _per_shard(weights: DecodeWeights, fn, *row_args, replicated=()):
@@ -188,12 +196,12 @@ def _per_shard(weights: DecodeWeights, fn, *row_args, replicated=()):
 
 def sample_rows(weights: DecodeWeights, logits, temperature, uniform):
     """``cpu_matmul.sample_rows`` (token, log q(token), H(q)) on the kernels' devices."""
-    draw = functools.partial(cpu_matmul.sample_rows, max_threads=0 if weights.mesh is None else 1)
+    draw = functools.partial(cpu_matmul.sample_rows, max_threads=weights.kernel_threads)
     return _per_shard(weights, lambda *a: tuple(draw(*a)), logits, temperature, uniform)
 
 
 def _kernel_matmul(weights: DecodeWeights, x2d, packed):
-    matmul = functools.partial(cpu_matmul.matmul, max_threads=0 if weights.mesh is None else 1)
+    matmul = functools.partial(cpu_matmul.matmul, max_threads=weights.kernel_threads)
     return _per_shard(weights, matmul, x2d, replicated=(packed,))
 
 
@@ -281,9 +289,9 @@ def decode_step(model, weights: DecodeWeights, tokens, positions, attention_mask
         v_cache = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype), at_v)
         new_k.append(k_cache)
         new_v.append(v_cache)
-        if weights.cpu_attention and S == 1 and k_cache.dtype == jnp.float32:
+        if weights.cpu_kernels and S == 1 and Dh % 16 == 0 and k_cache.dtype == jnp.float32:
             attend = functools.partial(cpu_matmul.decode_attention, scale=1.0 / math.sqrt(Dh),
-                                       max_threads=0 if weights.mesh is None else 1)
+                                       max_threads=weights.kernel_threads)
             out = _per_shard(weights, attend, q.reshape(B * K, G, Dh), k_cache, v_cache, valid,
                              replicated=(cache.index,)).reshape(B, S, cfg.num_heads, Dh)
         else:

@@ -171,7 +171,7 @@ def _constrain_decode_cache(cache: decode.DecodeCache, mesh) -> decode.DecodeCac
 def _choose(logits, step, uniform, cfg: SamplingConfig, temperature_rule, rule_params=None, weights=None):
     """One step's token [B] and its log q, log pi and H(q) ([B] f32 each; None where not asked).
 
-    With the CPU kernels (``weights.cpu_attention``) and no top-k/top-p/min-p filter, the draw,
+    With the CPU kernels (``weights.cpu_kernels``) and no top-k/top-p/min-p filter, the draw,
     its log q and H(q) come from one fused pass per row (``decode.sample_rows``); the same inverse
     CDF as ``processors.inverse_cdf_sample``, summed in another order."""
     policy_logp = None
@@ -187,7 +187,7 @@ def _choose(logits, step, uniform, cfg: SamplingConfig, temperature_rule, rule_p
             temperature = jnp.asarray(temperature_rule(*args), jnp.float32)
             temperature = jnp.broadcast_to(temperature, logits.shape[:1])
         unfiltered = cfg.top_k == 0 and cfg.top_p >= 1.0 and cfg.min_p <= 0.0
-        if weights is not None and weights.cpu_attention and unfiltered:
+        if weights is not None and weights.cpu_kernels and unfiltered:
             token, logq_tok, entropy = decode.sample_rows(weights, logits, temperature, uniform)
             entropy = entropy if cfg.return_entropies else None
         else:
