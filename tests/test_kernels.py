@@ -16,9 +16,10 @@ needs_kernel = pytest.mark.skipif(not cpu_matmul.available(), reason="the CPU ma
 
 @needs_kernel
 @pytest.mark.parametrize("M,K,N", [(1, 576, 1536), (5, 130, 64), (16, 1536, 576), (64, 576, 192), (7, 300, 128),
-                                   (13, 5, 64), (0, 8, 64), (7, 4100, 64)])
+                                   (13, 5, 64), (0, 8, 64), (7, 4100, 64), (13, 4100, 192)])
 def test_matmul_equals_numpy(M, K, N):
-    """Every row-tile size (6, then a 1-5 row tail) and a K-block tail (K > 4096), against float64 NumPy."""
+    """Every row-tile size (6, then a 1-5 row tail), a K-block tail (K > 4096), and more than 6 rows over several
+    panels (each thread prefetching its next panel, across K-blocks too), against float64 NumPy."""
     rng = np.random.RandomState(M + K + N)
     x, w = rng.randn(M, K).astype(np.float32), rng.randn(K, N).astype(np.float32)
     got = np.asarray(jax.jit(lambda x, w: cpu_matmul.matmul(x, cpu_matmul.pack(w)))(x, w))
