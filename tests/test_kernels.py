@@ -43,6 +43,21 @@ def test_matmul_keeps_leading_dims_and_packs_layers_and_transposes():
 
 
 @needs_kernel
+def test_pack_lays_stacks_side_by_side():
+    """Fused projections: a list of stacks packs as their concatenation along N, layer by layer."""
+    rng = np.random.RandomState(2)
+    stacks = [rng.randn(3, 40, n).astype(np.float32) for n in (192, 64, 128)]
+    for layer in range(3):
+        packed = jax.jit(lambda ws: cpu_matmul.pack(ws, layer=layer))(stacks)
+        np.testing.assert_array_equal(np.asarray(cpu_matmul.unpack(packed)),
+                                      np.concatenate([w[layer] for w in stacks], axis=-1))
+    with pytest.raises(ValueError, match="layers and rows differ"):
+        cpu_matmul.pack([stacks[0], stacks[1][:, :32]], layer=0)
+    with pytest.raises(ValueError, match="do not split"):
+        cpu_matmul.pack([stacks[0], rng.randn(3, 40, 96).astype(np.float32)], layer=0)
+
+
+@needs_kernel
 def test_matmul_inside_a_loop_matches_xla():
     """As the sampler uses it: in a ``while_loop`` body, the packed weight loop-invariant."""
     rng = np.random.RandomState(1)

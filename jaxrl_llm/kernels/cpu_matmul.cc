@@ -33,6 +33,7 @@
 #include <type_traits>
 #ifdef __linux__
 #include <sched.h>
+#include <sys/mman.h>
 #endif
 #include <vector>
 
@@ -252,24 +253,60 @@ ffi::Error PackedMatmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buff
   return ffi::Error::Success();
 }
 
-// out [N/64, K, 64] = the panels of W [K, N]: w is [L, K, N] (layer ``layer``) or, with
-// ``transposed``, W^T [N, K] (an embedding table used as the output matrix).
-ffi::Error Pack(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w, ffi::ResultBuffer<ffi::F32> out, int64_t layer,
+// Asks the kernel to back the whole 2 MiB pages of [p, p + bytes) with transparent huge pages on their
+// first touch (where THP is "madvise"). XLA:CPU's buffers for a call are fresh memory each call,
+// so every 4 KiB page of the packed weights was a page fault at its first write.
+inline void huge_pages(void* p, size_t bytes) {
+#ifdef MADV_HUGEPAGE
+  constexpr uintptr_t kHuge = uintptr_t{1} << 21;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(p) & ~(kHuge - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes + kHuge - 1) & ~(kHuge - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#endif
+}
+
+// out [N/64, K, 64] = the panels of W [K, N]: W is the concatenation along N of the layer ``layer``
+// of stacks [L, K, N_i] (each N_i a multiple of 64: no panel straddles two), or with
+// ``transposed`` W^T [N, K], one array (an embedding table used as the output matrix).
+ffi::Error Pack(ffi::ThreadPool pool, ffi::RemainingArgs ws, ffi::ResultBuffer<ffi::F32> out, int64_t layer,
                 int64_t transposed) {
-  const auto wd = w.dimensions();
   const auto od = out->dimensions();
-  if (od.size() != 3 || od[2] != kPanel || (transposed ? wd.size() != 2 : wd.size() != 3))
-    return ffi::Error::InvalidArgument("jaxrl_llm_pack: expected w [L, K, N] or [N, K] (transposed), out [N/64, K, 64]");
-  const int64_t panels = od[0], K = od[1], N = panels * kPanel;
-  if (transposed ? (wd[0] != N || wd[1] != K) : (wd[1] != K || wd[2] != N || layer < 0 || layer >= wd[0]))
-    return ffi::Error::InvalidArgument("jaxrl_llm_pack: w's shape does not match out's");
-  const float* src = w.typed_data() + (transposed ? 0 : layer * K * N);
+  if (od.size() != 3 || od[2] != kPanel || ws.size() == 0 || (transposed && ws.size() != 1))
+    return ffi::Error::InvalidArgument(
+        "jaxrl_llm_pack: expected stacks [L, K, N_i] or one [N, K] (transposed), out [N/64, K, 64]");
+  const int64_t panels = od[0], K = od[1];
+  struct Source { const float* rows; int64_t N, first_panel; };  // rows: the layer's [K, N_i]
+  std::vector<Source> sources;
+  int64_t total = 0;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const auto w = ws.get<ffi::Buffer<ffi::F32>>(i);
+    if (!w.has_value()) return ffi::Error::InvalidArgument("jaxrl_llm_pack: every source must be f32");
+    const auto wd = w->dimensions();
+    if (transposed) {
+      if (wd.size() != 2 || wd[0] != panels * kPanel || wd[1] != K)
+        return ffi::Error::InvalidArgument("jaxrl_llm_pack: the [N, K] table's shape does not match out's");
+      sources.push_back({w->typed_data(), wd[0], 0});
+      total = panels;
+      break;
+    }
+    if (wd.size() != 3 || wd[1] != K || wd[2] % kPanel != 0 || layer < 0 || layer >= wd[0])
+      return ffi::Error::InvalidArgument("jaxrl_llm_pack: a stack's shape does not match out's");
+    sources.push_back({w->typed_data() + layer * K * wd[2], wd[2], total});
+    total += wd[2] / kPanel;
+  }
+  if (total != panels) return ffi::Error::InvalidArgument("jaxrl_llm_pack: the stacks' columns do not add up to out's");
   float* dst = out->typed_data();
+  huge_pages(dst, panels * K * kPanel * sizeof(float));
   if (!transposed) {
-    parallel_for(pool, panels, [=](int64_t p) {
-      for (int64_t k = 0; k < K; ++k) std::memcpy(dst + (p * K + k) * kPanel, src + k * N + p * kPanel, sizeof(float) * kPanel);
+    parallel_for(pool, panels, [&](int64_t p) {
+      size_t i = 0;
+      while (i + 1 < sources.size() && sources[i + 1].first_panel <= p) ++i;
+      const Source& from = sources[i];
+      const float* src = from.rows + (p - from.first_panel) * kPanel;
+      for (int64_t k = 0; k < K; ++k) std::memcpy(dst + (p * K + k) * kPanel, src + k * from.N, sizeof(float) * kPanel);
     });
   } else {
+    const float* src = sources[0].rows;
     parallel_for(pool, panels, [=](int64_t p) {  // 64 rows of W^T -> one panel, 16 columns at a time
       float* panel = dst + p * K * kPanel;
       for (int64_t k0 = 0; k0 < K; k0 += 16)
@@ -527,7 +564,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlLlmPackedMatmul, PackedMatmul,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlLlmPack, Pack,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .RemainingArgs()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Attr<int64_t>("layer")
                                   .Attr<int64_t>("transposed"));

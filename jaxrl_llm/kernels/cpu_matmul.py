@@ -110,24 +110,36 @@ def packable(n: int, dtype) -> bool:
     return n % PANEL == 0 and jnp.dtype(dtype) == jnp.float32
 
 
-def pack(w: jax.Array, layer: int | None = None, transposed: bool = False) -> jax.Array:
+def pack(w, layer: int | None = None, transposed: bool = False) -> jax.Array:
     """The [N/64, K, 64] panels of a weight W [K, N]: panel p holds columns [64p, 64p + 64).
 
     ``w`` is W itself [K, N], or a stack [L, K, N] (``layer`` picks one; no slice is copied
-    first), or with ``transposed`` W^T [N, K] (e.g. an embedding table used as the output matrix).
-    The copy runs in ``cpu_matmul.cc`` on the kernels' worker threads.
+    first), or a list of such stacks [L, K, N_i] whose layer ``layer`` W concatenates along N
+    (fused projections: no concatenated copy is made first), or with ``transposed`` W^T [N, K]
+    (e.g. an embedding table used as the output matrix). The copy runs in ``cpu_matmul.cc`` on
+    the kernels' worker threads.
     """
+    ws = list(w) if isinstance(w, (list, tuple)) else [w]
     if transposed:
-        N, K = w.shape
+        if len(ws) != 1 or ws[0].ndim != 2:
+            raise ValueError(f"pack: transposed packs one [N, K] table, got {[x.shape for x in ws]}")
+        N, K = ws[0].shape
         layer = 0
     else:
-        if w.ndim == 2:
-            w, layer = w[None], 0
-        K, N = w.shape[1:]
-    if not packable(N, w.dtype):
-        raise ValueError(f"pack: {N} columns of {w.dtype} do not split into f32 panels of {PANEL}")
+        if layer is None:
+            layer = 0
+        ws = [x[None] if x.ndim == 2 else x for x in ws]
+        if len({x.shape[:2] for x in ws}) != 1:
+            raise ValueError(f"pack: the stacks' layers and rows differ: {[x.shape for x in ws]}")
+        K = ws[0].shape[1]
+        for x in ws:
+            if not packable(x.shape[2], x.dtype):
+                raise ValueError(f"pack: {x.shape[2]} columns of {x.dtype} do not split into f32 panels of {PANEL}")
+        N = sum(x.shape[2] for x in ws)
+    if not packable(N, ws[0].dtype):
+        raise ValueError(f"pack: {N} columns of {ws[0].dtype} do not split into f32 panels of {PANEL}")
     out = jax.ShapeDtypeStruct((N // PANEL, K, PANEL), jnp.float32)
-    return jax.ffi.ffi_call(PACK_TARGET, out)(w, layer=np.int64(layer), transposed=np.int64(transposed))
+    return jax.ffi.ffi_call(PACK_TARGET, out)(*ws, layer=np.int64(layer), transposed=np.int64(transposed))
 
 
 def unpack(packed: jax.Array) -> jax.Array:

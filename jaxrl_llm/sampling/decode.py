@@ -166,15 +166,16 @@ def prepare_weights(model, use_cpu_kernel: bool = False, mesh=None) -> DecodeWei
     matrices = {name: _as_matrices(name, stacked[name]) for name in _PROJECTIONS}
     single = {name for name, w in matrices.items() if kernel and cpu_matmul.packable(w.shape[2], cdt)}
     fused = {group: names for group, names in _FUSED.items() if single.issuperset(names)}
+    sources = {name: [matrices[name]] for name in single}
     for group, names in fused.items():
-        matrices[group] = jnp.concatenate([matrices[name] for name in names], axis=-1)
+        sources[group] = [matrices[name] for name in names]  # packed side by side, no concatenated copy
         single -= set(names)
     packed = frozenset(single | set(fused))
     members = {name for names in fused.values() for name in names}
     layers = []
     for l in range(cfg.num_layers):
         layer = {name: w[l] for name, w in stacked.items() if name not in single and name not in members}
-        layer.update({name: cpu_matmul.pack(matrices[name], layer=l) for name in packed})
+        layer.update({name: cpu_matmul.pack(sources[name], layer=l) for name in packed})
         layers.append(layer)
     unembed = None
     if kernel and cpu_matmul.packable(cfg.vocab_size, cdt):
