@@ -43,6 +43,19 @@ def test_matmul_keeps_leading_dims_and_packs_layers_and_transposes():
 
 
 @needs_kernel
+def test_matmul_ahead_is_only_a_hint():
+    """``ahead`` (the next product's panels, prefetched) changes no value, whatever its K."""
+    rng = np.random.RandomState(3)
+    x, w = rng.randn(16, 96).astype(np.float32), rng.randn(96, 192).astype(np.float32)
+    nxt = rng.randn(200, 128).astype(np.float32)
+    plain = jax.jit(lambda x, w: cpu_matmul.matmul(x, cpu_matmul.pack(w)))(x, w)
+    hinted = jax.jit(lambda x, w, n: cpu_matmul.matmul(x, cpu_matmul.pack(w), ahead=cpu_matmul.pack(n)))(x, w, nxt)
+    np.testing.assert_array_equal(np.asarray(hinted), np.asarray(plain))
+    with pytest.raises(ValueError, match="ahead must be packed"):
+        cpu_matmul.matmul(jnp.asarray(x), cpu_matmul.pack(jnp.asarray(w)), ahead=jnp.ones((2, 64)))
+
+
+@needs_kernel
 def test_pack_lays_stacks_side_by_side():
     """Fused projections: a list of stacks packs as their concatenation along N, layer by layer."""
     rng = np.random.RandomState(2)

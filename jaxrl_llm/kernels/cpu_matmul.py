@@ -148,16 +148,22 @@ def unpack(packed: jax.Array) -> jax.Array:
     return packed.transpose(1, 0, 2).reshape(K, P * PANEL)
 
 
-def matmul(x: jax.Array, packed: jax.Array, max_threads: int = 0) -> jax.Array:
+def matmul(x: jax.Array, packed: jax.Array, max_threads: int = 0, ahead: jax.Array | None = None) -> jax.Array:
     """``x @ unpack(packed)`` for f32 ``x`` [..., K] on the CPU: [..., N].
 
     ``max_threads`` > 0 caps the threads it runs on (1 under a multi-device mesh, where each
-    device already runs on its own core); 0: as many as XLA's intra-op pool has."""
+    device already runs on its own core); 0: as many as XLA's intra-op pool has. ``ahead``: the
+    packed weight of the product that will run next, whose first panels the call prefetches
+    (read by no computation: a hint, which changes no value)."""
     P, K, _ = packed.shape
     if x.shape[-1] != K:
         raise ValueError(f"matmul: x's last dim {x.shape[-1]} != the packed weight's K {K}")
+    if ahead is None:
+        ahead = jnp.zeros((0, 1, PANEL), jnp.float32)
+    if ahead.ndim != 3 or ahead.shape[2] != PANEL or ahead.dtype != jnp.float32:
+        raise ValueError(f"matmul: ahead must be packed f32 panels [P, K, {PANEL}], got {ahead.shape} {ahead.dtype}")
     out = jax.ShapeDtypeStruct((*x.shape[:-1], P * PANEL), jnp.float32)
-    return jax.ffi.ffi_call(TARGET, out)(x.astype(jnp.float32), packed, max_threads=np.int64(max_threads))
+    return jax.ffi.ffi_call(TARGET, out)(x.astype(jnp.float32), packed, ahead, max_threads=np.int64(max_threads))
 
 
 def decode_attention(q: jax.Array, k: jax.Array, v: jax.Array, valid: jax.Array, index: jax.Array,

@@ -120,6 +120,7 @@ def windows(cfg, rows: int, context: int, new_tokens: int, steps_per_window: int
 # group is one [K, N1 + N2 (+ N3)] matmul (one call and one pass over x instead of two or three).
 _PROJECTIONS = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
 _FUSED = {"wqkv": ("wq", "wk", "wv"), "w_gate_up": ("w_gate", "w_up")}
+_STEP_ORDER = ("wqkv", "wq", "wk", "wv", "wo", "w_gate_up", "w_gate", "w_up", "w_down")  # a layer's products
 
 
 @struct.dataclass
@@ -148,6 +149,15 @@ class DecodeWeights:
         """The kernels' ``max_threads``: all of the pool on one device; one each on a mesh, where
         every device already runs on its own core."""
         return 0 if self.mesh is None else 1
+
+    def following(self, layer: int, name: str) -> Optional[jax.Array]:
+        """The packed weight of the kernel product that a step runs after ``name`` of ``layer``
+        (the unembedding, ``layer`` None, is followed by the next step's first): ``cpu_matmul.matmul``'s
+        ``ahead``, which it prefetches."""
+        chain = [(l, n) for l in range(len(self.layers)) for n in _STEP_ORDER if n in self.packed]
+        chain += [(None, "unembed")] if self.unembed is not None else []
+        l, n = chain[(chain.index((layer, name)) + 1) % len(chain)]
+        return self.unembed if n == "unembed" else self.layers[l][n]
 
 
 def prepare_weights(model, use_cpu_kernel: bool = False, mesh=None) -> DecodeWeights:
@@ -201,9 +211,9 @@ def sample_rows(weights: DecodeWeights, logits, temperature, uniform):
     return _per_shard(weights, lambda *a: tuple(draw(*a)), logits, temperature, uniform)
 
 
-def _kernel_matmul(weights: DecodeWeights, x2d, packed):
+def _kernel_matmul(weights: DecodeWeights, x2d, packed, ahead):
     matmul = functools.partial(cpu_matmul.matmul, max_threads=weights.kernel_threads)
-    return _per_shard(weights, matmul, x2d, replicated=(packed,))
+    return _per_shard(weights, lambda x, w, a: matmul(x, w, ahead=a), x2d, replicated=(packed, ahead))
 
 
 def _as_matrices(name, w):
@@ -213,21 +223,22 @@ def _as_matrices(name, w):
     return w.reshape(*w.shape[:2], -1)
 
 
-def _project(x, weights: DecodeWeights, p, name, einsum, head_dim=None):
-    """``einsum(x, p[name])``, or the CPU kernel on the packed matrix: [B, S, N], or [B, S, N/Dh, Dh]
-    with ``head_dim`` (x: [B, S, ...], its trailing dims flattened into K)."""
+def _project(x, weights: DecodeWeights, layer, name, einsum, head_dim=None):
+    """``einsum(x, p[name])`` (``p`` = ``weights.layers[layer]``), or the CPU kernel on the packed
+    matrix: [B, S, N], or [B, S, N/Dh, Dh] with ``head_dim`` (x: [B, S, ...], its trailing dims flattened into K)."""
+    p = weights.layers[layer]
     if name not in weights.packed:
         return jnp.einsum(einsum, x, p[name])
     B, S = x.shape[:2]
-    y = _kernel_matmul(weights, x.reshape(B * S, -1), p[name])
+    y = _kernel_matmul(weights, x.reshape(B * S, -1), p[name], weights.following(layer, name))
     return y.reshape(B, S, -1, head_dim) if head_dim else y.reshape(B, S, -1)
 
 
-def _project_fused(x, weights: DecodeWeights, packed, splits, head_dim=None):
+def _project_fused(x, weights: DecodeWeights, layer, group, splits, head_dim=None):
     """A fused group's kernel matmul, split at the column offsets ``cumsum(splits)``: [B, S, N_i]
     each, or [B, S, N_i/Dh, Dh] with ``head_dim``."""
     B, S = x.shape[:2]
-    y = _kernel_matmul(weights, x.reshape(B * S, -1), packed)
+    y = _kernel_matmul(weights, x.reshape(B * S, -1), weights.layers[layer][group], weights.following(layer, group))
     parts = jnp.split(y, list(itertools.accumulate(splits)), axis=-1)
     return [t.reshape(B, S, -1, head_dim) if head_dim else t.reshape(B, S, -1) for t in parts]
 
@@ -269,14 +280,14 @@ def decode_step(model, weights: DecodeWeights, tokens, positions, attention_mask
     at_k = (0, 0, cache.index)
     at_v = (0, cache.index, 0)
     new_k, new_v = [], []
-    for p, k_cache, v_cache in zip(weights.layers, cache.k, cache.v):
+    for l, (p, k_cache, v_cache) in enumerate(zip(weights.layers, cache.k, cache.v)):
         h = rms_norm(x, p["attn_norm"], cfg.rms_norm_eps)
         if "wqkv" in weights.packed:
-            q, k, v = _project_fused(h, weights, p["wqkv"], [cfg.num_heads * Dh, K * Dh], Dh)
+            q, k, v = _project_fused(h, weights, l, "wqkv", [cfg.num_heads * Dh, K * Dh], Dh)
         else:
-            q = _project(h, weights, p, "wq", "bsd,dhk->bshk", Dh)
-            k = _project(h, weights, p, "wk", "bsd,dhk->bshk", Dh)
-            v = _project(h, weights, p, "wv", "bsd,dhk->bshk", Dh)
+            q = _project(h, weights, l, "wq", "bsd,dhk->bshk", Dh)
+            k = _project(h, weights, l, "wk", "bsd,dhk->bshk", Dh)
+            v = _project(h, weights, l, "wv", "bsd,dhk->bshk", Dh)
         if "bq" in p:
             q, k, v = q + p["bq"], k + p["bk"], v + p["bv"]
         if "q_norm" in p:
@@ -297,16 +308,17 @@ def decode_step(model, weights: DecodeWeights, tokens, positions, attention_mask
                              replicated=(cache.index,)).reshape(B, S, cfg.num_heads, Dh)
         else:
             out = _attend(q, k_cache, v_cache, allowed, cfg)
-        x = x + _project(out, weights, p, "wo", "bshk,hkd->bsd")
+        x = x + _project(out, weights, l, "wo", "bshk,hkd->bsd")
         h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps)
         if "w_gate_up" in weights.packed:
-            gate, up = _project_fused(h, weights, p["w_gate_up"], [cfg.intermediate_size])
+            gate, up = _project_fused(h, weights, l, "w_gate_up", [cfg.intermediate_size])
         else:
-            gate = _project(h, weights, p, "w_gate", "bsd,df->bsf")
-            up = _project(h, weights, p, "w_up", "bsd,df->bsf")
-        x = x + _project(jax.nn.silu(gate) * up, weights, p, "w_down", "bsf,fd->bsd")
+            gate = _project(h, weights, l, "w_gate", "bsd,df->bsf")
+            up = _project(h, weights, l, "w_up", "bsd,df->bsf")
+        x = x + _project(jax.nn.silu(gate) * up, weights, l, "w_down", "bsf,fd->bsd")
     x = rms_norm(x, model.final_norm[...], cfg.rms_norm_eps)
     cache = DecodeCache(k=tuple(new_k), v=tuple(new_v), valid=valid, index=cache.index + S)
     if weights.unembed is None:
         return model.unembed(x), cache
-    return _kernel_matmul(weights, x.reshape(B * S, -1), weights.unembed).reshape(B, S, -1), cache
+    ahead = weights.following(None, "unembed")
+    return _kernel_matmul(weights, x.reshape(B * S, -1), weights.unembed, ahead).reshape(B, S, -1), cache
