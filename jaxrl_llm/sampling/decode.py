@@ -259,11 +259,13 @@ def _attend(q, k_cache, v_cache, allowed, cfg):
     return out
 
 
-def decode_step(model, weights: DecodeWeights, tokens, positions, attention_mask, cache: DecodeCache):
+def decode_step(model, weights: DecodeWeights, tokens, positions, attention_mask, cache: DecodeCache, cos_sin=None):
     """Logits [B, S, V] f32 of S new tokens written at cache slots ``[index, index + S)``.
 
     Same contract as ``Decoder.__call__(tokens, positions, attention_mask, cache)`` with the
     parameters of ``prepare_weights(model)`` and a ``DecodeCache``; returns ``(logits, cache)``.
+    ``cos_sin``: ``rope.cos_sin(positions, ...)`` computed by the caller (a loop computes them for
+    all its steps once; see the sampler), else here.
     """
     cfg = model.cfg
     cdt = cfg.compute_dtype
@@ -271,7 +273,8 @@ def decode_step(model, weights: DecodeWeights, tokens, positions, attention_mask
     K, Dh = cfg.num_kv_heads, cfg.head_dim
     G = cfg.num_heads // K
     x = jnp.take(model.embed[...], tokens, axis=0).astype(cdt)
-    cos, sin = rope.cos_sin(positions, cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
+    cos, sin = cos_sin if cos_sin is not None else rope.cos_sin(positions, cfg.head_dim, cfg.rope_theta,
+                                                                 cfg.rope_scaling)
     valid = jax.lax.dynamic_update_slice(cache.valid, attention_mask.astype(jnp.bool_), (0, cache.index))
     q_slot = cache.index + jnp.arange(S)
     k_slot = jnp.arange(valid.shape[1])

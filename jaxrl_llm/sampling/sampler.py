@@ -57,6 +57,7 @@ from flax import nnx, struct
 from jaxrl_llm import sharding
 from jaxrl_llm.kernels import cpu_matmul
 from jaxrl_llm.models.cache import KV_AXES, VALID_AXES, KVCache
+from jaxrl_llm.models import rope
 from jaxrl_llm.models.logprobs import positions_from_mask
 from jaxrl_llm.sampling import decode, processors
 from jaxrl_llm.sampling.buckets import bucket_length
@@ -274,10 +275,18 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
         t, _, _, carry = state
         return (t < t_end) & ~jnp.all(carry[0])
 
+    # cos/sin of every position a step can reach, computed once: inside the step XLA fused them
+    # into each layer's rotation, which then evaluated them anew per layer and head.
+    mcfg = model.cfg
+    cos_table, sin_table = (c[0] for c in rope.cos_sin(jnp.arange(S0 + T)[None], mcfg.head_dim, mcfg.rope_theta,
+                                                       mcfg.rope_scaling))
+
     def body(state):
         t, cache, token, carry = state
         positions = (context_length + t - 1)[:, None]
-        logits, cache = decode.decode_step(model, weights, token[:, None], positions, jnp.ones((B, 1), jnp.bool_), cache)
+        cos_sin = (jnp.take(cos_table, positions, axis=0), jnp.take(sin_table, positions, axis=0))
+        logits, cache = decode.decode_step(model, weights, token[:, None], positions, jnp.ones((B, 1), jnp.bool_), cache,
+                                           cos_sin=cos_sin)
         carry, token = record(carry, t, logits[:, 0])
         return t + 1, cache, token, carry
 
