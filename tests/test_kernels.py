@@ -128,7 +128,8 @@ def test_sampler_kernel_can_be_turned_off():
 
 @needs_kernel
 @pytest.mark.parametrize("B,K,G,Dh,T,index", [(2, 3, 3, 64, 70, 40), (4, 2, 2, 32, 33, 32), (1, 1, 1, 16, 5, 0),
-                                              (3, 2, 4, 16, 100, 99), (2, 1, 5, 128, 200, 150), (1, 1, 2, 48, 7, 6)])
+                                              (3, 2, 4, 16, 100, 99), (2, 1, 5, 128, 200, 150), (1, 1, 2, 48, 7, 6),
+                                              (1, 2, 3, 64, 96, 69)])
 def test_decode_attention_equals_numpy(B, K, G, Dh, T, index):
     """Masked slots, slots after ``index`` (never read), 64/16-slot blocks and a partial last vector."""
     rng = np.random.RandomState(B * T + index)

@@ -392,7 +392,7 @@ def test_windows_cover_every_step_with_growing_caches():
         ends = [end for end, _ in ws]
         assert 1 < len(ws) <= 4 and ends == sorted(ends) and len(set(ends)) == len(ends)
         assert ends[-1] == T  # the last window runs up to the last step
-        assert all(slots == context + end - 1 for end, slots in ws)
+        assert all(0 <= slots - (context + end - 1) < 16 and slots % 16 == 0 for end, slots in ws)
     assert len(decode.windows(CFG, 6, 8, 63)) == 1  # short generations keep one loop
     big = dataclasses.replace(CFG, vocab_size=100_000)  # weights dwarf the cache: one loop
     assert len(decode.windows(big, 1, 8, 128)) == 1

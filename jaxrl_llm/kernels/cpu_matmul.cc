@@ -430,7 +430,14 @@ void attend_one(const float* q, const float* k, const float* v, const bool* ok, 
   for (int64_t i = 0; i < G * Dh; ++i) qs[i] = q[i] * scale;
   int64_t t = 0;
   for (; t + 64 <= limit; t += 64) score_blocks<4>(qs, k, scores, G, Dh, T, L16, t);
-  for (; t + 16 <= limit || (t < limit && t + 16 <= T); t += 16) score_blocks<1>(qs, k, scores, G, Dh, T, L16, t);
+  {  // the 1-3 whole vectors left, in one more pass over k's rows (one pass each: 5-10% slower)
+    int64_t vectors = 0;
+    while (t + 16 * (vectors + 1) <= limit || (t + 16 * vectors < limit && t + 16 * (vectors + 1) <= T)) ++vectors;
+    if (vectors == 3) score_blocks<3>(qs, k, scores, G, Dh, T, L16, t);
+    if (vectors == 2) score_blocks<2>(qs, k, scores, G, Dh, T, L16, t);
+    if (vectors == 1) score_blocks<1>(qs, k, scores, G, Dh, T, L16, t);
+    t += 16 * vectors;
+  }
   for (; t < limit; ++t)  // a last partial vector at the row's end
     for (int64_t g = 0; g < G; ++g) {
       float acc = 0.f;
