@@ -267,6 +267,33 @@ ffi::Error PackedMatmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buff
   return ffi::Error::Success();
 }
 
+// out[c * out_stride + r] = in[r * in_stride + c] for a 16 x 16 block, in registers (four rounds of
+// lane shuffles). The embedding table's pack: 6.5 ms against 14.5 ms for the scalar loop.
+inline void transpose16(const float* in, int64_t in_stride, float* out, int64_t out_stride) {
+  v16 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = load(in + i * in_stride);
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 16, 1, 17, 4, 20, 5, 21, 8, 24, 9, 25, 12, 28, 13, 29);
+    t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 18, 3, 19, 6, 22, 7, 23, 10, 26, 11, 27, 14, 30, 15, 31);
+  }
+  for (int i = 0; i < 16; i += 4)
+    for (int j = 0; j < 2; ++j) {
+      r[i + j] = __builtin_shufflevector(t[i + j], t[i + j + 2], 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+      r[i + j + 2] = __builtin_shufflevector(t[i + j], t[i + j + 2], 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+    }
+  for (int i = 0; i < 16; i += 8)
+    for (int j = 0; j < 4; ++j) {
+      t[i + j] = __builtin_shufflevector(r[i + j], r[i + j + 4], 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+      t[i + j + 4] = __builtin_shufflevector(r[i + j], r[i + j + 4], 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+    }
+  for (int j = 0; j < 8; ++j) {
+    r[j] = __builtin_shufflevector(t[j], t[j + 8], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+    r[j + 8] = __builtin_shufflevector(t[j], t[j + 8], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  }
+  // the first round interleaves pairs, so column c sits in r[c with its two low bits swapped]
+  for (int c = 0; c < 16; ++c) store(out + c * out_stride, r[(c & ~3) | ((c & 1) << 1) | ((c >> 1) & 1)]);
+}
+
 // Asks the kernel to back the whole 2 MiB pages of [p, p + bytes) with transparent huge pages on their
 // first touch (where THP is "madvise"). XLA:CPU's buffers for a call are fresh memory each call,
 // so every 4 KiB page of the packed weights was a page fault at its first write.
@@ -321,13 +348,14 @@ ffi::Error Pack(ffi::ThreadPool pool, ffi::RemainingArgs ws, ffi::ResultBuffer<f
     });
   } else {
     const float* src = sources[0].rows;
-    parallel_for(pool, panels, [=](int64_t p) {  // 64 rows of W^T -> one panel, 16 columns at a time
+    parallel_for(pool, panels, [=](int64_t p) {  // 64 rows of W^T -> one panel, in 16 x 16 blocks
       float* panel = dst + p * K * kPanel;
-      for (int64_t k0 = 0; k0 < K; k0 += 16)
-        for (int64_t j = 0; j < kPanel; ++j) {
-          const float* row = src + (p * kPanel + j) * K;
-          for (int64_t k = k0; k < std::min(K, k0 + 16); ++k) panel[k * kPanel + j] = row[k];
-        }
+      const int64_t whole = K / 16 * 16;
+      for (int64_t k0 = 0; k0 < whole; k0 += 16)
+        for (int64_t j0 = 0; j0 < kPanel; j0 += 16)
+          transpose16(src + (p * kPanel + j0) * K + k0, K, panel + k0 * kPanel + j0, kPanel);
+      for (int64_t j = 0; j < kPanel; ++j)
+        for (int64_t k = whole; k < K; ++k) panel[k * kPanel + j] = src[(p * kPanel + j) * K + k];
     });
   }
   return ffi::Error::Success();
