@@ -56,6 +56,28 @@ def test_matmul_ahead_is_only_a_hint():
 
 
 @needs_kernel
+@pytest.mark.parametrize("M,swiglu", [(16, False), (3, True), (13, True)])
+def test_matmul_residual_norm_equals_numpy(M, swiglu):
+    """x' = residual + a @ W and h = rms_norm(x') * norm, a = x or silu(gate) * up, against float64 NumPy."""
+    rng = np.random.RandomState(M)
+    K, N, eps = 40, 128, 1e-5
+    x = rng.randn(M, 2 * K if swiglu else K).astype(np.float32) * 3
+    w, residual = rng.randn(K, N).astype(np.float32), rng.randn(M, N).astype(np.float32)
+    norm = rng.randn(N).astype(np.float32)
+    x64 = x.astype(np.float64)
+    a = x64[:, :K] / (1 + np.exp(-x64[:, :K])) * x64[:, K:] if swiglu else x64
+    want = residual + a @ w
+    want_h = want / np.sqrt(np.mean(want ** 2, axis=-1, keepdims=True) + eps) * norm
+    got, got_h = jax.jit(lambda x, w, r, n: cpu_matmul.matmul_residual_norm(
+        x, cpu_matmul.pack(w), r, n, eps, swiglu=swiglu))(x, w, residual, norm)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(got_h), want_h, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="do not fit"):
+        cpu_matmul.matmul_residual_norm(jnp.asarray(x), cpu_matmul.pack(jnp.asarray(w)), jnp.asarray(residual),
+                                        jnp.asarray(norm[:64]), eps, swiglu=swiglu)
+
+
+@needs_kernel
 def test_pack_lays_stacks_side_by_side():
     """Fused projections: a list of stacks packs as their concatenation along N, layer by layer."""
     rng = np.random.RandomState(2)

@@ -224,31 +224,14 @@ void parallel_for(ffi::ThreadPool& pool, int64_t count, const Fn& fn, int64_t ma
   Workers::instance().run(count, threads, fn);
 }
 
-// y = x @ W from W's panels. ``ahead``: the panels [P', K', 64] of the product that will run next (or
-// none: [0, K', 64]); the threads that run out of panels here prefetch its first ones, so that it
-// does not start by waiting on the memory (a step's products are a chain: qkv, o, gate/up, down,
-// the next layer's qkv, ...; 5% of the chain's time at 16 rows).
-ffi::Error PackedMatmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
-                        ffi::Buffer<ffi::F32> ahead, ffi::ResultBuffer<ffi::F32> y, int64_t max_threads) {
-  const auto xd = x.dimensions();
-  const auto wd = w.dimensions();
-  const auto ad = ahead.dimensions();
-  if (wd.size() != 3 || wd[2] != kPanel || xd.size() == 0 || xd.back() != wd[1] || ad.size() != 3 ||
-      ad[2] != kPanel)
-    return ffi::Error::InvalidArgument(
-        "jaxrl_llm_packed_matmul: expected x [..., K], w [N/64, K, 64] and ahead [P', K', 64]");
-  const int64_t ahead_panels = ad[0], ahead_rows = ad[1];
-  const float* ap = ahead.typed_data();
-  const int64_t K = wd[1], panels = wd[0], N = panels * kPanel;
-  int64_t M = 1;
-  for (size_t i = 0; i + 1 < xd.size(); ++i) M *= xd[i];
-  const float* xp = x.typed_data();
-  const float* wp = w.typed_data();
-  float* yp = y->typed_data();
-  if (M <= 0) return ffi::Error::Success();
+// y [M, N] = x [M, K] @ W from W's panels (see PackedMatmul).
+void packed_product(ffi::ThreadPool& pool, const float* xp, const float* wp, float* yp, int64_t M, int64_t K,
+                    int64_t panels, const float* ap, int64_t ahead_panels, int64_t ahead_rows, int64_t max_threads) {
+  const int64_t N = panels * kPanel;
+  if (M <= 0) return;
   if (M <= 6) {  // one pass per panel, paced by the memory anyway: panels as they come
     parallel_for(pool, panels, [=](int64_t p) { panel_product(xp, wp, yp, M, K, N, p); }, max_threads);
-    return ffi::Error::Success();
+    return;
   }
   // Each thread claims its next panel before it computes the one in hand, so it can prefetch it.
   std::atomic<int64_t> claimed{0};
@@ -264,6 +247,25 @@ ffi::Error PackedMatmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buff
       p = q;
     }
   }, max_threads);
+}
+
+// y = x @ W from W's panels. ``ahead``: the panels [P', K', 64] of the product that will run next (or
+// none: [0, K', 64]); the threads that run out of panels here prefetch its first ones, so that it
+// does not start by waiting on the memory (a step's products are a chain: qkv, o, gate/up, down,
+// the next layer's qkv, ...; 5% of the chain's time at 16 rows).
+ffi::Error PackedMatmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
+                        ffi::Buffer<ffi::F32> ahead, ffi::ResultBuffer<ffi::F32> y, int64_t max_threads) {
+  const auto xd = x.dimensions();
+  const auto wd = w.dimensions();
+  const auto ad = ahead.dimensions();
+  if (wd.size() != 3 || wd[2] != kPanel || xd.size() == 0 || xd.back() != wd[1] || ad.size() != 3 ||
+      ad[2] != kPanel)
+    return ffi::Error::InvalidArgument(
+        "jaxrl_llm_packed_matmul: expected x [..., K], w [N/64, K, 64] and ahead [P', K', 64]");
+  int64_t M = 1;
+  for (size_t i = 0; i + 1 < xd.size(); ++i) M *= xd[i];
+  packed_product(pool, x.typed_data(), w.typed_data(), y->typed_data(), M, wd[1], wd[0], ahead.typed_data(), ad[0],
+                 ad[1], max_threads);
   return ffi::Error::Success();
 }
 
@@ -603,6 +605,65 @@ ffi::Error SampleRows(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> logits, ffi::B
 
 }  // namespace
 
+// ---------------------------------------------------------------- a block's output projection
+// A decoder block ends with  x' = residual + input @ W  and the next norm  h = rms_norm(x') * norm.
+// This is one call for both (x' and h): as XLA ops beside the matmul kernel, the add, the mean of
+// squares, the rsqrt and the scaling cost ~10 us a norm at batch 16 on SmolLM2 (thunk overheads).
+// With ``swiglu`` the input is silu(x[:, :K]) * x[:, K:] of x [M, 2K] (the MLP's down projection
+// reading the fused gate/up output), computed here into a scratch row block (XLA: 9 us a layer).
+ffi::Error MatmulResidualNorm(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w,
+                              ffi::Buffer<ffi::F32> ahead, ffi::Buffer<ffi::F32> residual, ffi::Buffer<ffi::F32> norm,
+                              ffi::ResultBuffer<ffi::F32> out, ffi::ResultBuffer<ffi::F32> normed, float eps,
+                              int64_t swiglu, int64_t max_threads) {
+  const auto xd = x.dimensions(), wd = w.dimensions(), ad = ahead.dimensions(), rd = residual.dimensions();
+  const int64_t K = wd.size() == 3 ? wd[1] : -1, N = wd.size() == 3 ? wd[0] * kPanel : -1;
+  int64_t M = 1;
+  for (size_t i = 0; i + 1 < xd.size(); ++i) M *= xd[i];
+  int64_t R = 1;
+  for (size_t i = 0; i + 1 < rd.size(); ++i) R *= rd[i];
+  if (wd.size() != 3 || wd[2] != kPanel || xd.size() == 0 || xd.back() != (swiglu ? 2 * K : K) || ad.size() != 3 ||
+      ad[2] != kPanel || rd.size() == 0 || rd.back() != N || R != M || norm.element_count() != N)
+    return ffi::Error::InvalidArgument(
+        "jaxrl_llm_matmul_residual_norm: expected x [..., K] ([..., 2K] with swiglu), w [N/64, K, 64], "
+        "ahead [P', K', 64], residual [..., N] with x's rows, norm [N]");
+  const float* xp = x.typed_data();
+  if (swiglu && M > 0) {
+    thread_local std::vector<float> act;
+    act.resize(M * K);
+    for (int64_t m = 0; m < M; ++m) {
+      const float* gate = xp + m * 2 * K;
+      const float* up = gate + K;
+      float* a = act.data() + m * K;
+      int64_t k = 0;
+      for (; k + 16 <= K; k += 16) {
+        const v16 g = load(gate + k);
+        store(a + k, g / (1.0f + exp16(v16{} - g)) * load(up + k));
+      }
+      for (; k < K; ++k) a[k] = gate[k] / (1.0f + std::exp(-gate[k])) * up[k];
+    }
+    xp = act.data();
+  }
+  float* yp = out->typed_data();
+  packed_product(pool, xp, w.typed_data(), yp, M, K, wd[0], ahead.typed_data(), ad[0], ad[1], max_threads);
+  const float* rp = residual.typed_data();
+  const float* np_ = norm.typed_data();
+  float* hp = normed->typed_data();
+  for (int64_t m = 0; m < M; ++m) {  // N is a multiple of 64: whole vectors
+    float* y = yp + m * N;
+    v16 squares = v16{};
+    for (int64_t n = 0; n < N; n += 16) {
+      const v16 sum = load(y + n) + load(rp + m * N + n);
+      store(y + n, sum);
+      squares += sum * sum;
+    }
+    float ss = 0.f;
+    for (int l = 0; l < 16; ++l) ss += squares[l];
+    const float inv = 1.0f / std::sqrt(ss / N + eps);
+    for (int64_t n = 0; n < N; n += 16) store(hp + m * N + n, load(np_ + n) * (load(y + n) * inv));
+  }
+  return ffi::Error::Success();
+}
+
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlLlmPackedMatmul, PackedMatmul,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
@@ -610,6 +671,19 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlLlmPackedMatmul, PackedMatmul,
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("max_threads"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlLlmMatmulResidualNorm, MatmulResidualNorm,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<float>("eps")
+                                  .Attr<int64_t>("swiglu")
                                   .Attr<int64_t>("max_threads"));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlLlmPack, Pack,
                               ffi::Ffi::Bind()

@@ -40,6 +40,7 @@ PANEL = 64
 TARGET = "jaxrl_llm_packed_matmul"
 PACK_TARGET = "jaxrl_llm_pack"
 ATTENTION_TARGET = "jaxrl_llm_decode_attention"
+RESIDUAL_NORM_TARGET = "jaxrl_llm_matmul_residual_norm"
 SAMPLE_TARGET = "jaxrl_llm_sample_rows"
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu_matmul.cc")
 
@@ -96,6 +97,8 @@ def available() -> bool:
                                                 platform="cpu")
                     jax.ffi.register_ffi_target(ATTENTION_TARGET,
                                                 jax.ffi.pycapsule(library.JaxrlLlmDecodeAttention), platform="cpu")
+                    jax.ffi.register_ffi_target(RESIDUAL_NORM_TARGET,
+                                                jax.ffi.pycapsule(library.JaxrlLlmMatmulResidualNorm), platform="cpu")
                     jax.ffi.register_ffi_target(SAMPLE_TARGET, jax.ffi.pycapsule(library.JaxrlLlmSampleRows),
                                                 platform="cpu")
                     _state["ok"] = True
@@ -164,6 +167,30 @@ def matmul(x: jax.Array, packed: jax.Array, max_threads: int = 0, ahead: jax.Arr
         raise ValueError(f"matmul: ahead must be packed f32 panels [P, K, {PANEL}], got {ahead.shape} {ahead.dtype}")
     out = jax.ShapeDtypeStruct((*x.shape[:-1], P * PANEL), jnp.float32)
     return jax.ffi.ffi_call(TARGET, out)(x.astype(jnp.float32), packed, ahead, max_threads=np.int64(max_threads))
+
+
+def matmul_residual_norm(x: jax.Array, packed: jax.Array, residual: jax.Array, norm: jax.Array, eps: float,
+                         swiglu: bool = False, max_threads: int = 0,
+                         ahead: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """A decoder block's output projection and the next RMSNorm in one call: (x', h) with
+
+        x' = residual + a @ unpack(packed),   h = x' / sqrt(mean(x'^2) + eps) * norm,
+
+    where a = x, or with ``swiglu`` a = silu(x[..., :K]) * x[..., K:] (x [..., 2K]: the fused
+    gate/up output feeding the down projection). residual [..., N] with x's leading dims, norm
+    [N]; f32. ``max_threads`` and ``ahead`` as in ``matmul``.
+    """
+    P, K, _ = packed.shape
+    N = P * PANEL
+    if x.shape[-1] != (2 * K if swiglu else K) or residual.shape != (*x.shape[:-1], N) or norm.shape != (N,):
+        raise ValueError(f"matmul_residual_norm: x {x.shape}, packed {packed.shape}, residual {residual.shape}, "
+                         f"norm {norm.shape} do not fit (swiglu={swiglu})")
+    if ahead is None:
+        ahead = jnp.zeros((0, 1, PANEL), jnp.float32)
+    out = (jax.ShapeDtypeStruct(residual.shape, jnp.float32), jax.ShapeDtypeStruct(residual.shape, jnp.float32))
+    return tuple(jax.ffi.ffi_call(RESIDUAL_NORM_TARGET, out)(
+        x.astype(jnp.float32), packed, ahead, residual.astype(jnp.float32), norm.astype(jnp.float32),
+        eps=np.float32(eps), swiglu=np.int64(swiglu), max_threads=np.int64(max_threads)))
 
 
 def decode_attention(q: jax.Array, k: jax.Array, v: jax.Array, valid: jax.Array, index: jax.Array,

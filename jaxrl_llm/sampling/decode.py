@@ -236,6 +236,16 @@ def _project(x, weights: DecodeWeights, layer, name, einsum, head_dim=None):
     return y.reshape(B, S, -1, head_dim) if head_dim else y.reshape(B, S, -1)
 
 
+def _residual_norm(weights: DecodeWeights, a, layer, name, residual, norm, eps, swiglu=False):
+    """``cpu_matmul.matmul_residual_norm`` of the packed ``name`` of ``layer``: (x', h), each [B, S, N]."""
+    B, S = residual.shape[:2]
+    call = functools.partial(cpu_matmul.matmul_residual_norm, eps=eps, swiglu=swiglu, max_threads=weights.kernel_threads)
+    x, h = _per_shard(weights, lambda a, r, w, n, ahead: call(a, w, r, n, ahead=ahead), a.reshape(B * S, -1),
+                      residual.reshape(B * S, -1),
+                      replicated=(weights.layers[layer][name], norm, weights.following(layer, name)))
+    return x.reshape(residual.shape), h.reshape(residual.shape)
+
+
 def _project_fused(x, weights: DecodeWeights, layer, group, splits, head_dim=None):
     """A fused group's kernel matmul, split at the column offsets ``cumsum(splits)``: [B, S, N_i]
     each, or [B, S, N_i/Dh, Dh] with ``head_dim``."""
@@ -285,8 +295,13 @@ def decode_step(model, weights: DecodeWeights, tokens, positions, attention_mask
     at_k = (0, 0, cache.index)
     at_v = (0, cache.index, 0)
     new_k, new_v = [], []
+    eps = cfg.rms_norm_eps
+    # the norm after each block: the next block's attention norm, then the final norm
+    next_norms = [p["attn_norm"] for p in weights.layers[1:]] + [model.final_norm[...].astype(cdt)]
+    # one kernel call for the output projection, the residual add and the next norm
+    fuse_norms = weights.cpu_kernels and {"wo", "w_gate_up", "w_down"} <= weights.packed
+    h = rms_norm(x, weights.layers[0]["attn_norm"], eps)
     for l, (p, k_cache, v_cache) in enumerate(zip(weights.layers, cache.k, cache.v)):
-        h = rms_norm(x, p["attn_norm"], cfg.rms_norm_eps)
         if "wqkv" in weights.packed:
             q, k, v = _project_fused(h, weights, l, "wqkv", [cfg.num_heads * Dh, K * Dh], Dh)
         else:
@@ -313,17 +328,22 @@ def decode_step(model, weights: DecodeWeights, tokens, positions, attention_mask
                              replicated=(cache.index,)).reshape(B, S, cfg.num_heads, Dh)
         else:
             out = _attend(q, k_cache, v_cache, allowed, cfg)
+        if fuse_norms:
+            x, h = _residual_norm(weights, out, l, "wo", x, p["mlp_norm"], eps)
+            gate_up = _kernel_matmul(weights, h.reshape(B * S, -1), p["w_gate_up"], weights.following(l, "w_gate_up"))
+            x, h = _residual_norm(weights, gate_up, l, "w_down", x, next_norms[l], eps, swiglu=True)
+            continue
         x = x + _project(out, weights, l, "wo", "bshk,hkd->bsd")
-        h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps)
+        h = rms_norm(x, p["mlp_norm"], eps)
         if "w_gate_up" in weights.packed:
             gate, up = _project_fused(h, weights, l, "w_gate_up", [cfg.intermediate_size])
         else:
             gate = _project(h, weights, l, "w_gate", "bsd,df->bsf")
             up = _project(h, weights, l, "w_up", "bsd,df->bsf")
         x = x + _project(jax.nn.silu(gate) * up, weights, l, "w_down", "bsf,fd->bsd")
-    x = rms_norm(x, model.final_norm[...], cfg.rms_norm_eps)
+        h = rms_norm(x, next_norms[l], eps)
     cache = DecodeCache(k=tuple(new_k), v=tuple(new_v), valid=valid, index=cache.index + S)
     if weights.unembed is None:
-        return model.unembed(x), cache
+        return model.unembed(h), cache
     ahead = weights.following(None, "unembed")
-    return _kernel_matmul(weights, x.reshape(B * S, -1), weights.unembed, ahead).reshape(B, S, -1), cache
+    return _kernel_matmul(weights, h.reshape(B * S, -1), weights.unembed, ahead).reshape(B, S, -1), cache
