@@ -19,6 +19,9 @@ CPU kernels (``jaxrl_llm/kernels/cpu_matmul.cc``; ``cpu_kernels`` in the JSON).
 
 The peer runs in a separate torch-only process, with whichever of 1 or 2 torch threads is faster
 (on a GPU: in this process, after JAX's calls, each call timed up to ``torch.cuda.synchronize()``).
+On Linux both sides run with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1`` (glibc backs its large
+allocations with transparent huge pages; the script restarts itself with it, and the peer's
+process inherits it; ``--no-huge-pages``: neither side). ``glibc_tunables`` in the JSON.
 
 Options for other devices: ``--weights random`` (SmolLM2-135M's architecture with random weights:
 no GGUF file needed; the peer loads the same weights from a ``save_pretrained`` copy; prompts are
@@ -53,6 +56,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # core; see --cpu-meshes). A one-device run uses the first of them. Set before jax is imported.
 if "--peer" not in sys.argv and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
+
+# Transparent huge pages for glibc's large allocations, on both sides (the peer's process inherits
+# the environment): XLA:CPU allocates a call's buffers afresh each call, and their first touch was
+# ~40k page faults per SmolLM2 batch-16 call (0.15-0.2 s of system time). glibc reads the setting
+# at startup, so the script starts itself again with it; --no-huge-pages runs without.
+_TUNABLE = "glibc.malloc.hugetlb=1"
+if (sys.platform.startswith("linux") and "--no-huge-pages" not in sys.argv and "--peer" not in sys.argv
+        and _TUNABLE not in os.environ.get("GLIBC_TUNABLES", "")):
+    _tunables = ":".join(filter(None, [os.environ.get("GLIBC_TUNABLES"), _TUNABLE]))
+    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]],
+              dict(os.environ, GLIBC_TUNABLES=_tunables))
 
 import argparse  # noqa: E402
 
@@ -236,6 +250,8 @@ def main():
     ap.add_argument("--reps", type=int, default=None,
                     help="timed calls per side (default: 3; SmolLM2 at batch >= 64: 2 ours; SmolLM2 peer: 1)")
     ap.add_argument("--no-peer", action="store_true", help="time ours only")
+    ap.add_argument("--no-huge-pages", action="store_true",
+                    help=f"run both sides without GLIBC_TUNABLES={_TUNABLE} (set by default on Linux)")
     ap.add_argument("--cpu-meshes", default="1,2",
                     help="on a CPU: data-parallel mesh sizes ours is timed on, the fastest kept (1: one device)")
     ap.add_argument("--out", default=RESULTS)
@@ -326,7 +342,7 @@ def main():
                  f"transformers {transformers.__version__} generate on torch {torch.__version__}")
     out = {
         "machine": {"cpus": os.cpu_count(), **rates, "load_before": load_before, "load_after": load_average(),
-                    "device_kind": device.device_kind()},
+                    "device_kind": device.device_kind(), "glibc_tunables": os.environ.get("GLIBC_TUNABLES")},
         "settings": f"plain sampling (temperature 1, no top-k/p), no stop token, {short}, {where}; peer = {peer_desc}",
         "weights": args.weights,
         "sampler_compiles": sampling.compile_count() - compiles_before,
