@@ -11,9 +11,8 @@
 // In a panel, each 6-row tile of x passes over the panel's rows holding 6 x 4 16-lane
 // accumulators; the panel stays in L2 for the next tile. Above 6 rows each thread claims its next
 // panel before it computes the one in hand and has the tile passes prefetch it (``panel_product``).
-// K is cut into blocks of kBlockK rows
-// (1 MiB of a panel) only beyond that, the accumulators carried in y between blocks. Blocks of
-// 128 rows (32 KiB, in L1) were slower: SmolLM2's four products at 16 rows ran at ~205 GFLOP/s
+// K is cut into blocks of kBlockK rows (1 MiB of a panel) only beyond that, the accumulators
+// carried in y between blocks. Blocks of 128 rows (32 KiB, in L1) were slower: SmolLM2's four products at 16 rows ran at ~205 GFLOP/s
 // against ~240 without blocking, and at 64 rows ~350 against ~360.
 //
 // Built on first use by jaxrl_llm/kernels/cpu_matmul.py with the machine's own g++ (-march=native).
@@ -129,7 +128,7 @@ class Workers {
   template <typename Fn>
   void run(int64_t count, int64_t threads, const Fn& fn) {
     std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
-    threads = std::min<int64_t>({threads, count, static_cast<int64_t>(threads_.size()) + 1});
+    threads = std::min<int64_t>({threads, count, size()});
     if (!busy.owns_lock() || threads <= 1) {
       for (int64_t i = 0; i < count; ++i) fn(i);
       return;
@@ -224,6 +223,13 @@ void parallel_for(ffi::ThreadPool& pool, int64_t count, const Fn& fn, int64_t ma
   Workers::instance().run(count, threads, fn);
 }
 
+// The rows of an array [..., K]: the product of its leading dims.
+inline int64_t leading_rows(const ffi::Span<const int64_t>& dims) {
+  int64_t rows = 1;
+  for (size_t i = 0; i + 1 < dims.size(); ++i) rows *= dims[i];
+  return rows;
+}
+
 // y [M, N] = x [M, K] @ W from W's panels (see PackedMatmul).
 void packed_product(ffi::ThreadPool& pool, const float* xp, const float* wp, float* yp, int64_t M, int64_t K,
                     int64_t panels, const float* ap, int64_t ahead_panels, int64_t ahead_rows, int64_t max_threads) {
@@ -262,8 +268,7 @@ ffi::Error PackedMatmul(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buff
       ad[2] != kPanel)
     return ffi::Error::InvalidArgument(
         "jaxrl_llm_packed_matmul: expected x [..., K], w [N/64, K, 64] and ahead [P', K', 64]");
-  int64_t M = 1;
-  for (size_t i = 0; i + 1 < xd.size(); ++i) M *= xd[i];
+  const int64_t M = leading_rows(xd);
   packed_product(pool, x.typed_data(), w.typed_data(), y->typed_data(), M, wd[1], wd[0], ahead.typed_data(), ad[0],
                  ad[1], max_threads);
   return ffi::Error::Success();
@@ -296,9 +301,10 @@ inline void transpose16(const float* in, int64_t in_stride, float* out, int64_t 
   for (int c = 0; c < 16; ++c) store(out + c * out_stride, r[(c & ~3) | ((c & 1) << 1) | ((c >> 1) & 1)]);
 }
 
-// Asks the kernel to back the whole 2 MiB pages of [p, p + bytes) with transparent huge pages on their
-// first touch (where THP is "madvise"). XLA:CPU's buffers for a call are fresh memory each call,
-// so every 4 KiB page of the packed weights was a page fault at its first write.
+// Asks the kernel to back [p, p + bytes), rounded out to whole 2 MiB pages, with transparent huge
+// pages on first touch (where THP is "madvise"). The rounding also advises the neighbouring memory
+// in those pages: advice only, no data changes. XLA:CPU's buffers for a call are fresh memory each
+// call, so every 4 KiB page of the packed weights was a page fault at its first write.
 inline void huge_pages(void* p, size_t bytes) {
 #ifdef MADV_HUGEPAGE
   constexpr uintptr_t kHuge = uintptr_t{1} << 21;
@@ -603,8 +609,6 @@ ffi::Error SampleRows(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> logits, ffi::B
   return ffi::Error::Success();
 }
 
-}  // namespace
-
 // ---------------------------------------------------------------- a block's output projection
 // A decoder block ends with  x' = residual + input @ W  and the next norm  h = rms_norm(x') * norm.
 // This is one call for both (x' and h): as XLA ops beside the matmul kernel, the add, the mean of
@@ -617,10 +621,7 @@ ffi::Error MatmulResidualNorm(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi
                               int64_t swiglu, int64_t max_threads) {
   const auto xd = x.dimensions(), wd = w.dimensions(), ad = ahead.dimensions(), rd = residual.dimensions();
   const int64_t K = wd.size() == 3 ? wd[1] : -1, N = wd.size() == 3 ? wd[0] * kPanel : -1;
-  int64_t M = 1;
-  for (size_t i = 0; i + 1 < xd.size(); ++i) M *= xd[i];
-  int64_t R = 1;
-  for (size_t i = 0; i + 1 < rd.size(); ++i) R *= rd[i];
+  const int64_t M = leading_rows(xd), R = leading_rows(rd);
   if (wd.size() != 3 || wd[2] != kPanel || xd.size() == 0 || xd.back() != (swiglu ? 2 * K : K) || ad.size() != 3 ||
       ad[2] != kPanel || rd.size() == 0 || rd.back() != N || R != M || norm.element_count() != N)
     return ffi::Error::InvalidArgument(
@@ -663,6 +664,8 @@ ffi::Error MatmulResidualNorm(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi
   }
   return ffi::Error::Success();
 }
+
+}  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(JaxrlLlmPackedMatmul, PackedMatmul,
                               ffi::Ffi::Bind()

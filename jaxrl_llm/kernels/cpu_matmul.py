@@ -151,6 +151,15 @@ def unpack(packed: jax.Array) -> jax.Array:
     return packed.transpose(1, 0, 2).reshape(K, P * PANEL)
 
 
+def _ahead_panels(ahead: jax.Array | None, caller: str) -> jax.Array:
+    """A product's ``ahead`` hint, checked: packed f32 panels, or none ([0, 1, 64])."""
+    if ahead is None:
+        return jnp.zeros((0, 1, PANEL), jnp.float32)
+    if ahead.ndim != 3 or ahead.shape[2] != PANEL or ahead.dtype != jnp.float32:
+        raise ValueError(f"{caller}: ahead must be packed f32 panels [P, K, {PANEL}], got {ahead.shape} {ahead.dtype}")
+    return ahead
+
+
 def matmul(x: jax.Array, packed: jax.Array, max_threads: int = 0, ahead: jax.Array | None = None) -> jax.Array:
     """``x @ unpack(packed)`` for f32 ``x`` [..., K] on the CPU: [..., N].
 
@@ -161,10 +170,7 @@ def matmul(x: jax.Array, packed: jax.Array, max_threads: int = 0, ahead: jax.Arr
     P, K, _ = packed.shape
     if x.shape[-1] != K:
         raise ValueError(f"matmul: x's last dim {x.shape[-1]} != the packed weight's K {K}")
-    if ahead is None:
-        ahead = jnp.zeros((0, 1, PANEL), jnp.float32)
-    if ahead.ndim != 3 or ahead.shape[2] != PANEL or ahead.dtype != jnp.float32:
-        raise ValueError(f"matmul: ahead must be packed f32 panels [P, K, {PANEL}], got {ahead.shape} {ahead.dtype}")
+    ahead = _ahead_panels(ahead, "matmul")
     out = jax.ShapeDtypeStruct((*x.shape[:-1], P * PANEL), jnp.float32)
     return jax.ffi.ffi_call(TARGET, out)(x.astype(jnp.float32), packed, ahead, max_threads=np.int64(max_threads))
 
@@ -185,8 +191,7 @@ def matmul_residual_norm(x: jax.Array, packed: jax.Array, residual: jax.Array, n
     if x.shape[-1] != (2 * K if swiglu else K) or residual.shape != (*x.shape[:-1], N) or norm.shape != (N,):
         raise ValueError(f"matmul_residual_norm: x {x.shape}, packed {packed.shape}, residual {residual.shape}, "
                          f"norm {norm.shape} do not fit (swiglu={swiglu})")
-    if ahead is None:
-        ahead = jnp.zeros((0, 1, PANEL), jnp.float32)
+    ahead = _ahead_panels(ahead, "matmul_residual_norm")
     out = (jax.ShapeDtypeStruct(residual.shape, jnp.float32), jax.ShapeDtypeStruct(residual.shape, jnp.float32))
     return tuple(jax.ffi.ffi_call(RESIDUAL_NORM_TARGET, out)(
         x.astype(jnp.float32), packed, ahead, residual.astype(jnp.float32), norm.astype(jnp.float32),

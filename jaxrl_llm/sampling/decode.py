@@ -178,10 +178,11 @@ def prepare_weights(model, use_cpu_kernel: bool = False, mesh=None) -> DecodeWei
     matrices = {name: _as_matrices(name, stacked[name]) for name in _PROJECTIONS}
     single = {name for name, w in matrices.items() if kernel and cpu_matmul.packable(w.shape[2], cdt)}
     fused = {group: names for group, names in _FUSED.items() if single.issuperset(names)}
-    sources = {name: [matrices[name]] for name in single}
-    for group, names in fused.items():
-        sources[group] = [matrices[name] for name in names]  # packed side by side, no concatenated copy
+    for names in fused.values():
         single -= set(names)
+    sources = {name: [matrices[name]] for name in single}
+    # a fused group packs its members side by side, with no concatenated copy
+    sources.update({group: [matrices[name] for name in names] for group, names in fused.items()})
     packed = frozenset(single | set(fused))
     members = {name for names in fused.values() for name in names}
     layers = []
