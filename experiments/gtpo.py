@@ -21,10 +21,10 @@ runs differ only in float rounding, so the gap is within noise. The conflict-tok
 shared tokens down here. Details: ``experiments/results/gtpo.md``.
 """
 
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
+
 from jaxrl_llm.algorithms import gtpo
 from jaxrl_llm.config import Config
-
-from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 
 def get_config() -> Config:

@@ -17,13 +17,19 @@ after 400 RL steps. ``family_a_grpo`` (the same gradient through GRPO's own modu
 ``experiments/results/gtpo.md``.
 """
 
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
+
 from jaxrl_llm.algorithms import gtpo
 from jaxrl_llm.config import Config
 
-from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
-
-
-GRPO_VIA_GTPO = gtpo.Config(beta=family_a.LEARNING_BETA, conflict_mode="none", gamma=0.0, tau_h=float("inf"), entropy_gate="code", std_normalize=True)
+GRPO_VIA_GTPO = gtpo.Config(
+    beta=family_a.LEARNING_BETA,
+    conflict_mode="none",
+    gamma=0.0,
+    tau_h=float("inf"),
+    entropy_gate="code",
+    std_normalize=True,
+)
 
 
 def get_config() -> Config:

@@ -18,10 +18,10 @@ decayed as under GRPO. Seed 1: 12.9% -> 38.7% (GRPO 26.2%), pass@4 0.551 (GRPO 0
 entropy over the last 100 steps (0.879 against 0.798). Details: ``experiments/results/hapo.md``.
 """
 
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
+
 from jaxrl_llm.algorithms import hapo
 from jaxrl_llm.config import Config
-
-from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 
 def get_config() -> Config:

@@ -28,13 +28,14 @@ every group is all-wrong, completions grow to the 32-token limit at every budget
 Details: ``experiments/results/hbpo.md``.
 """
 
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
+
 from jaxrl_llm.algorithms import hbpo
 from jaxrl_llm.config import Config
 
-from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
-
 
 def get_config() -> Config:
-    algo = hbpo.Config(budgets=(20, 24, 28, 32), l_max=32, alpha=1.0 / 32,
-                       budget_template="<think>budget {budget}</think>")
+    algo = hbpo.Config(
+        budgets=(20, 24, 28, 32), l_max=32, alpha=1.0 / 32, budget_template="<think>budget {budget}</think>"
+    )
     return family_a.config(family_a.HBPO, "hbpo", "hbpo", algo)

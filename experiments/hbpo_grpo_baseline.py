@@ -13,10 +13,10 @@ all-equal (``frac_zero_std_groups``), held-out greedy accuracy 4.7% -> 1.6%.
 Details: ``experiments/results/hbpo.md``.
 """
 
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
+
 from jaxrl_llm.algorithms import grpo
 from jaxrl_llm.config import Config
-
-from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 
 def get_config() -> Config:

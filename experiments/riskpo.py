@@ -3,9 +3,11 @@
 Spec group_rlvr_and_credit.md §9. RiskPO maximizes a mixed value-at-risk of bundle scores
 (``bundle_size`` questions per bundle, the k-th completions of a bundle's questions form a
 "paper") instead of the mean reward, with quantiles tracked in the algorithm state. It claims
-better pass@k. The MATH script's settings: alpha 0.2, beta 0.8, w 1.5, natural baseline, ``std``
-credit, bundle quantiles, with ``bundle_size = 4`` (4 bundles of the 16 prompts) and the regime's
-KL weight 0.04. ``riskpo_dapo_math.py`` runs the DAPO-Math script's baseline and credit.
+better pass@k. The MATH script's settings (``riskpo.Config``'s defaults): alpha 0.2, beta 0.9,
+w 1.5, natural baseline, ``std`` credit, bundle quantiles, with ``bundle_size = 4`` (4 bundles of the
+16 prompts) and the regime's KL weight 0.04. ``riskpo_dapo_math.py`` runs the DAPO-Math script's
+beta 0.8, baseline and credit. The measurement below was taken with beta 0.8 (the default until
+2026-12, a mix of the two scripts); it awaits a rerun at 0.9.
 
 Command (the whole comparison, or this run alone):
     python experiments/results/family_a_sweep.py --out runs/family_a
@@ -20,10 +22,10 @@ every sampled completion, the correct ones included. The claimed pass@k gain did
 Details: ``experiments/results/riskpo.md``.
 """
 
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
+
 from jaxrl_llm.algorithms import riskpo
 from jaxrl_llm.config import Config
-
-from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 
 def get_config() -> Config:

@@ -2,9 +2,9 @@
 
 The default RiskPO run (``riskpo.py``, the MATH script's settings) uses the natural baseline
 ``g_R = clip(X, q_d, q_u) - q_u <= 0``, so every advantage is <= 0. This run takes the DAPO-Math
-script's ``g_R = clip(X, q_d, q_u) - q_d >= 0`` and its ``sum_mean`` credit (each completion gets a
-share of its paper's advantage in proportion to ``R_i - mu_q``, so the sign varies within a
-question). Everything else as in ``riskpo.py``.
+script's three settings explicitly: ``beta_upper = 0.8``, ``g_R = clip(X, q_d, q_u) - q_d >= 0``
+and its ``sum_mean`` credit (each completion gets a share of its paper's advantage in proportion to
+``R_i - mu_q``, so the sign varies within a question). Everything else as in ``riskpo.py``.
 
 Command:
     jaxrl-llm train riskpo_dapo_math
@@ -18,12 +18,14 @@ held-out accuracy went 43.4% -> 43.8% after 400 RL steps and pass@4 reached 0.66
 last 100 steps). Details: ``experiments/results/riskpo.md``.
 """
 
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
+
 from jaxrl_llm.algorithms import riskpo
 from jaxrl_llm.config import Config
 
-from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
-
 
 def get_config() -> Config:
-    algo = riskpo.Config(bundle_size=4, natural_baseline=False, credit="sum_mean", beta=family_a.LEARNING_BETA)
+    algo = riskpo.Config(
+        bundle_size=4, beta_upper=0.8, natural_baseline=False, credit="sum_mean", beta=family_a.LEARNING_BETA
+    )
     return family_a.learning_config("riskpo_dapo_math", "riskpo", algo)

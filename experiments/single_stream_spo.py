@@ -19,16 +19,16 @@ samples/s against GRPO's ~105. Greedy held-out accuracy after 100 RL steps was 4
 GRPO's 44.1% / 43.4% (from 43.4%), within noise. Details: ``experiments/results/single_stream_spo.md``.
 """
 
+from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
+
 from jaxrl_llm.algorithms import single_stream_spo
 from jaxrl_llm.config import Config
-
-from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 
 def get_config() -> Config:
     # One sample per prompt: 128 prompts x 1 = GRPO's 16 x 8 samples per step. The tracker covers
     # exactly the training pool (task.train_example(0 .. LEARNING_POOL - 1)).
-    algo = single_stream_spo.Config(num_prompts=family_a.LEARNING_POOL, max_response_len=4, n_offline=0,
-                                    beta=family_a.LEARNING_BETA)
-    return family_a.learning_config("single_stream_spo", "single_stream_spo", algo, prompts_per_step=128,
-                                    group_size=1)
+    algo = single_stream_spo.Config(
+        num_prompts=family_a.LEARNING_POOL, max_response_len=4, n_offline=0, beta=family_a.LEARNING_BETA
+    )
+    return family_a.learning_config("single_stream_spo", "single_stream_spo", algo, prompts_per_step=128, group_size=1)

@@ -32,8 +32,17 @@ On a TPU pod slice or a multi-GPU host (see "Running big" in README.md), change:
 """
 
 from jaxrl_llm.algorithms import grpo
-from jaxrl_llm.config import (CheckpointConfig, Config, EvalConfig, ModelConfig, OptimConfig, RewardConfig,
-                              SamplingConfig, TaskConfig, TrainConfig)
+from jaxrl_llm.config import (
+    CheckpointConfig,
+    Config,
+    EvalConfig,
+    ModelConfig,
+    OptimConfig,
+    RewardConfig,
+    SamplingConfig,
+    TaskConfig,
+    TrainConfig,
+)
 
 SYSTEM_PROMPT = "Solve the problem. Put only the final number inside <answer></answer> tags."
 
@@ -45,11 +54,21 @@ def get_config() -> Config:
         algorithm="grpo",
         algo=grpo.Config(beta=0.04),
         model=ModelConfig(name="smollm2-135m-instruct"),
-        task=TaskConfig(name="rg:basic_arithmetic",
-                        kwargs={"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2,
-                                "operators": ["+", "-"], "allow_parentheses": False, "allow_negation": False,
-                                "num_eval": 64},
-                        max_prompt_len=128, system_prompt=SYSTEM_PROMPT),
+        task=TaskConfig(
+            name="rg:basic_arithmetic",
+            kwargs={
+                "min_terms": 2,
+                "max_terms": 2,
+                "min_digits": 1,
+                "max_digits": 2,
+                "operators": ["+", "-"],
+                "allow_parentheses": False,
+                "allow_negation": False,
+                "num_eval": 64,
+            },
+            max_prompt_len=128,
+            system_prompt=SYSTEM_PROMPT,
+        ),
         sampling=SamplingConfig(temperature=1.0, max_new_tokens=64),
         optim=OptimConfig(learning_rate=1e-6, warmup_steps=0, max_grad_norm=1.0),
         train=TrainConfig(steps=5, prompts_per_step=2, group_size=4),

@@ -10,21 +10,33 @@ Layout under ``<run_dir>/checkpoints/<step>/``:
 
 Orbax writes each step into a temporary directory and renames it when complete, so a run killed
 mid-save leaves no half-written step in ``all_steps()``. A step that is complete on disk but
-unreadable (files truncated or deleted afterwards) is skipped with a warning and the previous
-step is restored instead.
+unreadable (files truncated or deleted afterwards) while an older step restores is moved aside to
+``<run_dir>/checkpoints/corrupt-<step>-<UTC time>/`` (kept for inspection; Orbax does not take it
+for a step), with a one-line warning, and the older step is restored: the run then saves that
+step number again when it gets there, so its last state is on disk. When no step restores,
+``restore`` raises ``UnreadableCheckpointError`` and moves nothing: that is as likely a restore
+target that does not match the checkpoints as corrupt files, and starting fresh would mix runs.
 """
 
 from __future__ import annotations
 
-import logging
 import pathlib
+import time
 import warnings
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
-log = logging.getLogger(__name__)
+from jaxrl_llm import errors
+
+CORRUPT_PREFIX = "corrupt-"
+
+
+class UnreadableCheckpointError(errors.UserError):
+    """Checkpoint steps exist in a directory but none of them restores."""
 
 
 def abstract_like(tree: Any) -> Any:
@@ -56,8 +68,7 @@ class Checkpointer:
             create=True,
             cleanup_tmp_directories=True,
         )
-        self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                              item_names=("state", "meta"))
+        self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "meta"))
 
     def all_steps(self) -> list[int]:
         """Completed steps, oldest first."""
@@ -88,8 +99,17 @@ class Checkpointer:
         """Restores the newest readable step (or ``step``) onto ``target``'s structure/shardings.
 
         ``target`` is a pytree of arrays, or a callable ``meta -> pytree`` when the layout depends
-        on what the checkpoint holds (its metadata is read first). Returns ``(step, state, meta)``, or ``None`` when no checkpoint exists. A corrupt step is
-        reported with a ``UserWarning`` naming it and the reason, then the previous one is tried.
+        on what the checkpoint holds (its metadata is read first). Returns ``(step, state, meta)``,
+        or ``None`` when the directory holds no step.
+
+        Newest first, a step that fails to restore (or whose metadata names another step) is
+        passed over for the previous one. Once an older step restores, each newer step that failed
+        is moved aside to ``corrupt-<step>-<UTC time>`` in this directory (by process 0; every
+        process waits for it) with a ``UserWarning`` naming the new path and the reason, so that
+        saving that step number again writes the run's new state instead of being refused.
+        Raises ``UnreadableCheckpointError`` (moving nothing) when steps exist and none restores,
+        or when the requested ``step`` does not restore; ``FileNotFoundError`` when ``step`` is
+        not among the saved steps.
         """
         self.wait()
         steps = self.all_steps()
@@ -97,6 +117,7 @@ class Checkpointer:
             if step not in steps:
                 raise FileNotFoundError(f"no checkpoint step {step} in {self.directory}; have {steps}")
             steps = [step]
+        failed: list[tuple[int, str]] = []
         for s in reversed(steps):
             try:
                 if callable(target):
@@ -109,19 +130,51 @@ class Checkpointer:
                     args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()),
                 )
             except Exception as e:  # noqa: BLE001 — any read failure means this step is unusable
-                warnings.warn(
-                    f"checkpoint step {s} in {self.directory} is unreadable ({type(e).__name__}: "
-                    f"{str(e)[:300]}); falling back to the previous checkpoint")
+                failed.append((s, f"{type(e).__name__}: {_one_line(str(e))}"))
                 continue
             meta = restored["meta"]
             if not isinstance(meta, dict) or meta.get("step") != s:
-                warnings.warn(f"checkpoint step {s} in {self.directory} has bad metadata; "
-                              "falling back to the previous checkpoint")
+                failed.append((s, f"its metadata names step {meta.get('step') if isinstance(meta, dict) else meta!r}"))
                 continue
+            if failed:
+                self._move_aside(failed, restored_step=s)
             return s, restored["state"], meta
-        if steps:
-            warnings.warn(f"no readable checkpoint among steps {steps} in {self.directory}; starting fresh")
-        return None
+        if not steps:
+            return None
+        reasons = "; ".join(f"step {s}: {why}" for s, why in failed)
+        raise UnreadableCheckpointError(
+            f"no checkpoint in {self.directory} restores (steps {steps}; {reasons}); if they are corrupt, "
+            f"move them out of the way to start this run again, or start a new run in another directory"
+        )
+
+    def _move_aside(self, failed: list[tuple[int, str]], restored_step: int) -> None:
+        """Renames each failed step's directory to ``corrupt-<step>-<UTC time>`` (process 0), warns."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        for s, why in failed:
+            src = self.directory / str(s)
+            dst = self.directory / f"{CORRUPT_PREFIX}{s}-{stamp}"
+            n = 1
+            while dst.exists():
+                n += 1
+                dst = self.directory / f"{CORRUPT_PREFIX}{s}-{stamp}-{n}"
+            if jax.process_index() == 0:
+                try:
+                    src.rename(dst)
+                except OSError as e:
+                    warnings.warn(
+                        f"checkpoint step {s} in {self.directory} is unreadable ({why}) and could not "
+                        f"be moved aside ({e}); falling back to step {restored_step}",
+                        stacklevel=3,
+                    )
+                    continue
+            warnings.warn(
+                f"checkpoint step {s} in {self.directory} is unreadable ({why}); moved it to {dst} "
+                f"and falling back to step {restored_step}",
+                stacklevel=3,
+            )
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices("jaxrl_llm.checkpoint.move_aside")
+        self._manager.reload()
 
     def wait(self) -> None:
         """Blocks until any async save is durable on disk."""
@@ -130,3 +183,9 @@ class Checkpointer:
     def close(self) -> None:
         self._manager.wait_until_finished()
         self._manager.close()
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one line, cut to ``limit`` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -21,8 +21,11 @@ import pathlib
 import sys
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
+
+from jaxrl_llm import algorithms
 
 
 class ConfigError(ValueError):
@@ -60,6 +63,7 @@ class SamplingConfig:
     top_p: float = 1.0
     min_p: float = 0.0
     max_new_tokens: int = 32
+    backend: str = "auto"  # decode backend (jaxrl_llm.sampling.backend): "auto", "xla", "cpu", ...
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,19 @@ class TrainConfig:
     # then drawn as whole groups.
     share_prompt: bool = True
     on_nonfinite: Literal["skip", "stop"] = "skip"
+    # Sampler/trainer mismatch correction (``ops.rollout_correction``), from the sampler's
+    # log-probs mu and pi_old: "token_tis" multiplies each token's loss term by
+    # min(pi_old / mu, rollout_correction_cap) (``batch["is_weights"]``); "sequence_mis" drops whole
+    # rows whose geometric-mean ratio leaves [rollout_correction_low, rollout_correction_high].
+    # Meaningful with old_logprobs="recompute" (otherwise pi_old is the sampler's own policy).
+    rollout_correction: Literal["off", "token_tis", "sequence_mis"] = "off"
+    rollout_correction_cap: float = 2.0
+    rollout_correction_low: float = 0.5
+    rollout_correction_high: float = 2.0
+    # The value head of methods with a critic (PPO): "separate" = a copy of the policy's trunk
+    # (initialised from the policy at RL start) with a linear head; "shared" = a linear head on the
+    # policy's own trunk (the value loss then also trains the policy's trunk).
+    critic: Literal["separate", "shared"] = "separate"
 
 
 @dataclass(frozen=True)
@@ -192,16 +209,37 @@ class Config:
 # Validation
 
 _POSITIVE = {
-    "train.steps", "train.prompts_per_step", "train.group_size", "train.num_iterations",
-    "train.num_minibatches", "train.max_sampling_rounds", "sampling.max_new_tokens",
-    "task.max_prompt_len", "sft.batch_size", "eval.batch_size",
-    "checkpoint.max_to_keep", "log.every",
+    "train.steps",
+    "train.prompts_per_step",
+    "train.group_size",
+    "train.num_iterations",
+    "train.num_minibatches",
+    "train.max_sampling_rounds",
+    "sampling.max_new_tokens",
+    "task.max_prompt_len",
+    "sft.batch_size",
+    "eval.batch_size",
+    "checkpoint.max_to_keep",
+    "log.every",
 }
 _NON_NEGATIVE = {
-    "sampling.top_k", "sampling.min_p", "optim.warmup_steps", "optim.weight_decay",
-    "optim.max_grad_norm", "train.micro_batch_size", "sft.steps", "sft.warmup_steps",
-    "eval.every", "eval.k", "checkpoint.every", "model.logprob_chunk_size", "sft.weight_decay",
-    "sft.micro_batch_size", "eval.num_examples", "reward.num_workers", "mesh.num_devices",
+    "sampling.top_k",
+    "sampling.min_p",
+    "optim.warmup_steps",
+    "optim.weight_decay",
+    "optim.max_grad_norm",
+    "train.micro_batch_size",
+    "sft.steps",
+    "sft.warmup_steps",
+    "eval.every",
+    "eval.k",
+    "checkpoint.every",
+    "model.logprob_chunk_size",
+    "sft.weight_decay",
+    "sft.micro_batch_size",
+    "eval.num_examples",
+    "reward.num_workers",
+    "mesh.num_devices",
 }
 
 
@@ -213,6 +251,11 @@ def _walk(obj: Any, prefix: str = ""):
             yield from _walk(value, key + ".")
         else:
             yield key, value
+
+
+# the decode backends a config may name (``jaxrl_llm.sampling.backend``; "cpu" is registered by
+# ``jaxrl_llm.kernels``)
+DECODE_BACKENDS = ("auto", "xla", "cpu")
 
 
 def validate(cfg: Config) -> Config:
@@ -236,21 +279,63 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"sampling.temperature must be > 0, got {s.temperature}")
     if not 0 < s.top_p <= 1:
         raise ConfigError(f"sampling.top_p must be in (0, 1], got {s.top_p}")
+    if s.backend not in DECODE_BACKENDS:
+        raise ConfigError(f"sampling.backend must be one of {list(DECODE_BACKENDS)}, got {s.backend!r}")
     if cfg.optim.learning_rate <= 0 or cfg.sft.learning_rate <= 0:
         raise ConfigError("optim.learning_rate and sft.learning_rate must be > 0")
     batch = t.prompts_per_step * t.group_size
     if batch % t.num_minibatches:
         raise ConfigError(
             f"train.num_minibatches={t.num_minibatches} must divide the rollout batch "
-            f"prompts_per_step*group_size={batch}")
+            f"prompts_per_step*group_size={batch}"
+        )
     minibatch = batch // t.num_minibatches
     if t.micro_batch_size and minibatch % t.micro_batch_size:
+        raise ConfigError(f"train.micro_batch_size={t.micro_batch_size} must divide the minibatch size {minibatch}")
+    if t.rollout_correction_cap <= 0 or not 0 <= t.rollout_correction_low < t.rollout_correction_high:
         raise ConfigError(
-            f"train.micro_batch_size={t.micro_batch_size} must divide the minibatch size {minibatch}")
+            "train.rollout_correction_cap must be > 0 and 0 <= rollout_correction_low < "
+            f"rollout_correction_high, got {t.rollout_correction_cap}, {t.rollout_correction_low}, "
+            f"{t.rollout_correction_high}"
+        )
     if not cfg.algorithm:
         raise ConfigError("algorithm must name a registered algorithm")
     if cfg.algo is not None and not dataclasses.is_dataclass(cfg.algo):
         raise ConfigError(f"algo must be the algorithm's Config dataclass or None, got {type(cfg.algo).__name__}")
+    resolved = resolve_algo(cfg)
+    reason = algorithms.get(cfg.algorithm).check_config(resolved)
+    if reason:
+        raise ConfigError(f"algorithm {cfg.algorithm!r} cannot run this config: {reason}")
+    return cfg
+
+
+def fit_to_task(cfg: Config, num_train: int) -> Config:
+    """Checks the algorithm config against the task; fills ``num_prompts``.
+
+    A per-prompt state (``algo.num_prompts``) indexes the task's training examples by
+    ``prompt_ids``: 0 (unset) becomes ``num_train``; a method that draws its own prompts
+    (``select_prompts``) covers the first ``num_prompts <= num_train`` examples; any other method
+    needs ``num_prompts == num_train``. Raises ``ConfigError`` naming the field otherwise.
+    """
+    cfg = resolve_algo(cfg)
+    a = cfg.algo
+    names = {f.name for f in dataclasses.fields(a)}
+    if "num_prompts" not in names:
+        return cfg
+    n = a.num_prompts
+    draws_own = "select_prompts" in algorithms.get(cfg.algorithm).hooks
+    if n == 0:
+        return dataclasses.replace(cfg, algo=dataclasses.replace(a, num_prompts=num_train))
+    if draws_own and n > num_train:
+        raise ConfigError(
+            f"algo.num_prompts={n} > the {num_train} training examples of task {cfg.task.name!r}: "
+            f"{cfg.algorithm} draws prompt indices in [0, num_prompts); lower it"
+        )
+    if not draws_own and n != num_train:
+        raise ConfigError(
+            f"algo.num_prompts={n} != the {num_train} training examples of task {cfg.task.name!r}: "
+            f"{cfg.algorithm}'s per-prompt state is indexed by the example index; set it to {num_train} or 0"
+        )
     return cfg
 
 
@@ -364,13 +449,10 @@ def _parse_value(key: str, text: str, hint: Any) -> Any:
 
 
 def _algo_config_class(algorithm: str):
-    from jaxrl_llm import algorithms
-
     try:
         return algorithms.get(algorithm).Config
     except KeyError:
-        raise ConfigError(
-            f"algorithm {algorithm!r} is not registered; known: {sorted(algorithms.REGISTRY)}") from None
+        raise ConfigError(f"algorithm {algorithm!r} is not registered; known: {sorted(algorithms.REGISTRY)}") from None
 
 
 def resolve_algo(cfg: Config) -> Config:
@@ -382,24 +464,28 @@ def resolve_algo(cfg: Config) -> Config:
     if not isinstance(cfg.algo, cls):
         raise ConfigError(
             f"algo is a {type(cfg.algo).__module__}.{type(cfg.algo).__name__} but algorithm "
-            f"{cfg.algorithm!r} expects {cls.__module__}.{cls.__name__}")
+            f"{cfg.algorithm!r} expects {cls.__module__}.{cls.__name__}"
+        )
     return cfg
 
 
 def _set(obj: Any, parts: list[str], text: str, path: str) -> Any:
     name = parts[0]
     if not dataclasses.is_dataclass(obj):
-        raise ConfigError(f"{path}: {'.'.join(path.split('.')[:-len(parts)])} is not a config section")
+        raise ConfigError(f"{path}: {'.'.join(path.split('.')[: -len(parts)])} is not a config section")
     fields = {f.name: f for f in dataclasses.fields(obj)}
     if name not in fields:
         section = path[: len(path) - len(".".join(parts))].rstrip(".") or "<root>"
-        raise ConfigError(f"unknown config key {path!r}: section {section} has no field {name!r}; "
-                          f"known: {sorted(fields)}")
+        raise ConfigError(
+            f"unknown config key {path!r}: section {section} has no field {name!r}; known: {sorted(fields)}"
+        )
     current = getattr(obj, name)
     if len(parts) > 1:
         return dataclasses.replace(obj, **{name: _set(current, parts[1:], text, path)})
     if dataclasses.is_dataclass(current):
-        raise ConfigError(f"{path} is a section; set one of its fields, e.g. {path}.{dataclasses.fields(current)[0].name}")
+        raise ConfigError(
+            f"{path} is a section; set one of its fields, e.g. {path}.{dataclasses.fields(current)[0].name}"
+        )
     hint = typing.get_type_hints(type(obj))[name]
     return dataclasses.replace(obj, **{name: _parse_value(path, text, hint)})
 
@@ -452,10 +538,13 @@ def load_experiment(spec: str | None) -> Config:
     # pieces live beside it (``experiments/bases/``).
     folder = str(path.resolve().parent)
     sys.path.insert(0, folder)
+    # Registered while it runs, as an imported module is (dataclasses defined in it look it up).
+    sys.modules[module_spec.name] = module
     try:
         module_spec.loader.exec_module(module)
     finally:
         sys.path.remove(folder)
+        sys.modules.pop(module_spec.name, None)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"experiment {path} has no get_config()")
     cfg = module.get_config()
@@ -508,8 +597,14 @@ def _build(cls: type, d: dict[str, Any], prefix: str) -> Any:
 
 
 DEFAULT_TASK_KWARGS = {
-    "min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1, "operators": ["+", "-"],
-    "allow_parentheses": False, "allow_negation": False, "num_eval": 500,
+    "min_terms": 2,
+    "max_terms": 2,
+    "min_digits": 1,
+    "max_digits": 1,
+    "operators": ["+", "-"],
+    "allow_parentheses": False,
+    "allow_negation": False,
+    "num_eval": 500,
 }
 
 

@@ -11,7 +11,7 @@ current JAX): shardings are placed on inputs/params with ``jax.jit(in_shardings=
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np

@@ -1,4 +1,4 @@
-"""APO (text part): the spec's hand-computed case (agentic_multimodal_judges.md §1) and NumPy references."""
+"""APO (text part): hand-computed case and NumPy references."""
 
 import dataclasses
 
@@ -24,8 +24,11 @@ SPEC = _rollout([1.5, 1.5, 0.5, 0.0], [100, 120, 300, 90], 4)
 
 def test_spec_case_advantages_and_stcr():
     # c = [1,1,0,0], p = d = 0.5, L+ = 110, Delta = [0,0,190,-20], w = [1,1,1.00189819,1].
-    np.testing.assert_allclose(apo.stcr_weights(jnp.array([1, 1, 0, 0]), jnp.array([100, 120, 300, 90]), 4, CFG),
-                               [1.0, 1.0, 1.00189819, 1.0], rtol=1e-7)
+    np.testing.assert_allclose(
+        apo.stcr_weights(jnp.array([1, 1, 0, 0]), jnp.array([100, 120, 300, 90]), 4, CFG),
+        [1.0, 1.0, 1.00189819, 1.0],
+        rtol=1e-7,
+    )
     adv, m = apo.advantages(SPEC, CFG)
     np.testing.assert_allclose(adv, [0.83333, 0.83333, -0.50094909, -1.16667], atol=1e-5)
     np.testing.assert_allclose(m["apo/difficulty"], 0.5)
@@ -43,8 +46,15 @@ def test_spec_case_dads_weights_and_kl_term():
     adv, _ = apo.advantages(SPEC, CFG)
     mask = SPEC["mask"]
     lp = jnp.full(mask.shape, -1.0)
-    batch = {"old_logprobs": lp, "ref_logprobs": lp + d, "advantages": adv, "mask": mask,
-             "num_tokens": jnp.sum(mask), "num_seqs": jnp.float32(4), **apo.batch_extras(SPEC, CFG)}
+    batch = {
+        "old_logprobs": lp,
+        "ref_logprobs": lp + d,
+        "advantages": adv,
+        "mask": mask,
+        "num_tokens": jnp.sum(mask),
+        "num_seqs": jnp.float32(4),
+        **apo.batch_extras(SPEC, CFG),
+    }
     loss, m = apo.loss(lp, batch, CFG)
     np.testing.assert_allclose(m["loss/kl"], 8.7156e-6, rtol=1e-4)
     np.testing.assert_allclose(m["kl"], 0.01, rtol=1e-4)
@@ -84,12 +94,15 @@ def test_advantages_against_numpy_reference():
     np.testing.assert_allclose(kappa, np.where(a > 0, omega, 1.0).reshape(-1), rtol=1e-5)
     assert np.any(w > 1.01)
     jitted, _ = jax.jit(lambda x: apo.advantages({**x, "group_size": g}, cfg))(
-        {k: v for k, v in _rollout(r, lengths, g, t=40).items() if k != "group_size"})
+        {k: v for k, v in _rollout(r, lengths, g, t=40).items() if k != "group_size"}
+    )
     np.testing.assert_allclose(jitted, adv, rtol=1e-6)
 
 
 def test_stcr_is_off_without_any_correct_answer_and_for_short_wrong_answers():
-    w = apo.stcr_weights(jnp.array([0, 0, 1, 0]), jnp.array([50, 10, 20, 20]), 2, dataclasses.replace(CFG, stcr_base=1.1))
+    w = apo.stcr_weights(
+        jnp.array([0, 0, 1, 0]), jnp.array([50, 10, 20, 20]), 2, dataclasses.replace(CFG, stcr_base=1.1)
+    )
     # group 1 has no correct answer; in group 2 the wrong answer is as long as the correct one.
     np.testing.assert_allclose(w, [1.0, 1.0, 1.0, 1.0])
 
@@ -103,9 +116,15 @@ def test_loss_kl_weighting_against_numpy():
     adv = RNG.normal(size=b).astype(np.float32)
     kappa = RNG.uniform(0.2, 1, b).astype(np.float32)
     cfg = dataclasses.replace(CFG, beta=0.1)
-    batch = {"old_logprobs": jnp.asarray(old), "ref_logprobs": jnp.asarray(ref), "advantages": jnp.asarray(adv),
-             "mask": jnp.asarray(mask), "kl_weights": jnp.asarray(kappa), "num_tokens": jnp.float32(mask.sum()),
-             "num_seqs": jnp.float32(b)}
+    batch = {
+        "old_logprobs": jnp.asarray(old),
+        "ref_logprobs": jnp.asarray(ref),
+        "advantages": jnp.asarray(adv),
+        "mask": jnp.asarray(mask),
+        "kl_weights": jnp.asarray(kappa),
+        "num_tokens": jnp.float32(mask.sum()),
+        "num_seqs": jnp.float32(b),
+    }
     loss, _ = apo.loss(jnp.asarray(lp), batch, cfg)
     ratio = np.exp(lp - old)
     pg = -np.minimum(ratio * adv[:, None], np.clip(ratio, 0.8, 1.2) * adv[:, None])
@@ -116,8 +135,14 @@ def test_loss_kl_weighting_against_numpy():
 
 
 def test_loss_requires_kl_weights_when_beta_positive():
-    batch = {"old_logprobs": jnp.zeros((2, 3)), "ref_logprobs": jnp.zeros((2, 3)), "advantages": jnp.ones(2),
-             "mask": jnp.ones((2, 3)), "num_tokens": jnp.float32(6), "num_seqs": jnp.float32(2)}
+    batch = {
+        "old_logprobs": jnp.zeros((2, 3)),
+        "ref_logprobs": jnp.zeros((2, 3)),
+        "advantages": jnp.ones(2),
+        "mask": jnp.ones((2, 3)),
+        "num_tokens": jnp.float32(6),
+        "num_seqs": jnp.float32(2),
+    }
     with pytest.raises(KeyError, match="kl_weights"):
         apo.loss(jnp.zeros((2, 3)), batch, CFG)
 

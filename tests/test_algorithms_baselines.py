@@ -1,4 +1,4 @@
-"""Hand-computed cases (papers/baselines_preference_nonllm.md §0) for the baseline algorithms:
+"""Hand-computed cases for the baseline algorithms:
 grpo, dr_grpo, dapo, gspo, ppo, rloo, reinforce_pp, cispo."""
 
 import dataclasses
@@ -42,7 +42,9 @@ def test_aggregation_spec_case(mod, expected):
 
 
 def test_grpo_advantages_and_kl_term():
-    adv, m = grpo.advantages({"rewards": jnp.array([1.0, 0, 0, 1]), "mask": jnp.ones((4, 2)), "group_size": 4}, grpo.Config(std_eps=0.0))
+    adv, m = grpo.advantages(
+        {"rewards": jnp.array([1.0, 0, 0, 1]), "mask": jnp.ones((4, 2)), "group_size": 4}, grpo.Config(std_eps=0.0)
+    )
     np.testing.assert_allclose(adv, [0.8660254, -0.8660254, -0.8660254, 0.8660254], rtol=1e-6)
     assert m["frac_zero_std_groups"] == 0.0
     # one token, ratio 1, A = 0, d = ref - logp = 0.1: loss = beta * k3 = 0.04 * 0.0051709
@@ -55,7 +57,9 @@ def test_grpo_advantages_and_kl_term():
 
 
 def test_dr_grpo_advantages():
-    adv, _ = dr_grpo.advantages({"rewards": jnp.array([1.0, 0, 0, 1]), "mask": jnp.ones((4, 2)), "group_size": 4}, dr_grpo.Config())
+    adv, _ = dr_grpo.advantages(
+        {"rewards": jnp.array([1.0, 0, 0, 1]), "mask": jnp.ones((4, 2)), "group_size": 4}, dr_grpo.Config()
+    )
     np.testing.assert_allclose(adv, [0.5, -0.5, -0.5, 0.5])
 
 
@@ -65,14 +69,17 @@ def test_dapo_clip_higher_and_overlong():
     lp = jnp.log(jnp.array([[1.25]]))
     np.testing.assert_allclose(dapo.loss(lp, b, dapo.Config())[0], -1.25, rtol=1e-6)
     np.testing.assert_allclose(grpo.loss(lp, b, grpo.Config(beta=0.0))[0], -1.2, rtol=1e-6)
-    np.testing.assert_allclose(dapo.overlong_penalty(jnp.array([100, 16384, 18432, 20480, 30000]), 20480, 4096), [0, 0, -0.5, -1, -1])
+    np.testing.assert_allclose(
+        dapo.overlong_penalty(jnp.array([100, 16384, 18432, 20480, 30000]), 20480, 4096), [0, 0, -0.5, -1, -1]
+    )
     shaped = dapo.shape_rewards(jnp.array([1.0, -1.0]), {"lengths": jnp.array([18432, 10])}, dapo.Config())
     np.testing.assert_allclose(shaped, [0.5, -1.0])
     with pytest.raises(ValueError, match="cache_len"):
         dapo.overlong_penalty(jnp.array([1]), 10, 20)
 
 
-def test_dapo_dynamic_sampling_backfill_static_shapes():
+def test_dapo_filter_groups_keeps_groups_with_reward_variance():
+    """The backfill of dropped groups is the group rollout kind's (tests/test_rollouts.py)."""
     g = 2
     rollout = {  # 3 groups: [1,1] dropped, [0,1] kept, [0,0] dropped
         "rewards": jnp.array([1.0, 1.0, 0.0, 1.0, 0.0, 0.0]),
@@ -81,26 +88,8 @@ def test_dapo_dynamic_sampling_backfill_static_shapes():
         "group_ids": jnp.repeat(jnp.arange(3), g),
         "group_size": g,
     }
-    surplus = {  # 2 more groups: [0.5, 0.25] kept, [1, 0] kept
-        "rewards": jnp.array([0.5, 0.25, 1.0, 0.0]),
-        "mask": jnp.ones((4, 3)),
-        "tokens": 100 + jnp.arange(12).reshape(4, 3),
-        "group_ids": jnp.repeat(jnp.arange(2), g),
-        "group_size": g,
-    }
     keep = dapo.filter_groups(rollout, dapo.Config())
     np.testing.assert_array_equal(keep, [False, False, True, True, False, False])
-    skeep = dapo.filter_groups(surplus, dapo.Config())
-    out, n = jax.jit(dapo.backfill, static_argnums=4)(rollout, keep, surplus, skeep, g)
-    assert int(n) == 3
-    np.testing.assert_array_equal(out["rewards"], [0.0, 1.0, 0.5, 0.25, 1.0, 0.0])
-    np.testing.assert_array_equal(out["tokens"][:, 0], [6, 9, 100, 103, 106, 109])
-    np.testing.assert_array_equal(out["group_ids"], [0, 0, 1, 1, 2, 2])
-    assert out["mask"].shape == (6, 3) and float(out["mask"].sum()) == 18
-    # Not enough kept groups: the batch keeps its shape and the unfilled group is masked out.
-    out, n = dapo.backfill(rollout, keep, surplus, jnp.zeros(4, bool), g)
-    assert int(n) == 1 and out["rewards"].shape == (6,)
-    np.testing.assert_array_equal(out["mask"].sum(1), [3, 3, 0, 0, 0, 0])
 
 
 def test_gspo_spec_case():
@@ -110,8 +99,11 @@ def test_gspo_spec_case():
         np.testing.assert_allclose(f(lp), expected, rtol=1e-5)
         g = jax.grad(f)(lp)
         assert np.all(g == 0) == grad_zero
-    np.testing.assert_allclose(jax.grad(lambda x: gspo.loss(x, _batch([1.0], [[1.0, 1.0]]), gspo.Config())[0])(lp),
-                               [[-0.904837 / 2, -0.904837 / 2]], rtol=1e-5)
+    np.testing.assert_allclose(
+        jax.grad(lambda x: gspo.loss(x, _batch([1.0], [[1.0, 1.0]]), gspo.Config())[0])(lp),
+        [[-0.904837 / 2, -0.904837 / 2]],
+        rtol=1e-5,
+    )
 
 
 def test_ppo_gae_spec_case_and_losses():
@@ -167,27 +159,47 @@ def test_reinforce_pp_global_normalization():
     # with KL in the reward: r_t = -beta k1_t (+ R at the end), returns are reverse cumulative sums
     old = jnp.array([[-1.0, -2.0, -1.0], [-1.0, 0.0, 0.0]])
     ref_lp = jnp.array([[-1.5, -1.0, -1.0], [-0.5, 0.0, 0.0]])
-    adv, m = reinforce_pp.advantages({**rollout, "old_logprobs": old, "ref_logprobs": ref_lp}, reinforce_pp.Config(beta=0.1))
+    adv, m = reinforce_pp.advantages(
+        {**rollout, "old_logprobs": old, "ref_logprobs": ref_lp}, reinforce_pp.Config(beta=0.1)
+    )
     k1 = np.array([[0.5, -1.0, 0.0], [-0.5, 0.0, 0.0]])
     r = -0.1 * k1 + np.array([[0, 0, 1.0], [0, 0, 0]])
     ret = np.array([[r[0].sum(), r[0, 1:].sum(), r[0, 2]], [r[1, 0], 0, 0]])
     sel = ret[np.asarray(mask) > 0]
-    np.testing.assert_allclose(np.asarray(adv)[np.asarray(mask) > 0], (sel - sel.mean()) / (sel.std() + 1e-8), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(adv)[np.asarray(mask) > 0], (sel - sel.mean()) / (sel.std() + 1e-8), rtol=1e-5
+    )
     np.testing.assert_allclose(m["kl"], k1[np.asarray(mask) > 0].mean(), rtol=1e-6)
     # group baseline: rewards centered within each group before the returns
-    adv_b, _ = reinforce_pp.advantages({"rewards": jnp.array([1.0, 3.0]), "mask": jnp.ones((2, 1)), "group_size": 2},
-                                       reinforce_pp.Config(beta=0.0, group_baseline=True))
+    adv_b, _ = reinforce_pp.advantages(
+        {"rewards": jnp.array([1.0, 3.0]), "mask": jnp.ones((2, 1)), "group_size": 2},
+        reinforce_pp.Config(beta=0.0, group_baseline=True),
+    )
     np.testing.assert_allclose(adv_b, [[-1.0], [1.0]], rtol=1e-6)
 
 
 def test_cispo_keeps_gradient_of_clipped_tokens():
-    # rho = 8 > 1 + eps_high = 6, A = +1: PPO would zero the gradient; CISPO scales it by the capped 6.
+    # rho = 8 > 1 + eps_high = 5, A = +1: PPO would zero the gradient; CISPO scales it by the capped 5.
     lp = jnp.log(jnp.array([[8.0, 1.0]]))
     b = _batch([1.0], [[1.0, 1.0]])
     loss_fn = lambda x: cispo.loss(x, b, cispo.Config())[0]
-    np.testing.assert_allclose(jax.grad(loss_fn)(lp), [[-6.0 / 2, -1.0 / 2]], rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(loss_fn)(lp), [[-5.0 / 2, -1.0 / 2]], rtol=1e-6)
     m = cispo.loss(lp, b, cispo.Config())[1]
     np.testing.assert_allclose(m["clip_frac/high"], 0.5)
     # with a lower bound: rho = 0.5 < 1 - eps_low = 0.8 gets weight 0.8
     g = jax.grad(lambda x: cispo.loss(x, b, cispo.Config(eps_low=0.2))[0])(jnp.log(jnp.array([[0.5, 1.0]])))
     np.testing.assert_allclose(g, [[-0.8 / 2, -0.5]], rtol=1e-6)
+
+
+def test_cispo_default_cap_is_trls_absolute_5():
+    """TRL's cispo (epsilon_high=5.0) weights a token by min(rho, 5); the default reproduces it:
+    rho = 4.5 keeps its weight, rho = 5.5 and rho = 6.5 are both capped at 5 (a cap of 1 + 5 = 6,
+    this file's old default, left 5.5 unclipped)."""
+    cfg = cispo.Config()
+    assert 1.0 + cfg.eps_high == 5.0
+    rho = np.array([[4.5, 5.5, 6.5]], np.float32)
+    b = _batch([1.0], [[1.0, 1.0, 1.0]])
+    g = jax.grad(lambda x: cispo.loss(x, b, cfg)[0])(jnp.log(jnp.asarray(rho)))
+    np.testing.assert_allclose(g, -np.minimum(rho, 5.0) / 3, rtol=1e-5)  # d/dlp of -sg[w] A lp / 3 tokens
+    m = cispo.loss(jnp.log(jnp.asarray(rho)), b, cfg)[1]
+    np.testing.assert_allclose(m["clip_frac/high"], 2 / 3, rtol=1e-6)

@@ -1,14 +1,13 @@
-"""BNPO: Beta-normalized advantages, the tracked (alpha, beta) state and the loss, pinned by the
-spec's hand-computed batch, its REINFORCE / GRPO equivalences and a port of the official code."""
+"""BNPO: Beta-normalized advantages, the tracked (alpha, beta) state and the loss, pinned by
+the hand-computed batch, its REINFORCE / GRPO equivalences and a port of the official code."""
 
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
-
-import jax
-import jax.numpy as jnp
 
 from jaxrl_llm.algorithms import bnpo
 
@@ -49,7 +48,11 @@ def test_inverse_density_matches_scipy_and_clamps():
     a, b = rng.uniform(1, 6, 20), rng.uniform(1, 6, 20)
     p = rng.uniform(0.02, 0.98, 20)
     want = np.minimum(1 / scipy.stats.beta.pdf(p, a, b), 1e6)
-    np.testing.assert_allclose(bnpo.inverse_density(jnp.asarray(p, jnp.float32), jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)), want, rtol=2e-4)
+    np.testing.assert_allclose(
+        bnpo.inverse_density(jnp.asarray(p, jnp.float32), jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)),
+        want,
+        rtol=2e-4,
+    )
     edge = bnpo.inverse_density(jnp.array([0.0, 1.0, 0.0]), jnp.array([2.0, 2.0, 1.0]), jnp.array([2.0, 2.0, 3.0]))
     np.testing.assert_allclose(edge, [1e6, 1e6, 1 / 3], rtol=1e-5)
 
@@ -84,7 +87,9 @@ def test_matches_official_code_port(seed):
     rewards = (rng.uniform(size=(p, g)) < rates[:, None]).astype(np.float32).reshape(-1)
     rewards[:g] = 1.0  # one all-correct group: p = 1, A = 0
     want, alpha, beta = ref_code(rewards, np.repeat(np.arange(p), g))
-    fn = jax.jit(lambda r: bnpo.advantages({"rewards": r, "mask": jnp.ones((p * g, 1)), "group_size": g}, bnpo.Config()))
+    fn = jax.jit(
+        lambda r: bnpo.advantages({"rewards": r, "mask": jnp.ones((p * g, 1)), "group_size": g}, bnpo.Config())
+    )
     got, m = fn(jnp.asarray(rewards))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
     assert float(m["bnpo/alpha"]) == pytest.approx(alpha, rel=1e-5)
@@ -124,8 +129,11 @@ def test_state_tracks_fit_and_momentum_smooths_it():
     for r in batches:
         s = bnpo.update_state(s, _rollout(r), cfg0)
     fresh = bnpo.update_state(bnpo.init_state(cfg0), _rollout(batches[1]), cfg0)
-    jax.tree.map(np.testing.assert_allclose, {k: v for k, v in s.items() if k != "steps"},
-                 {k: v for k, v in fresh.items() if k != "steps"})  # momentum 0: refit per batch
+    jax.tree.map(
+        np.testing.assert_allclose,
+        {k: v for k, v in s.items() if k != "steps"},
+        {k: v for k, v in fresh.items() if k != "steps"},
+    )  # momentum 0: refit per batch
     assert int(s["steps"]) == 2
     # Momentum 0.5: the second fit uses mu, v averaged with the first batch's.
     cfg = bnpo.Config(momentum=0.5)
@@ -160,9 +168,16 @@ def test_loss_matches_reference():
     lp[0, 0] = old[0, 0] + np.log(15.0)  # a dual-clipped token if A[0] < 0
     adv = rng.normal(size=b).astype(np.float32)
     adv[0] = -1.0
-    batch = {"old_logprobs": jnp.asarray(old), "advantages": jnp.asarray(adv), "mask": jnp.asarray(mask),
-             "num_tokens": jnp.float32(mask.sum()), "num_seqs": jnp.float32(b)}
-    (val, m), g = jax.jit(jax.value_and_grad(lambda x: bnpo.loss(x, batch, bnpo.Config()), has_aux=True))(jnp.asarray(lp))
+    batch = {
+        "old_logprobs": jnp.asarray(old),
+        "advantages": jnp.asarray(adv),
+        "mask": jnp.asarray(mask),
+        "num_tokens": jnp.float32(mask.sum()),
+        "num_seqs": jnp.float32(b),
+    }
+    (val, m), g = jax.jit(jax.value_and_grad(lambda x: bnpo.loss(x, batch, bnpo.Config()), has_aux=True))(
+        jnp.asarray(lp)
+    )
     np.testing.assert_allclose(val, ref_loss(lp, old, adv, mask), rtol=1e-5)
     assert float(g[0, 0]) == 0.0 and float(m["clip_frac/dual"]) > 0
 

@@ -1,5 +1,5 @@
 """COPO: answer entropy, global advantage, soft blend and the blended dual-clip loss, pinned by the
-spec's hand-computed case (group_rlvr_and_credit.md §8) and a loop-by-loop NumPy reading."""
+hand-computed case and a loop-by-loop NumPy reading."""
 
 import dataclasses
 import math
@@ -53,7 +53,7 @@ def ref_components(rewards, answers, g, cfg):
     for q in range(p):
         sd = r[q].std(ddof=1)
         loc[q] = 0.0 if np.all(r[q] == r[q][0]) else (r[q] - r[q].mean()) / (sd + cfg.std_eps)
-        counts = Counter(answers[q * g:(q + 1) * g])
+        counts = Counter(answers[q * g : (q + 1) * g])
         h[q] = -sum((c / g) * math.log2(c / g) for c in counts.values())
     acc = r.mean(1)
     lam = (1 - 1 / g) / math.log2(g)
@@ -72,8 +72,12 @@ def test_random_against_numpy(consistency_coef):
     rewards[:g] = 1.0
     answers = [str(a) for a in rng.integers(0, 3, size=p * g)]
     cfg = copo.Config(consistency_coef=consistency_coef, k=5.0, b=1.0)
-    rollout = {"rewards": jnp.asarray(rewards), "answer_ids": jnp.asarray(copo.answer_ids_from_strings(answers, g)),
-               "mask": jnp.ones((p * g, 2)), "group_size": g}
+    rollout = {
+        "rewards": jnp.asarray(rewards),
+        "answer_ids": jnp.asarray(copo.answer_ids_from_strings(answers, g)),
+        "mask": jnp.ones((p * g, 2)),
+        "group_size": g,
+    }
     c = copo.components(rollout, cfg)
     loc, glob, w, h = ref_components(rewards, answers, g, cfg)
     np.testing.assert_allclose(c["adv_local"], loc, rtol=1e-5, atol=1e-6)
@@ -84,8 +88,12 @@ def test_random_against_numpy(consistency_coef):
 
 def test_consistency_coef_at_max_entropy_is_one_over_g():
     # all G answers distinct -> H = log2 G -> c = 1/G; R^glob = acc / G
-    rollout = {"rewards": jnp.array([1, 1, 0, 0, 1, 1, 1, 1], jnp.float32),
-               "answer_ids": jnp.array([0, 1, 2, 3, 0, 0, 0, 0], jnp.int32), "mask": jnp.ones((8, 1)), "group_size": 4}
+    rollout = {
+        "rewards": jnp.array([1, 1, 0, 0, 1, 1, 1, 1], jnp.float32),
+        "answer_ids": jnp.array([0, 1, 2, 3, 0, 0, 0, 0], jnp.int32),
+        "mask": jnp.ones((8, 1)),
+        "group_size": 4,
+    }
     c = copo.components(rollout, copo.Config(consistency_coef=True))
     np.testing.assert_allclose(c["reward_global"], [0.5 / 4, 1.0], atol=1e-6)
 
@@ -110,9 +118,15 @@ def test_missing_answer_ids_is_a_named_error():
 
 def _batch(rollout, cfg, old, mask):
     adv, _ = copo.advantages(rollout, cfg)
-    return {**{k: v for k, v in rollout.items() if k != "group_size"}, **copo.batch_extras(rollout, cfg),
-            "advantages": adv, "old_logprobs": old, "mask": mask,
-            "num_tokens": jnp.sum(mask), "num_seqs": jnp.float32(mask.shape[0])}
+    return {
+        **{k: v for k, v in rollout.items() if k != "group_size"},
+        **copo.batch_extras(rollout, cfg),
+        "advantages": adv,
+        "old_logprobs": old,
+        "mask": mask,
+        "num_tokens": jnp.sum(mask),
+        "num_seqs": jnp.float32(mask.shape[0]),
+    }
 
 
 def ref_surrogate(rho, a, cfg):
@@ -159,8 +173,16 @@ def test_degenerate_group_carries_gradient_unlike_grpo():
 
 
 def test_host_extras_from_completions():
-    completions = ["<answer>7</answer>", "so <answer>7</answer>", "no answer", "<answer>3</answer>",
-                   "<answer>1</answer>", "<answer>1</answer>", "\\boxed{1}", "<answer>2</answer>"]
+    completions = [
+        "<answer>7</answer>",
+        "so <answer>7</answer>",
+        "no answer",
+        "<answer>3</answer>",
+        "<answer>1</answer>",
+        "<answer>1</answer>",
+        "\\boxed{1}",
+        "<answer>2</answer>",
+    ]
     ids = copo.host_extras(completions, 4, copo.Config())["answer_ids"]
     np.testing.assert_array_equal(ids, [0, 0, 2, 3, 0, 0, 0, 3])
     np.testing.assert_allclose(copo.answer_entropy(jnp.asarray(ids), 4), [1.5, 0.8112781], atol=1e-6)

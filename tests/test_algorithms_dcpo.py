@@ -3,11 +3,10 @@ by the spec's hand-computed cases and plain-Python ports of the code's formulas.
 
 import math
 
-import numpy as np
-import pytest
-
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
 
 from jaxrl_llm.algorithms import dcpo
 
@@ -39,7 +38,11 @@ def test_sas_spec_case():
     # mu_old = 0.5, sigma_old = 0.5, third visit (two stored), new rewards all 1 -> A = 0.2357.
     cfg = dcpo.Config(num_prompts=3)
     state = dcpo.init_state(cfg)
-    state = {"count": state["count"].at[1].set(2), "mean": state["mean"].at[1].set(0.5), "std": state["std"].at[1].set(0.5)}
+    state = {
+        "count": state["count"].at[1].set(2),
+        "mean": state["mean"].at[1].set(0.5),
+        "std": state["std"].at[1].set(0.5),
+    }
     rollout = {"rewards": jnp.ones(4), "mask": jnp.ones((4, 3)), "group_size": 4, "prompt_ids": jnp.full(4, 1)}
     adv, m = dcpo.advantages(rollout, cfg, state)
     np.testing.assert_allclose(adv, np.full(4, 0.70710678 / 3), rtol=1e-5)
@@ -116,7 +119,12 @@ def test_first_visit_is_grpo_without_eps():
 def test_scale_by_std_false_uses_centred_rewards():
     cfg = dcpo.Config(num_prompts=1, scale_by_std=False)
     state = {"count": jnp.array([1]), "mean": jnp.array([0.0]), "std": jnp.array([0.0])}
-    rollout = {"rewards": jnp.array([1.0, 1.0]), "mask": jnp.ones((2, 1)), "group_size": 2, "prompt_ids": jnp.zeros(2, jnp.int32)}
+    rollout = {
+        "rewards": jnp.array([1.0, 1.0]),
+        "mask": jnp.ones((2, 1)),
+        "group_size": 2,
+        "prompt_ids": jnp.zeros(2, jnp.int32),
+    }
     adv, _ = dcpo.advantages(rollout, cfg, state)
     # i = 2: A_new = 0, A_tot = 1 - 0.5; SA_new = SA_tot = 0.25 (tie -> SA_tot).
     np.testing.assert_allclose(adv, [0.25, 0.25])
@@ -145,18 +153,26 @@ def test_loss_matches_reference(agg):
     old = np.log(rng.choice([0.005, 0.05, 0.5, 0.95], size=(b, t))).astype(np.float32)
     lp = (old + rng.normal(scale=0.8, size=(b, t))).astype(np.float32)
     adv = rng.normal(size=b).astype(np.float32)
-    batch = {"old_logprobs": jnp.asarray(old), "advantages": jnp.asarray(adv), "mask": jnp.asarray(mask),
-             "num_tokens": jnp.float32(mask.sum()), "num_seqs": jnp.float32(b)}
+    batch = {
+        "old_logprobs": jnp.asarray(old),
+        "advantages": jnp.asarray(adv),
+        "mask": jnp.asarray(mask),
+        "num_tokens": jnp.float32(mask.sum()),
+        "num_seqs": jnp.float32(b),
+    }
     cfg = dcpo.Config(aggregation=agg)
     val, m = jax.jit(dcpo.loss, static_argnums=2)(jnp.asarray(lp), batch, cfg)
     np.testing.assert_allclose(val, ref_loss(lp, old, adv, mask, 0.16, 0.2, 10.0, agg), rtol=1e-5)
     # Gradient: finite differences of the reference.
     g = jax.jit(jax.grad(lambda x: dcpo.loss(x, batch, cfg)[0]))(jnp.asarray(lp))
     h = 1e-3
-    for (i, j) in [(0, 0), (1, 0), (2, 0), (3, 0), (4, 0), (5, 0)]:
+    for i, j in [(0, 0), (1, 0), (2, 0), (3, 0), (4, 0), (5, 0)]:
         e = np.zeros_like(lp)
         e[i, j] = h
-        fd = (ref_loss(lp + e, old, adv, mask, 0.16, 0.2, 10.0, agg) - ref_loss(lp - e, old, adv, mask, 0.16, 0.2, 10.0, agg)) / (2 * h)
+        fd = (
+            ref_loss(lp + e, old, adv, mask, 0.16, 0.2, 10.0, agg)
+            - ref_loss(lp - e, old, adv, mask, 0.16, 0.2, 10.0, agg)
+        ) / (2 * h)
         np.testing.assert_allclose(g[i, j], fd, rtol=2e-2, atol=1e-5)
     assert 0.0 <= float(m["clip_frac"]) <= 1.0
     assert 0.0 <= float(m["dcpo/frac_tokens_with_grad"]) <= 1.0
@@ -168,9 +184,15 @@ def test_loss_hand_case_rare_token_not_clipped_common_token_clipped():
     # Token 2: q = 0.01, rho = 20, A = -1 -> dual-clip cap c * |A| = 10 (no gradient).
     old = jnp.log(jnp.array([[0.9], [0.01], [0.01]]))
     lp = old + jnp.log(jnp.array([[1.3], [3.0], [20.0]]))
-    batch = {"old_logprobs": old, "advantages": jnp.array([1.0, 1.0, -1.0]), "mask": jnp.ones((3, 1)),
-             "num_tokens": 3.0, "num_seqs": 3.0}
-    (val, m), g = jax.jit(jax.value_and_grad(lambda x: dcpo.loss(x, batch, dcpo.Config()), has_aux=True))(lp)
+    batch = {
+        "old_logprobs": old,
+        "advantages": jnp.array([1.0, 1.0, -1.0]),
+        "mask": jnp.ones((3, 1)),
+        "num_tokens": 3.0,
+        "num_seqs": 3.0,
+    }
+    cfg = dcpo.Config(aggregation="seq_mean_token_mean")
+    (val, m), g = jax.jit(jax.value_and_grad(lambda x: dcpo.loss(x, batch, cfg), has_aux=True))(lp)
     np.testing.assert_allclose(val, (-1.18722 - 3.0 + 10.0) / 3, rtol=1e-4)
     np.testing.assert_allclose(g, [[0.0], [-1.0], [0.0]], atol=1e-6)
     assert float(m["dcpo/frac_tokens_with_grad"]) == pytest.approx(1 / 3)
@@ -181,8 +203,12 @@ def test_state_is_a_checkpointable_pytree_and_resume_is_exact():
     cfg = dcpo.Config(num_prompts=4)
     rng = np.random.default_rng(3)
     batches = [
-        {"rewards": jnp.asarray(rng.integers(0, 2, size=8).astype(np.float32)), "mask": jnp.ones((8, 1)),
-         "group_size": 4, "prompt_ids": jnp.asarray(np.repeat(rng.choice(4, 2, replace=False), 4))}
+        {
+            "rewards": jnp.asarray(rng.integers(0, 2, size=8).astype(np.float32)),
+            "mask": jnp.ones((8, 1)),
+            "group_size": 4,
+            "prompt_ids": jnp.asarray(np.repeat(rng.choice(4, 2, replace=False), 4)),
+        }
         for _ in range(6)
     ]
     state = dcpo.init_state(cfg)
@@ -217,3 +243,48 @@ def test_bad_inputs_raise_clear_errors():
         dcpo.advantages({**ro, "prompt_ids": jnp.array([1, 1, 1, 1])}, cfg, state)
     with pytest.raises(ValueError, match="constant within each group"):
         dcpo.update_state(state, {**ro, "prompt_ids": jnp.array([0, 1, 1, 0])}, cfg)
+
+
+def _eq8_batch(rows=slice(None)):
+    """2 prompts x G = 2 responses of lengths 2, 1, 3, 1, on-policy (rho = 1), A = [1, -0.5, 2, 0]."""
+    mask = np.array([[1, 1, 0], [1, 0, 0], [1, 1, 1], [1, 0, 0]], np.float32)
+    rollout = {"rewards": jnp.zeros(4), "mask": jnp.asarray(mask), "group_size": 2}
+    batch = {
+        "old_logprobs": jnp.log(jnp.full((4, 3), 0.5)),
+        "advantages": jnp.array([1.0, -0.5, 2.0, 0.0]),
+        "mask": jnp.asarray(mask),
+        **dcpo.batch_extras(rollout, dcpo.Config()),
+    }
+    batch = {k: v[rows] for k, v in batch.items()}
+    return {**batch, "num_tokens": jnp.float32(7), "num_seqs": jnp.float32(4)}  # global normalizers
+
+
+def test_eq8_aggregation_is_the_default_and_hand_computed():
+    """Paper Eq. 8: per-response token means SUMMED over the G responses of a prompt, averaged over the
+    P = num_seqs / G = 2 prompts. At rho = 1 the token loss is -A_i, so the response means are
+    -1, 0.5, -2, 0: loss = (-1 + 0.5 - 2 + 0) / 2 = -1.25 (GRPO's 1/G average gives -0.625, the
+    code's token mean (-2 + 0.5 - 6 + 0) / 7)."""
+    assert dcpo.Config().aggregation == "seq_sum_token_mean"
+    batch = _eq8_batch()
+    np.testing.assert_array_equal(batch["group_sizes"], [2, 2, 2, 2])
+    lp = batch["old_logprobs"]
+    loss_of = lambda cfg: jax.jit(lambda x: dcpo.loss(x, batch, cfg)[0])
+    np.testing.assert_allclose(loss_of(dcpo.Config())(lp), -1.25, rtol=1e-6)
+    np.testing.assert_allclose(loss_of(dcpo.Config(aggregation="seq_mean_token_mean"))(lp), -0.625, rtol=1e-6)
+    np.testing.assert_allclose(loss_of(dcpo.Config(aggregation="token_mean"))(lp), -7.5 / 7, rtol=1e-6)
+    # gradient: -A_i / |o_i| / P on each token of response i
+    g = jax.grad(lambda x: dcpo.loss(x, batch, dcpo.Config())[0])(lp)
+    want = np.array([[-0.25, -0.25, 0], [0.25, 0, 0], [-1 / 3, -1 / 3, -1 / 3], [0, 0, 0]])
+    np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-7)
+    # the normalizer is global: two micro-batches of one prompt each add up to the batch
+    parts = [
+        dcpo.loss(_eq8_batch(r)["old_logprobs"], _eq8_batch(r), dcpo.Config())[0] for r in (slice(0, 2), slice(2, 4))
+    ]
+    np.testing.assert_allclose(sum(parts), -1.25, rtol=1e-6)
+    g_reinforce = jax.grad(lambda x: dcpo.reinforce_loss(x, batch, dcpo.Config()))(lp)  # on-policy: same gradient
+    np.testing.assert_allclose(g_reinforce, want, rtol=1e-5, atol=1e-7)
+    no_sizes = {k: v for k, v in batch.items() if k != "group_sizes"}
+    with pytest.raises(KeyError, match="group_sizes"):
+        dcpo.loss(lp, no_sizes, dcpo.Config())
+    with pytest.raises(ValueError, match="aggregation"):
+        dcpo.Config(aggregation="seq_mean_token_sum_norm")

@@ -1,11 +1,10 @@
 """GTPO: conflict tokens, entropy gate, state and loss, pinned by the spec's hand-computed case and
 a loop-by-loop NumPy port of the definition."""
 
-import numpy as np
-import pytest
-
 import jax
 import jax.numpy as jnp
+import numpy as np
+import pytest
 
 from jaxrl_llm.algorithms import gtpo
 
@@ -14,7 +13,7 @@ SPEC_ADV = np.array([1.0, -1.0, -1.0, 0.0])
 
 
 def ref_conflict(ids, mask, adv, g, w, mode):
-    """Direct, loop-based reading of the definition (spec group_rlvr_and_credit.md §1)."""
+    """Direct, loop-based reading of the definition."""
     b, t = ids.shape
     lam = np.ones((b, t))
     conf = np.zeros((b, t), bool)

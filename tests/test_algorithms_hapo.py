@@ -1,6 +1,6 @@
 """HAPO: entropy normalization (and its sign issue), the temperature rule, the token-level group
-average, adaptive clipping, advantage redistribution and the loss, pinned by the spec's hand-computed
-cases (group_rlvr_and_credit.md §10) and NumPy ports of the official functions."""
+average, adaptive clipping, advantage redistribution and the loss, pinned by hand-computed
+cases and NumPy ports of the official functions."""
 
 import dataclasses
 import math
@@ -50,7 +50,7 @@ def test_entropy_normalization_sign(sign_mode):
 def test_masked_tokens_do_not_move_statistics():
     rng = np.random.default_rng(0)
     h = np.abs(rng.normal(size=(4, 7))).astype(np.float32)
-    mask = (rng.random((4, 7)) < 0.6)
+    mask = rng.random((4, 7)) < 0.6
     mask[:, 0] = True
     junk = np.where(mask, h, 1e3 * rng.random((4, 7))).astype(np.float32)
     a = hapo.token_hhat(jnp.asarray(h), jnp.asarray(mask, jnp.float32), CFG)
@@ -81,8 +81,9 @@ def test_fallback_to_grpo_and_zero_groups():
     np.testing.assert_allclose(a[:2], [0.70710, -0.70710], atol=1e-4)
     np.testing.assert_allclose(a[2:4], [1.0, -1.0], atol=1e-5)  # equal lengths: population z-score
     assert np.all(a[4:] == 0.0)
-    _, m = hapo.advantages({"rewards": r, "mask": (jnp.arange(100)[None] < n[:, None]).astype(jnp.float32),
-                            "group_size": 2}, CFG)
+    _, m = hapo.advantages(
+        {"rewards": r, "mask": (jnp.arange(100)[None] < n[:, None]).astype(jnp.float32), "group_size": 2}, CFG
+    )
     np.testing.assert_allclose(m["frac_fallback_groups"], 1 / 3, rtol=1e-6)
 
 
@@ -134,14 +135,24 @@ def test_loss_against_numpy():
     b, t, g = 6, 5, 3
     mask = (rng.random((b, t)) < 0.8).astype(np.float32)
     mask[:, 0] = 1
-    rollout = {"rewards": jnp.array([1, 0, 0, 1, 1, 0], jnp.float32), "mask": jnp.asarray(mask),
-               "entropies": jnp.asarray(np.abs(rng.normal(size=(b, t))).astype(np.float32)), "group_size": g}
+    rollout = {
+        "rewards": jnp.array([1, 0, 0, 1, 1, 0], jnp.float32),
+        "mask": jnp.asarray(mask),
+        "entropies": jnp.asarray(np.abs(rng.normal(size=(b, t))).astype(np.float32)),
+        "group_size": g,
+    }
     adv, _ = hapo.advantages(rollout, CFG)
     extras = hapo.batch_extras(rollout, CFG)
     old = -rng.random((b, t)).astype(np.float32)
     lp = old + rng.normal(scale=0.25, size=(b, t)).astype(np.float32)
-    batch = {"advantages": adv, "old_logprobs": jnp.asarray(old), "mask": jnp.asarray(mask),
-             "num_tokens": jnp.float32(mask.sum()), "num_seqs": jnp.float32(b), **extras}
+    batch = {
+        "advantages": adv,
+        "old_logprobs": jnp.asarray(old),
+        "mask": jnp.asarray(mask),
+        "num_tokens": jnp.float32(mask.sum()),
+        "num_seqs": jnp.float32(b),
+        **extras,
+    }
     got, metrics = hapo.loss(jnp.asarray(lp), batch, CFG)
 
     hh = np.asarray(extras["hhat"])
@@ -160,9 +171,35 @@ def test_loss_against_numpy():
     plain = dataclasses.replace(CFG, adaptive_clip=False, adaptive_advantage=False)
     per_p = -np.minimum(rho * a, np.clip(rho, 0.8, 1.2) * a)
     per_p = np.where(a < 0, np.minimum(per_p, -10.0 * a), per_p)
-    np.testing.assert_allclose(hapo.loss(jnp.asarray(lp), batch, plain)[0], (per_p * mask).sum() / mask.sum(), rtol=1e-5)
+    np.testing.assert_allclose(
+        hapo.loss(jnp.asarray(lp), batch, plain)[0], (per_p * mask).sum() / mask.sum(), rtol=1e-5
+    )
 
 
 def test_missing_entropies_is_a_named_error():
     with pytest.raises(KeyError, match="entropies"):
         hapo.batch_extras({"rewards": jnp.zeros(2), "mask": jnp.ones((2, 2)), "group_size": 2}, CFG)
+
+
+def test_fallback_counting_padded_positions_is_the_codes_option():
+    """The code tests |A| >= 5 on the [G, T] matrix score * mask, so a padded position of a short row
+    counts with the value (0 - mu_tok) / (sigma_tok + eps). Rewards [1, 1, 1, 0.9], lengths 2 of T = 4:
+    mu = 0.975, sigma = 0.0433, row advantages 0.577 / -1.732 (no fallback), padded value -22.5
+    (fallback to GRPO: 0.5 / -1.5 with the ddof-1 std 0.05)."""
+    r = jnp.array([1.0, 1.0, 1.0, 0.9])
+    mask = jnp.asarray((np.arange(4)[None] < 2).repeat(4, 0).astype(np.float32))
+    rollout = {"rewards": r, "mask": mask, "group_size": 4}
+    rows_only, m0 = hapo.advantages(rollout, CFG)
+    np.testing.assert_allclose(rows_only, [0.57735, 0.57735, 0.57735, -1.73205], atol=1e-4)
+    assert float(m0["frac_fallback_groups"]) == 0.0
+    code = dataclasses.replace(CFG, fallback_counts_padding=True)
+    with_padding, m1 = hapo.advantages(rollout, code)
+    np.testing.assert_allclose(with_padding, [0.5, 0.5, 0.5, -1.5], atol=1e-4)
+    assert float(m1["frac_fallback_groups"]) == 1.0
+    # no padded position (every row fills T): the two rules agree
+    full = {**rollout, "mask": jnp.ones((4, 2))}
+    np.testing.assert_allclose(hapo.advantages(full, code)[0], hapo.advantages(full, CFG)[0], atol=1e-6)
+    # binary rewards: a padded position has the value of a reward-0 row, so the two rules agree
+    binary = {**rollout, "rewards": jnp.array([1.0, 1.0, 1.0, 0.0])}
+    np.testing.assert_allclose(hapo.advantages(binary, code)[0], hapo.advantages(binary, CFG)[0], atol=1e-6)
+    assert CFG.fallback_counts_padding is False

@@ -1,4 +1,4 @@
-"""HBPO: the spec's reward table and advantage case (group_rlvr_and_credit.md §6), NumPy references."""
+"""HBPO: the paper's reward table and advantage case, NumPy references."""
 
 import dataclasses
 
@@ -13,7 +13,12 @@ CFG = hbpo.Config()  # beta_reward = 4, L_max = 4096, alpha = 1/4096
 RNG = np.random.default_rng(0)
 
 # (n, b, code = min(f1, f2), paper) from the spec's table.
-SPEC_TABLE = [(300, 512, 3.9218, 3.9231), (1000, 512, 3.5903, 3.5903), (300, 2560, 2.2223, 2.2223), (3000, 2560, 1.5247, 1.5248)]
+SPEC_TABLE = [
+    (300, 512, 3.9218, 3.9231),
+    (1000, 512, 3.5903, 3.5903),
+    (300, 2560, 2.2223, 2.2223),
+    (3000, 2560, 1.5247, 1.5248),
+]
 
 
 @pytest.mark.parametrize("n,b,code,paper", SPEC_TABLE)
@@ -35,13 +40,20 @@ def test_reward_against_numpy_both_modes_and_failures():
     paper = np.where(correct & (n <= 4096), np.where(n <= b, f2, f1), 0.0)
     code = np.where(correct & (n <= 4096), np.minimum(f1, f2), 0.0)
     np.testing.assert_allclose(hbpo.budget_reward(correct, n, b, CFG), paper, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(hbpo.budget_reward(correct, n, b, dataclasses.replace(CFG, reward_mode="code")), code, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        hbpo.budget_reward(correct, n, b, dataclasses.replace(CFG, reward_mode="code")), code, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_no_answer_penalty_of_the_code():
     cfg = dataclasses.replace(CFG, no_answer_reward=-1.0)
-    r = hbpo.budget_reward(jnp.array([False, False, True]), jnp.array([10, 10, 10]), jnp.array([512] * 3), cfg,
-                           has_answer=jnp.array([True, False, False]))
+    r = hbpo.budget_reward(
+        jnp.array([False, False, True]),
+        jnp.array([10, 10, 10]),
+        jnp.array([512] * 3),
+        cfg,
+        has_answer=jnp.array([True, False, False]),
+    )
     np.testing.assert_allclose(r, [0.0, -1.0, hbpo.ideal_reward(512, cfg)], rtol=1e-6)
     with pytest.raises(KeyError, match="has_answer"):
         hbpo.budget_reward(jnp.array([False]), jnp.array([10]), jnp.array([512]), cfg)
@@ -60,8 +72,12 @@ def test_spec_advantage_case_intra_multiplier():
     # One group of 4, budgets [512, 512, 1024, 1024]: rewards f2(512), 0 (wrong), f2(1024), f2(1024).
     cfg = dataclasses.replace(CFG, budgets=(512, 1024))
     f2_512, f2_1024 = 4 * np.cos(np.pi / 16), 4 * np.cos(np.pi / 8)
-    ro = {"rewards": jnp.array([f2_512, 0.0, f2_1024, f2_1024], jnp.float32), "budgets": jnp.array([512, 512, 1024, 1024]),
-          "mask": jnp.ones((4, 3)), "group_size": 4}
+    ro = {
+        "rewards": jnp.array([f2_512, 0.0, f2_1024, f2_1024], jnp.float32),
+        "budgets": jnp.array([512, 512, 1024, 1024]),
+        "mask": jnp.ones((4, 3)),
+        "group_size": 4,
+    }
     # inter = z-score over the 4; intra = [mu_512 - f2(512)] * 2 + [0] * 2 = -f2(512)/2 for the first subgroup.
     adv, m = hbpo.advantages(ro, cfg)
     np.testing.assert_allclose(adv, [-1.38203483, -3.45914715, 0.45902043, 0.45902043], rtol=1e-5)
@@ -78,8 +94,16 @@ def test_advantages_against_numpy_on_many_groups():
     r = np.where(RNG.random(p * g) < 0.5, RNG.uniform(0, 4, p * g), 0.0).astype(np.float32)
     r[:g] = 1.5  # a zero-std group: inter is exactly 0
     lengths = RNG.integers(1, 3000, p * g)
-    adv, m = hbpo.advantages({"rewards": jnp.asarray(r), "budgets": jnp.asarray(budgets), "lengths": jnp.asarray(lengths),
-                              "mask": jnp.ones((p * g, 2)), "group_size": g}, cfg)
+    adv, m = hbpo.advantages(
+        {
+            "rewards": jnp.asarray(r),
+            "budgets": jnp.asarray(budgets),
+            "lengths": jnp.asarray(lengths),
+            "mask": jnp.ones((p * g, 2)),
+            "group_size": g,
+        },
+        cfg,
+    )
     rg, bg = r.reshape(p, g), budgets.reshape(p, g)
     std = rg.std(axis=1, ddof=1, keepdims=True)
     inter = np.where(std > 0, (rg - rg.mean(1, keepdims=True)) / (std + 1e-6), 0.0)
@@ -90,15 +114,24 @@ def test_advantages_against_numpy_on_many_groups():
     for b in cfg.budgets:
         np.testing.assert_allclose(m[f"hbpo/len_b{b}"], lengths[budgets == b].mean(), rtol=1e-5)
     jitted, _ = jax.jit(lambda x: hbpo.advantages({**x, "group_size": g}, cfg))(
-        {"rewards": jnp.asarray(r), "budgets": jnp.asarray(budgets), "lengths": jnp.asarray(lengths), "mask": jnp.ones((p * g, 2))})
+        {
+            "rewards": jnp.asarray(r),
+            "budgets": jnp.asarray(budgets),
+            "lengths": jnp.asarray(lengths),
+            "mask": jnp.ones((p * g, 2)),
+        }
+    )
     np.testing.assert_allclose(jitted, adv, rtol=1e-6)
 
 
 def test_group_prompts_builds_budget_subgroups():
     cfg = hbpo.Config(budgets=(16, 32), l_max=128)
     prompts, extra = hbpo.group_prompts("Q: 2+2?\nA: ", 4, cfg)
-    assert prompts == ["Q: 2+2?\nA: <think> I will answer the question within 16 tokens."] * 2 + \
-                      ["Q: 2+2?\nA: <think> I will answer the question within 32 tokens."] * 2
+    assert (
+        prompts
+        == ["Q: 2+2?\nA: <think> I will answer the question within 16 tokens."] * 2
+        + ["Q: 2+2?\nA: <think> I will answer the question within 32 tokens."] * 2
+    )
     np.testing.assert_array_equal(extra["budgets"], [16, 16, 32, 32])
     assert extra["budgets"].dtype == np.int32
     with pytest.raises(ValueError, match="multiple of the number of budgets"):
@@ -111,8 +144,13 @@ def test_loss_matches_numpy_clip_higher_token_mean():
     old = -np.abs(RNG.normal(size=(b, t))).astype(np.float32) - 0.1
     lp = old + RNG.normal(scale=0.3, size=(b, t)).astype(np.float32)
     adv = np.array([0.8, -1.1, 0.3, -0.2], np.float32)
-    batch = {"old_logprobs": jnp.asarray(old), "advantages": jnp.asarray(adv), "mask": jnp.asarray(mask),
-             "num_tokens": jnp.float32(mask.sum()), "num_seqs": jnp.float32(b)}
+    batch = {
+        "old_logprobs": jnp.asarray(old),
+        "advantages": jnp.asarray(adv),
+        "mask": jnp.asarray(mask),
+        "num_tokens": jnp.float32(mask.sum()),
+        "num_seqs": jnp.float32(b),
+    }
     loss, _ = hbpo.loss(jnp.asarray(lp), batch, CFG)
     ratio = np.exp(lp - old)
     per = -np.minimum(ratio * adv[:, None], np.clip(ratio, 0.8, 1.28) * adv[:, None])

@@ -1,5 +1,5 @@
-"""RiskPO: bundle papers, MVaR paper advantages, credit assignment and the quantile tracker, pinned by
-the spec's hand-computed case (group_rlvr_and_credit.md §9) and a loop-by-loop NumPy port of the
+"""RiskPO: bundle papers, MVaR paper advantages, credit assignment and the quantile tracker, pinned by a
+hand-computed case and a loop-by-loop NumPy port of the
 official advantage function."""
 
 import dataclasses
@@ -72,8 +72,11 @@ def ref_advantages(rewards, g, cfg, q_track=None):
                     adv[i] = pa * rt / tot if abs(tot) > 1e-6 else pa / len(pp)
                 continue
             for i in pp:
-                adv[i] = {"uniform": pa, "score": (0.5 if rewards[i] > 0 else 1.5) * pa,
-                          "std": pa / (qstd[i // g] + eps)}[cfg.credit]
+                adv[i] = {
+                    "uniform": pa,
+                    "score": (0.5 if rewards[i] > 0 else 1.5) * pa,
+                    "std": pa / (qstd[i // g] + eps),
+                }[cfg.credit]
     return adv
 
 
@@ -85,7 +88,9 @@ def test_random_against_port(credit, natural):
     rewards = (rng.random(p * g) < 0.5).astype(np.float32)
     rewards[:g] = 1.0
     cfg = riskpo.Config(credit=credit, natural_baseline=natural, bundle_size=3)
-    got, metrics = riskpo.advantages({"rewards": jnp.asarray(rewards), "mask": jnp.ones((p * g, 2)), "group_size": g}, cfg)
+    got, metrics = riskpo.advantages(
+        {"rewards": jnp.asarray(rewards), "mask": jnp.ones((p * g, 2)), "group_size": g}, cfg
+    )
     np.testing.assert_allclose(got, ref_advantages(rewards, g, cfg), rtol=1e-4, atol=1e-5)
     assert np.isfinite(float(metrics["quantile/low"]))
 
@@ -123,11 +128,14 @@ def test_tracked_quantiles_feed_the_advantage(source, crossed):
     cfg = riskpo.Config(quantile_source=source, bundle_size=3)
     s0 = riskpo.init_state(cfg)
     # uninitialized tracker: bundle quantiles, same as the default source
-    np.testing.assert_allclose(riskpo.advantages(rollout, cfg, s0)[0], riskpo.advantages(rollout, riskpo.Config(bundle_size=3))[0])
+    np.testing.assert_allclose(
+        riskpo.advantages(rollout, cfg, s0)[0], riskpo.advantages(rollout, riskpo.Config(bundle_size=3))[0]
+    )
     # crossed: a tracker whose alpha-level value exceeds its beta-level one (SGD can cross them)
     q = jnp.linspace(2.5, 0.5, 19) if crossed else jnp.linspace(0.5, 2.5, 19)
     state = {"q": q, "initialized": jnp.asarray(True)}
-    q_track = (float(state["q"][3]), float(state["q"][15]))  # levels 0.2 and 0.8
+    level = riskpo.TRACK_LEVELS.index
+    q_track = (float(state["q"][level(cfg.alpha)]), float(state["q"][level(cfg.beta_upper)]))  # levels 0.2 and 0.9
     for natural in (True, False):
         c = dataclasses.replace(cfg, natural_baseline=natural)
         got, m = riskpo.advantages(rollout, c, state)
@@ -159,10 +167,26 @@ def test_loss_dual_clip_token_mean():
     mask = jnp.asarray((rng.random((8, 3)) < 0.7).astype(np.float32)).at[:, 0].set(1.0)
     old = jnp.asarray(-rng.random((8, 3)).astype(np.float32))
     lp = old + jnp.asarray(rng.normal(scale=0.8, size=(8, 3)).astype(np.float32))
-    batch = {"advantages": adv, "old_logprobs": old, "mask": mask, "num_tokens": jnp.sum(mask), "num_seqs": jnp.float32(8)}
+    batch = {
+        "advantages": adv,
+        "old_logprobs": old,
+        "mask": mask,
+        "num_tokens": jnp.sum(mask),
+        "num_seqs": jnp.float32(8),
+    }
     got, m = riskpo.loss(lp, batch, cfg)
     rho, a = np.exp(np.asarray(lp - old)), np.asarray(adv)[:, None]
     per = -np.minimum(rho * a, np.clip(rho, 0.8, 1.2) * a)
     per = np.where(a < 0, np.minimum(per, -3.0 * a), per)
     np.testing.assert_allclose(got, (per * np.asarray(mask)).sum() / np.asarray(mask).sum(), rtol=1e-5)
     assert float(m["clip_frac/dual"]) > 0
+
+
+def test_defaults_are_the_math_script():
+    """The defaults are ONE official script's settings (scripts/run_qwen2.5_1.5b_MVaR_math.sh):
+    quantile_up 0.9 with the natural baseline and std credit (0.8 belongs to the DAPO-Math script)."""
+    cfg = riskpo.Config()
+    math_script = dict(
+        alpha=0.2, beta_upper=0.9, w=1.5, bundle_size=5, lr_q=0.1, natural_baseline=True, credit="std", norm_by_std=True
+    )
+    assert {k: getattr(cfg, k) for k in math_script} == math_script

@@ -1,4 +1,4 @@
-"""Single-stream SPO: the spec's hand-computed cases (group_rlvr_and_credit.md §3) and NumPy references."""
+"""Single-stream SPO: hand-computed cases and NumPy references."""
 
 import dataclasses
 
@@ -34,6 +34,7 @@ def _state(alpha, beta, cfg=CFG):
 
 
 # ---------- the spec's unit tests ----------
+
 
 def test_spec_update_case_constant_rho():
     # alpha = beta = 4, r = 1, rho = 0.9: a = 0.5, alpha' = 4.6, beta' = 3.6, p_hat' = 0.56098.
@@ -98,6 +99,7 @@ def test_with_offline_prior_counts_positive_scores_and_checks_shape():
 
 # ---------- advantages ----------
 
+
 def test_advantages_match_numpy_global_normalization():
     alpha, beta = RNG.uniform(0.5, 6, size=8), RNG.uniform(0.5, 6, size=8)
     ids = np.array([0, 5, 2, 7, 3, 1], np.int32)
@@ -137,6 +139,7 @@ def test_advantages_under_jit():
 
 
 # ---------- tracker update, replay and forgetting ----------
+
 
 def test_two_visits_kl_adaptive_against_numpy():
     cfg = CFG
@@ -213,6 +216,7 @@ def test_constant_mode_stores_no_responses():
 
 # ---------- prioritized prompt selection ----------
 
+
 def test_select_prompts_is_without_replacement_and_follows_the_weights():
     cfg = dataclasses.replace(CFG, num_prompts=6)
     alpha = jnp.array([1.0, 5.0, 9.9, 0.01, 3.0, 7.0])
@@ -242,14 +246,20 @@ def test_select_prompts_candidate_pool_and_replacement():
 
 # ---------- loss ----------
 
+
 def test_loss_matches_numpy_ppo_clip_token_mean():
     b, t = 4, 5
     mask = (np.arange(t)[None] < np.array([5, 3, 1, 4])[:, None]).astype(np.float32)
     old = -np.abs(RNG.normal(size=(b, t))).astype(np.float32) - 0.1
     lp = old + RNG.normal(scale=0.3, size=(b, t)).astype(np.float32)
     adv = np.array([1.2, -0.7, 0.3, -1.5], np.float32)
-    batch = {"old_logprobs": jnp.asarray(old), "advantages": jnp.asarray(adv), "mask": jnp.asarray(mask),
-             "num_tokens": jnp.float32(mask.sum() + 3), "num_seqs": jnp.float32(b)}
+    batch = {
+        "old_logprobs": jnp.asarray(old),
+        "advantages": jnp.asarray(adv),
+        "mask": jnp.asarray(mask),
+        "num_tokens": jnp.float32(mask.sum() + 3),
+        "num_seqs": jnp.float32(b),
+    }
     cfg = spo.Config()
     loss, metrics = spo.loss(jnp.asarray(lp), batch, cfg)
     ratio = np.exp(lp - old)

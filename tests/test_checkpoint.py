@@ -2,7 +2,6 @@
 SIGINT saves and exits; SIGKILL at a random point then resume gives the metrics of a run never
 interrupted; a corrupt latest checkpoint falls back to the previous one and still ends identical."""
 
-import json
 import os
 import pathlib
 import random
@@ -16,10 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 
 from jaxrl_llm import metrics_log
-from jaxrl_llm.checkpoint import Checkpointer
+from jaxrl_llm.checkpoint import Checkpointer, UnreadableCheckpointError
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -33,8 +33,12 @@ def _corrupt(step_dir: pathlib.Path) -> None:
 def test_round_trip_and_fallback_past_a_corrupt_step(tmp_path):
     params = {"w": jnp.arange(12.0).reshape(4, 3), "b": jnp.zeros(3)}
     tx = optax.adamw(1e-3)
-    state = {"params": params, "opt_state": tx.init(params), "algo_state": {"n": jnp.int32(5)},
-             "rng": jax.random.key_data(jax.random.key(3))}
+    state = {
+        "params": params,
+        "opt_state": tx.init(params),
+        "algo_state": {"n": jnp.int32(5)},
+        "rng": jax.random.key_data(jax.random.key(3)),
+    }
     ckpt = Checkpointer(tmp_path, max_to_keep=3)
     ckpt.save(1, state, {"step": 1, "data": {"pos": 10}})
     later = jax.tree.map(lambda x: x + 1, state)
@@ -53,6 +57,57 @@ def test_round_trip_and_fallback_past_a_corrupt_step(tmp_path):
     ckpt.close()
 
 
+def _state(offset: float) -> dict:
+    return {"w": jnp.arange(6.0).reshape(2, 3) + offset, "n": jnp.int32(offset)}
+
+
+def test_corrupt_newest_step_is_moved_aside_and_the_step_saved_again(tmp_path):
+    """Issue #14 A: after falling back past a corrupt newest step, saving that step number again
+    must write the new state (it was refused: "already exists ... not saved again"), and the
+    corrupt files must be kept under a name Orbax does not take for a step."""
+    ckpt = Checkpointer(tmp_path, max_to_keep=3)
+    ckpt.save(60, _state(60), {"step": 60})
+    ckpt.save(70, _state(70), {"step": 70})
+    ckpt.wait()
+    _corrupt(tmp_path / "70")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        step, restored, _ = ckpt.restore(_state(0))
+    assert step == 60
+    np.testing.assert_array_equal(restored["w"], _state(60)["w"])
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("corrupt-70-")]
+    assert len(aside) == 1 and any(f.is_file() for f in aside[0].rglob("*")), list(tmp_path.iterdir())
+    messages = [str(w.message) for w in caught if "checkpoint step 70" in str(w.message)]
+    assert len(messages) == 1 and "\n" not in messages[0] and str(aside[0]) in messages[0], messages
+    assert ckpt.all_steps() == [60]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "already exists ... not saved again" would raise here
+        ckpt.save(70, _state(71), {"step": 70}, wait=True)
+    ckpt.close()
+    reopened = Checkpointer(tmp_path, max_to_keep=3)
+    assert reopened.all_steps() == [60, 70]
+    step, restored, meta = reopened.restore(_state(0))
+    assert step == 70 and meta["step"] == 70
+    np.testing.assert_array_equal(restored["w"], _state(71)["w"])
+    assert aside[0].exists()  # kept: neither pruned nor cleaned up as a temporary directory
+    reopened.close()
+
+
+def test_no_step_restores_raises_and_moves_nothing(tmp_path):
+    """A target that fits no checkpoint (or every step corrupt) must not be taken for "start
+    fresh" (that mixed two runs' checkpoints in one directory), nor quarantine good steps."""
+    ckpt = Checkpointer(tmp_path, max_to_keep=3)
+    ckpt.save(1, _state(1), {"step": 1})
+    ckpt.save(2, _state(2), {"step": 2}, wait=True)
+    with pytest.raises(UnreadableCheckpointError, match=r"no checkpoint in .* restores \(steps \[1, 2\]"):
+        ckpt.restore({"other": jnp.zeros((5, 5))})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1", "2"]
+    step, _, _ = ckpt.restore(_state(0))
+    assert step == 2
+    ckpt.close()
+
+
 def test_empty_directory_restores_nothing(tmp_path):
     ckpt = Checkpointer(tmp_path / "none")
     assert ckpt.restore({"x": jnp.zeros(2)}) is None
@@ -62,21 +117,43 @@ def test_empty_directory_restores_nothing(tmp_path):
 # ------------------------------------------------------------------------------ whole runs
 
 OVERRIDES = [
-    "model.name=tiny", "task.name=rg:basic_arithmetic",
+    "model.name=tiny",
+    "task.name=rg:basic_arithmetic",
     'task.kwargs={"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1, "operators": ["+"], '
     '"allow_parentheses": false, "allow_negation": false, "num_eval": 8, "size": 2000}',
-    "sft.steps=2", "sft.batch_size=8", "train.steps=6", "train.prompts_per_step=4", "train.group_size=2",
-    "sampling.max_new_tokens=4", "eval.num_examples=8", "eval.k=0", "eval.batch_size=8", "reward.num_workers=0",
-    "log.progress=false", "log.tensorboard=false", "checkpoint.every=1", "checkpoint.max_to_keep=3",
-    "algo.beta=0.04", "optim.learning_rate=1e-3",
+    "sft.steps=2",
+    "sft.batch_size=8",
+    "train.steps=6",
+    "train.prompts_per_step=4",
+    "train.group_size=2",
+    "sampling.max_new_tokens=4",
+    "eval.num_examples=8",
+    "eval.k=0",
+    "eval.batch_size=8",
+    "reward.num_workers=0",
+    "log.progress=false",
+    "log.tensorboard=false",
+    "checkpoint.every=1",
+    "checkpoint.max_to_keep=3",
+    "algo.beta=0.04",
+    "optim.learning_rate=1e-3",
 ]
 
 
 def _launch(run_dir, cache_dir, *extra):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    cmd = [sys.executable, "-m", "jaxrl_llm.cli", "train", "--run-dir", str(run_dir),
-           "--set", f"compilation_cache_dir={cache_dir}"]
+    env = dict(
+        os.environ, HF_HUB_OFFLINE="1", JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2"
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "jaxrl_llm.cli",
+        "train",
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        f"compilation_cache_dir={cache_dir}",
+    ]
     for o in OVERRIDES + list(extra):
         cmd += ["--set", o]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -94,8 +171,10 @@ def _steps(run_dir):
 
 def _comparable(run_dir):
     """Metrics without wall-clock and compile-count keys (those differ between processes)."""
-    return [{k: v for k, v in r.items() if not k.startswith("time/") and k != "compiles"}
-            for r in metrics_log.read_metrics(run_dir)]
+    return [
+        {k: v for k, v in r.items() if not k.startswith("time/") and k != "compiles"}
+        for r in metrics_log.read_metrics(run_dir)
+    ]
 
 
 def _wait_for_step(proc, run_dir, step, timeout=600):
@@ -145,3 +224,10 @@ def test_sigint_sigkill_and_corrupt_checkpoint_resume_identically(tmp_path):
     assert code == 0, out[-3000:]
     assert f"checkpoint step {newest}" in out and "falling back" in out, out[-3000:]
     assert _comparable(run) == reference, seed_note
+    # the corrupt step is kept aside, and the run's last step is on disk and readable
+    assert len(list((run / "checkpoints").glob(f"corrupt-{newest}-*"))) == 1
+    manager = ocp.CheckpointManager((run / "checkpoints").absolute(), item_names=("state", "meta"))
+    final = max(r["step"] for r in reference)  # SFT steps + RL steps
+    assert max(manager.all_steps()) == final
+    assert manager.restore(final, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]["step"] == final
+    manager.close()

@@ -5,16 +5,24 @@ import pathlib
 
 import pytest
 
-from jaxrl_llm import cli
+from jaxrl_llm import algorithms, cli
 from jaxrl_llm import config as C
 from jaxrl_llm.algorithms import grpo
 
 
 def test_default_validates_and_overrides_parse_by_type():
-    cfg = C.apply_overrides(C.default_config(), [
-        "train.steps=7", "optim.learning_rate=3e-4", "log.tensorboard=false",
-        "train.old_logprobs=recompute", 'task.kwargs={"min_digits": 1}', "name=abc", "model.param_dtype=bfloat16",
-    ])
+    cfg = C.apply_overrides(
+        C.default_config(),
+        [
+            "train.steps=7",
+            "optim.learning_rate=3e-4",
+            "log.tensorboard=false",
+            "train.old_logprobs=recompute",
+            'task.kwargs={"min_digits": 1}',
+            "name=abc",
+            "model.param_dtype=bfloat16",
+        ],
+    )
     assert cfg.train.steps == 7 and isinstance(cfg.train.steps, int)
     assert cfg.optim.learning_rate == 3e-4
     assert cfg.log.tensorboard is False
@@ -23,23 +31,26 @@ def test_default_validates_and_overrides_parse_by_type():
     assert cfg.name == "abc" and cfg.model.param_dtype == "bfloat16"
 
 
-@pytest.mark.parametrize("override, message", [
-    ("train.stpes=3", "unknown config key 'train.stpes'"),
-    ("trian.steps=3", "unknown config key 'trian.steps'"),
-    ("train.steps=three", "train.steps must be an int"),
-    ("train.steps=0", "train.steps must be > 0"),
-    ("optim.learning_rate=fast", "optim.learning_rate must be a float"),
-    ("log.tensorboard=maybe", "log.tensorboard must be a bool"),
-    ("train.old_logprobs=magic", "train.old_logprobs must be one of"),
-    ("sampling.top_p=1.5", "sampling.top_p must be in (0, 1]"),
-    ("train.num_minibatches=3", "train.num_minibatches=3 must divide"),
-    ("train", "must look like section.field=value"),
-    ("train=3", "train is a section"),
-    ("algo.betta=0.1", "unknown config key 'algo.betta'"),
-    ("algo.beta=big", "algo.beta must be a float"),
-    ("algorithm=nope", "algorithm 'nope' is not registered"),
-    ("task.kwargs=[1,2", "task.kwargs must be JSON"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.stpes=3", "unknown config key 'train.stpes'"),
+        ("trian.steps=3", "unknown config key 'trian.steps'"),
+        ("train.steps=three", "train.steps must be an int"),
+        ("train.steps=0", "train.steps must be > 0"),
+        ("optim.learning_rate=fast", "optim.learning_rate must be a float"),
+        ("log.tensorboard=maybe", "log.tensorboard must be a bool"),
+        ("train.old_logprobs=magic", "train.old_logprobs must be one of"),
+        ("sampling.top_p=1.5", "sampling.top_p must be in (0, 1]"),
+        ("train.num_minibatches=3", "train.num_minibatches=3 must divide"),
+        ("train", "must look like section.field=value"),
+        ("train=3", "train is a section"),
+        ("algo.betta=0.1", "unknown config key 'algo.betta'"),
+        ("algo.beta=big", "algo.beta must be a float"),
+        ("algorithm=nope", "algorithm 'nope' is not registered"),
+        ("task.kwargs=[1,2", "task.kwargs must be JSON"),
+    ],
+)
 def test_bad_overrides_are_named_errors(override, message):
     with pytest.raises(C.ConfigError) as e:
         C.apply_overrides(C.default_config(), [override])
@@ -98,3 +109,33 @@ def test_cli_reports_config_errors_before_running(capsys):
 def test_cli_plot_errors_on_missing_run(tmp_path: pathlib.Path, capsys):
     assert cli.main(["plot", str(tmp_path / "nope")]) == 2
     assert "no metrics.jsonl" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name,reason",
+    [
+        ("hbpo", "budget 2560 > sampling.max_new_tokens=4"),
+        ("single_stream_spo", "algo.max_response_len=256 != sampling.max_new_tokens=4"),
+    ],
+)
+def test_methods_the_default_run_cannot_train_are_rejected_in_one_line(name, reason, capsys):
+    """Regression (issue #14 item C): these failed with tracebacks inside the trainer."""
+    with pytest.raises(C.ConfigError, match=f"algorithm '{name}' cannot run this config: .*{reason}"):
+        C.apply_overrides(C.default_config(), [f"algorithm={name}"])
+    assert cli.main(["train", "--set", f"algorithm={name}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert reason in err and len(err.splitlines()) == 1
+
+
+def test_every_registered_method_has_an_experiment_file():
+    methods = {C.load_experiment(str(p)).algorithm for p in sorted(C.EXPERIMENTS_DIR.glob("*.py"))}
+    assert set(algorithms.REGISTRY) <= methods, sorted(set(algorithms.REGISTRY) - methods)
+
+
+def test_rollout_correction_settings_are_checked():
+    cfg = C.apply_overrides(C.default_config(), ["train.rollout_correction=sequence_mis", "train.critic=shared"])
+    assert cfg.train.rollout_correction == "sequence_mis" and cfg.train.critic == "shared"
+    with pytest.raises(C.ConfigError, match="train.rollout_correction must be one of"):
+        C.apply_overrides(C.default_config(), ["train.rollout_correction=tis"])
+    with pytest.raises(C.ConfigError, match="rollout_correction_low < rollout_correction_high"):
+        C.apply_overrides(C.default_config(), ["train.rollout_correction_low=3.0"])

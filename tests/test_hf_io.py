@@ -17,22 +17,71 @@ V, D, F, L, H, K = 97, 32, 48, 2, 4, 2
 
 CONFIGS = {
     "llama": lambda: transformers.LlamaConfig(
-        vocab_size=V, hidden_size=D, intermediate_size=F, num_hidden_layers=L, num_attention_heads=H,
-        num_key_value_heads=K, rope_theta=1e4, tie_word_embeddings=False),
+        vocab_size=V,
+        hidden_size=D,
+        intermediate_size=F,
+        num_hidden_layers=L,
+        num_attention_heads=H,
+        num_key_value_heads=K,
+        rope_theta=1e4,
+        tie_word_embeddings=False,
+    ),
     "llama3_rope_tied": lambda: transformers.LlamaConfig(
-        vocab_size=V, hidden_size=D, intermediate_size=F, num_hidden_layers=L, num_attention_heads=H,
-        num_key_value_heads=1, tie_word_embeddings=True, max_position_embeddings=64,
-        rope_parameters={"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0, "low_freq_factor": 1.0,
-                         "high_freq_factor": 4.0, "original_max_position_embeddings": 16}),
+        vocab_size=V,
+        hidden_size=D,
+        intermediate_size=F,
+        num_hidden_layers=L,
+        num_attention_heads=H,
+        num_key_value_heads=1,
+        tie_word_embeddings=True,
+        max_position_embeddings=64,
+        rope_parameters={
+            "rope_type": "llama3",
+            "rope_theta": 5e5,
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 16,
+        },
+    ),
     "qwen2": lambda: transformers.Qwen2Config(
-        vocab_size=V, hidden_size=D, intermediate_size=F, num_hidden_layers=L, num_attention_heads=H,
-        num_key_value_heads=K, tie_word_embeddings=True, rope_theta=1e6),
+        vocab_size=V,
+        hidden_size=D,
+        intermediate_size=F,
+        num_hidden_layers=L,
+        num_attention_heads=H,
+        num_key_value_heads=K,
+        tie_word_embeddings=True,
+        rope_theta=1e6,
+    ),
     "qwen3": lambda: transformers.Qwen3Config(
-        vocab_size=V, hidden_size=D, intermediate_size=F, num_hidden_layers=L, num_attention_heads=H,
-        num_key_value_heads=K, head_dim=16, tie_word_embeddings=False),
+        vocab_size=V,
+        hidden_size=D,
+        intermediate_size=F,
+        num_hidden_layers=L,
+        num_attention_heads=H,
+        num_key_value_heads=K,
+        head_dim=16,
+        tie_word_embeddings=False,
+    ),
+    "qwen3_yarn": lambda: transformers.Qwen3Config(  # Qwen3's long-context setting; short original length
+        vocab_size=V,
+        hidden_size=D,
+        intermediate_size=F,
+        num_hidden_layers=L,
+        num_attention_heads=H,
+        num_key_value_heads=K,
+        head_dim=16,
+        tie_word_embeddings=False,
+        max_position_embeddings=32,
+        rope_parameters={"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0, "original_max_position_embeddings": 8},
+    ),
 }
-CLASSES = {"llama": transformers.LlamaForCausalLM, "qwen2": transformers.Qwen2ForCausalLM,
-           "qwen3": transformers.Qwen3ForCausalLM}
+CLASSES = {
+    "llama": transformers.LlamaForCausalLM,
+    "qwen2": transformers.Qwen2ForCausalLM,
+    "qwen3": transformers.Qwen3ForCausalLM,
+}
 
 
 def _hf_model(name, seed=0):
@@ -48,8 +97,9 @@ def _hf_model(name, seed=0):
 def _hf_logits(tm, tokens, mask):
     positions = np.maximum(np.cumsum(mask, -1) - 1, 0)
     with torch.no_grad():
-        out = tm(input_ids=torch.tensor(tokens), attention_mask=torch.tensor(mask),
-                 position_ids=torch.tensor(positions))
+        out = tm(
+            input_ids=torch.tensor(tokens), attention_mask=torch.tensor(mask), position_ids=torch.tensor(positions)
+        )
     return out.logits.float().numpy()
 
 
@@ -145,8 +195,9 @@ def test_load_onto_mesh_places_each_tensor_on_its_shard(saved):
     assert embed.sharding.spec[0] is None and embed.sharding.spec[1] == "fsdp"
     tokens, mask = _batch()
     real = mask.astype(bool)
-    np.testing.assert_allclose(_ours_logits(model, tokens, mask)[real], _hf_logits(tm, tokens, mask)[real],
-                               atol=2e-5, rtol=1e-5)
+    np.testing.assert_allclose(
+        _ours_logits(model, tokens, mask)[real], _hf_logits(tm, tokens, mask)[real], atol=2e-5, rtol=1e-5
+    )
 
 
 def test_bfloat16_checkpoint_and_compute(tmp_path):
@@ -155,8 +206,8 @@ def test_bfloat16_checkpoint_and_compute(tmp_path):
     model, _ = load_pretrained(tmp_path)
     assert model.cfg.dtype == "bfloat16" and model.layers["wq"][...].dtype == jnp.bfloat16
     np.testing.assert_array_equal(  # bf16 weights read bit-exactly
-        np.asarray(model.embed[...]).astype(np.float32),
-        tm.model.embed_tokens.weight.detach().float().numpy())
+        np.asarray(model.embed[...]).astype(np.float32), tm.model.embed_tokens.weight.detach().float().numpy()
+    )
     tokens, mask = _batch()
     real = mask.astype(bool)
     ours = _ours_logits(model, tokens, mask)
@@ -217,11 +268,80 @@ def test_unknown_architecture(tmp_path):
         load_pretrained(tmp_path)
 
 
-def test_unsupported_rope_type_is_named():
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (
+            {"rope_parameters": {"rope_type": "dynamic", "rope_theta": 1e4, "factor": 4.0}},
+            r"rope_parameters\.rope_type='dynamic' is not supported",
+        ),
+        (
+            {
+                "rope_parameters": {
+                    "rope_type": "longrope",
+                    "rope_theta": 1e4,
+                    "short_factor": [1.0],
+                    "long_factor": [1.0],
+                    "original_max_position_embeddings": 8,
+                }
+            },
+            r"rope_parameters\.rope_type='longrope'",
+        ),
+        (
+            {"rope_parameters": {"rope_type": "linear", "rope_theta": 1e4, "factor": 2.0, "beta_fast": 3}},
+            r"rope_parameters: unexpected keys \['beta_fast'\]",
+        ),
+        ({"hidden_act": "gelu"}, "hidden_act='gelu' is not supported"),
+        ({"mlp_bias": True}, "mlp_bias=True is not supported"),
+        ({"attention_bias": True}, "attention_bias=True for llama"),
+        (
+            {"layer_types": ["full_attention", "sliding_attention"], "sliding_window": 8},
+            r"layer_types=\['full_attention', 'sliding_attention'\] \(sliding_window=8\): only full_attention",
+        ),
+        ({"bos_token_id": [1, 3]}, r"bos_token_id=\[1, 3\]; expected an int or None"),
+    ],
+)
+def test_unsupported_config_fields_are_named(changes, message):
     hc = CONFIGS["llama"]().to_dict()
-    hc["rope_parameters"] = {"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0}
-    with pytest.raises(NotImplementedError, match="yarn"):
+    hc.update(changes)
+    with pytest.raises((ValueError, NotImplementedError), match=message):
         hf_io.config_from_hf(hc)
+
+
+@pytest.mark.parametrize("name", ["qwen2", "qwen3"])
+def test_sliding_window_configs(name):
+    """Qwen's sliding window: off (the released checkpoints) loads; on for any layer is rejected
+    at load time, from a transformers config and from a raw config.json dict alike."""
+    cls = {"qwen2": transformers.Qwen2Config, "qwen3": transformers.Qwen3Config}[name]
+    kw = dict(
+        vocab_size=V,
+        hidden_size=D,
+        intermediate_size=F,
+        num_hidden_layers=4,
+        num_attention_heads=H,
+        num_key_value_heads=K,
+    )
+    assert hf_io.config_from_hf(cls(**kw, use_sliding_window=False, sliding_window=16)).num_layers == 4
+    assert hf_io.config_from_hf(cls(**kw, use_sliding_window=True, max_window_layers=4)).num_layers == 4
+    on = cls(**kw, use_sliding_window=True, sliding_window=16, max_window_layers=2)
+    with pytest.raises(NotImplementedError, match=r"'sliding_attention'.*sliding_window=16.*only full_attention"):
+        hf_io.config_from_hf(on)
+    raw = {k: v for k, v in on.to_dict().items() if k != "layer_types"}
+    with pytest.raises(NotImplementedError, match="sliding_window=16"):
+        hf_io.config_from_hf(raw)
+
+
+def test_config_fields_are_hashable_after_loading(saved):
+    """What ``jax.jit`` hashes (the config in the model's graph definition) must hash: a dict
+    rope setting or a list of eos ids used to break sampling for Llama 3.x checkpoints."""
+    name, tm, path, model = saved
+    hash(model.cfg)
+    hc = tm.config.to_dict()
+    hc["eos_token_id"] = [2, 7]
+    cfg = hf_io.config_from_hf(hc)
+    assert cfg.eos_token_id == (2, 7) and hash(cfg)
+    rope_type = tm.config.rope_parameters["rope_type"]
+    assert (cfg.rope_scaling is None) == (rope_type == "default")
 
 
 def test_wrong_shape_names_the_tensor(tmp_path):

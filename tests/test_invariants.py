@@ -4,6 +4,8 @@ A new method is covered by being registered. It may expose ``example_extras(key,
 extra rollout/batch keys it needs, ``batch_extras(rollout, cfg)`` for keys computed from the whole
 rollout, ``DIFFERENTIABLE_BATCH_KEYS`` for model outputs besides ``logprobs`` (PPO's ``values``),
 and ``reinforce_loss`` when its on-policy gradient is not REINFORCE under ``cfg.aggregation``.
+The loss batch comes from ``algorithms.make_batch``, the function the trainer uses, as typed
+``Rollout`` / ``Batch`` records.
 
 Properties: contract attributes; shapes and finiteness of advantages, loss, metrics, gradient;
 jit == eager; values under ``mask == 0`` change neither advantages, loss, metrics nor gradient;
@@ -26,6 +28,7 @@ from jax.sharding import PartitionSpec
 from jaxrl_llm import algorithms
 from jaxrl_llm.ops import aggregation
 from jaxrl_llm.sharding import make_mesh
+from jaxrl_llm.types import Batch, Rollout
 
 P, G, T, D = 4, 4, 6, 3  # prompts, group size, completion length, tiny-model features
 B = P * G
@@ -49,21 +52,23 @@ DEFAULTS = [c for c in CASES if not c.id.endswith("-kl")]
 NAMES = sorted(algorithms.REGISTRY)
 
 
-def _diff_keys(mod):
-    return tuple(getattr(mod, "DIFFERENTIABLE_BATCH_KEYS", ()))
+def _diff_keys(algo):
+    return algo.differentiable_batch_keys
 
 
-def make_rollout(mod, seed=0):
+def make_rollout(algo, seed=0):
     rng = np.random.default_rng(seed)
     lengths = rng.integers(1, T + 1, size=B)
     lengths[0] = T
     mask = (np.arange(T)[None] < lengths[:, None]).astype(np.float32)  # [B, T]
-    rewards = np.concatenate([
-        np.ones(G),  # all equal: a zero-std group
-        [1.0, 0.0, 0.0, 1.0],
-        rng.normal(size=G),  # continuous rewards
-        [0.0, 0.0, 1.0, 0.0],
-    ]).astype(np.float32)
+    rewards = np.concatenate(
+        [
+            np.ones(G),  # all equal: a zero-std group
+            [1.0, 0.0, 0.0, 1.0],
+            rng.normal(size=G),  # continuous rewards
+            [0.0, 0.0, 1.0, 0.0],
+        ]
+    ).astype(np.float32)
     sampler = (-np.abs(rng.normal(size=(B, T))) - 0.05).astype(np.float32)
     old = (sampler + 0.05 * rng.normal(size=(B, T))).astype(np.float32)
     ref = (old + 0.1 * rng.normal(size=(B, T))).astype(np.float32)
@@ -79,25 +84,22 @@ def make_rollout(mod, seed=0):
         "entropies": jnp.asarray(np.abs(rng.normal(size=(B, T))).astype(np.float32)),
         "lengths": jnp.asarray(lengths, jnp.int32),
     }
-    if hasattr(mod, "example_extras"):
-        rollout.update(mod.example_extras(jax.random.key(seed), B, T, G))
-    return rollout
+    if hasattr(algo.module, "example_extras"):
+        rollout.update(algo.module.example_extras(jax.random.key(seed), B, T, G))
+    return Rollout.from_mapping(rollout)
 
 
-def make_batch(mod, cfg, rollout):
-    adv, _ = mod.advantages(rollout, cfg)
-    batch = {k: v for k, v in rollout.items() if k != "group_size"}
-    if hasattr(mod, "batch_extras"):
-        batch.update(mod.batch_extras(rollout, cfg))
-    batch["advantages"] = adv
-    batch["num_tokens"] = jnp.sum(rollout["mask"])
-    batch["num_seqs"] = jnp.float32(B)
+def make_batch(algo, cfg, rollout):
+    """``algorithms.make_batch`` (the trainer's), without reward shaping: the suite's rewards are
+    the method's input as given."""
+    batch, _ = algorithms.make_batch(dataclasses.replace(algo, shape_rewards=lambda r, ro, c: r), rollout, cfg)
+    assert isinstance(batch, Batch) and float(batch["num_seqs"]) == B
     return batch
 
 
-def make_params(mod, seed=1, scale=0.3):
+def make_params(algo, seed=1, scale=0.3):
     rng = np.random.default_rng(seed)
-    keys = ("logprobs",) + _diff_keys(mod)
+    keys = ("logprobs",) + _diff_keys(algo)
     return {k: jnp.asarray(scale * rng.normal(size=D).astype(np.float32)) for k in keys}
 
 
@@ -109,16 +111,15 @@ def model_loss(mod, cfg, params, batch, feats):
     """A tiny linear 'model': logprobs = old_logprobs + feats . theta, and each differentiable
     extra (e.g. values) = batch[key] + feats . phi_key. Returns (loss, metrics)."""
     logprobs = batch["old_logprobs"] + feats @ params["logprobs"]
-    b = dict(batch)
-    for k in _diff_keys(mod):
-        b[k] = batch[k] + feats @ params[k]
+    b = batch.with_items({k: batch[k] + feats @ params[k] for k in _diff_keys(mod)})
     return mod.loss(logprobs, b, cfg)
 
 
 def input_grads(mod, cfg, logprobs, batch):
     """(loss, metrics, grads) with grads w.r.t. logprobs and the differentiable batch keys."""
+
     def f(d):
-        b = {**batch, **{k: v for k, v in d.items() if k != "logprobs"}}
+        b = batch.with_items({k: v for k, v in d.items() if k != "logprobs"})
         return mod.loss(d["logprobs"], b, cfg)
 
     d = {"logprobs": logprobs, **{k: batch[k] for k in _diff_keys(mod)}}
@@ -137,11 +138,11 @@ def jitted_input_grads(name, cfg):
 def jitted_advantages(name, cfg):
     """Compiled ``advantages`` with the static group size closed over."""
     mod = algorithms.get(name)
-    return jax.jit(lambda r: mod.advantages({**r, "group_size": G}, cfg))
+    return jax.jit(lambda r: mod.advantages(r, cfg))
 
 
 def _arrays(rollout):
-    return {k: v for k, v in rollout.items() if k != "group_size"}
+    return rollout
 
 
 @functools.cache
@@ -157,7 +158,7 @@ def _off_policy_logprobs(batch, seed=3):
 
 
 def _rows(tree, lo, hi):
-    return {k: (v[lo:hi] if getattr(v, "ndim", 0) >= 1 and v.shape[0] == B else v) for k, v in tree.items()}
+    return jax.tree.map(lambda v: v[lo:hi] if v.ndim >= 1 and v.shape[0] == B else v, tree)
 
 
 def _combine(parts):
@@ -178,7 +179,9 @@ def _close(a, b, rtol=1e-5, atol=1e-6):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_module_contract(name):
-    mod = algorithms.get(name)
+    algo = algorithms.get(name)
+    assert isinstance(algo, algorithms.Algorithm) and algo.name == name
+    mod = algo.module
     assert mod.NAME == name
     assert isinstance(mod.PAPER, str) and mod.PAPER
     assert mod.PAPER_URL.startswith("https://")
@@ -242,13 +245,17 @@ def test_masked_values_are_inert(name, cfg):
     rng = np.random.default_rng(7)
 
     def garble(tree):
-        out = dict(tree)
+        out = {}
         for k, v in tree.items():
-            if k == "mask" or getattr(v, "shape", None) != (B, T):
+            if k in ("mask", "loss_mask") or getattr(v, "shape", None) != (B, T):
                 continue
-            junk = jnp.asarray(rng.normal(size=(B, T)) * 30, v.dtype) if jnp.issubdtype(v.dtype, jnp.floating) else jnp.asarray(rng.integers(0, 99, size=(B, T)), v.dtype)
+            junk = (
+                jnp.asarray(rng.normal(size=(B, T)) * 30, v.dtype)
+                if jnp.issubdtype(v.dtype, jnp.floating)
+                else jnp.asarray(rng.integers(0, 99, size=(B, T)), v.dtype)
+            )
             out[k] = jnp.where(pad, junk, v)
-        return out
+        return tree.with_items(out)
 
     adv, _ = jitted_advantages(name, cfg)(_arrays(rollout))
     adv_g, _ = jitted_advantages(name, cfg)(_arrays(garble(rollout)))
@@ -259,8 +266,8 @@ def test_masked_values_are_inert(name, cfg):
     lp = _off_policy_logprobs(batch)
     fn = jitted_input_grads(name, cfg)
     loss, metrics, grads = fn(lp, batch)
-    gb = garble({**batch, "logprobs": lp})
-    loss_g, metrics_g, grads_g = fn(gb.pop("logprobs"), gb)
+    gb = garble(batch.with_items(logprobs=lp))
+    loss_g, metrics_g, grads_g = fn(gb["logprobs"], gb.without("logprobs"))
     _close((loss_g, metrics_g, grads_g), (loss, metrics, grads), rtol=1e-5, atol=1e-6)
     for k, g in grads.items():
         assert np.all(np.asarray(g)[pad] == 0), f"gradient leaks into masked {k}"
@@ -274,13 +281,14 @@ def test_on_policy_gradient_is_reinforce(name):
     batch = make_batch(mod, cfg, rollout)
     lp = batch["old_logprobs"]  # ratio exactly 1
     _, _, grads = jitted_input_grads(name, cfg)(lp, batch)
-    if hasattr(mod, "reinforce_loss"):
-        ref_fn = lambda x: mod.reinforce_loss(x, batch, cfg)
+    if hasattr(mod.module, "reinforce_loss"):
+        ref_fn = lambda x: mod.module.reinforce_loss(x, batch, cfg)
     else:
         mask = batch["mask"]
         adv = batch["advantages"] if batch["advantages"].ndim == 2 else batch["advantages"][:, None]
-        ref_fn = lambda x: aggregation.aggregate(-adv * x, mask, cfg.aggregation, batch["num_tokens"],
-                                                 batch["num_seqs"], getattr(cfg, "norm_const", None))
+        ref_fn = lambda x: aggregation.aggregate(
+            -adv * x, mask, cfg.aggregation, batch["num_tokens"], batch["num_seqs"], getattr(cfg, "norm_const", None)
+        )
     ref = jax.grad(ref_fn)(lp)
     np.testing.assert_allclose(grads["logprobs"], ref, rtol=1e-5, atol=1e-7)
     assert np.any(np.asarray(ref) != 0)
@@ -294,7 +302,9 @@ def test_micro_batch_accumulation_equals_full_batch(name, cfg):
     step = jitted_model_step(name, cfg)
     (loss, metrics), grads = step(params, batch, feats)
     size = B // N_MICRO
-    parts = [step(params, _rows(batch, i * size, (i + 1) * size), feats[i * size:(i + 1) * size]) for i in range(N_MICRO)]
+    parts = [
+        step(params, _rows(batch, i * size, (i + 1) * size), feats[i * size : (i + 1) * size]) for i in range(N_MICRO)
+    ]
     acc_loss = sum(p[0][0] for p in parts)
     acc_grads = jax.tree.map(lambda *g: sum(g), *[p[1] for p in parts])
     _close(acc_loss, loss, rtol=1e-5, atol=1e-6)
@@ -314,7 +324,11 @@ def test_device_partition_equals_full_batch(name, cfg):
     def shard_step(p, b, f):
         (loss, metrics), grads = vg(p, b, f)
         metrics = {
-            k: jax.lax.pmax(v, "data") if k.endswith("/max") else jax.lax.pmin(v, "data") if k.endswith("/min") else jax.lax.psum(v, "data")
+            k: jax.lax.pmax(v, "data")
+            if k.endswith("/max")
+            else jax.lax.pmin(v, "data")
+            if k.endswith("/min")
+            else jax.lax.psum(v, "data")
             for k, v in metrics.items()
         }
         # params are replicated (unvarying over "data"), so shard_map's transpose already psums
@@ -322,9 +336,10 @@ def test_device_partition_equals_full_batch(name, cfg):
         return jax.lax.psum(loss, "data"), metrics, grads
 
     row = PartitionSpec("data")
-    batch_spec = {k: (row if getattr(v, "ndim", 0) >= 1 else PartitionSpec()) for k, v in batch.items()}
-    sharded = jax.jit(jax.shard_map(shard_step, mesh=mesh, in_specs=(PartitionSpec(), batch_spec, row),
-                                    out_specs=PartitionSpec()))
+    batch_spec = jax.tree.map(lambda v: row if v.ndim >= 1 else PartitionSpec(), batch)
+    sharded = jax.jit(
+        jax.shard_map(shard_step, mesh=mesh, in_specs=(PartitionSpec(), batch_spec, row), out_specs=PartitionSpec())
+    )
     loss_d, metrics_d, grads_d = sharded(params, batch, feats)
     (loss, metrics), grads = jitted_model_step(name, cfg)(params, batch, feats)
     _close(loss_d, loss, rtol=1e-5, atol=1e-6)
@@ -337,8 +352,13 @@ def test_bf16_inputs_agree_with_f32(name, cfg):
     mod = algorithms.get(name)
     batch = make_batch(mod, cfg, make_rollout(mod))
     keep_f32 = {"num_tokens", "num_seqs"}
-    to_bf16 = lambda b: {k: (v.astype(jnp.bfloat16) if k not in keep_f32 and jnp.issubdtype(v.dtype, jnp.floating) else v)
-                         for k, v in b.items()}
+    to_bf16 = lambda b: b.with_items(
+        {
+            k: v.astype(jnp.bfloat16)
+            for k, v in b.items()
+            if k not in keep_f32 and k != "group_size" and jnp.issubdtype(v.dtype, jnp.floating)
+        }
+    )
     lp = _off_policy_logprobs(batch)
     fn = jitted_input_grads(name, cfg)
     loss = fn(lp, batch)[0]
@@ -346,8 +366,7 @@ def test_bf16_inputs_agree_with_f32(name, cfg):
     assert loss16.dtype == jnp.float32
     assert abs(float(loss16) - float(loss)) <= 2e-2 * max(1.0, abs(float(loss))), (float(loss16), float(loss))
     # Gradients on-policy: a clip boundary can sit inside bf16's rounding, and then no tolerance holds.
-    on = dict(batch)
-    on["old_logprobs"] = batch["old_logprobs"].astype(jnp.bfloat16).astype(jnp.float32)
+    on = batch.with_items(old_logprobs=batch["old_logprobs"].astype(jnp.bfloat16).astype(jnp.float32))
     _, _, g = fn(on["old_logprobs"], on)
     on16 = to_bf16(on)
     _, _, g16 = fn(on16["old_logprobs"], on16)

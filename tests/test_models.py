@@ -10,8 +10,16 @@ from flax import nnx
 
 from jaxrl_llm.models import Decoder, KVCache, ModelConfig, completion_logprobs, positions_from_mask, rope
 
-CFG = ModelConfig(vocab_size=61, hidden_size=32, intermediate_size=48, num_layers=2, num_heads=4,
-                  num_kv_heads=2, architecture="qwen3", tie_word_embeddings=False)
+CFG = ModelConfig(
+    vocab_size=61,
+    hidden_size=32,
+    intermediate_size=48,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    architecture="qwen3",
+    tie_word_embeddings=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +37,7 @@ def _batch():
     rng = np.random.RandomState(0)
     tokens = rng.randint(0, CFG.vocab_size, (3, 13)).astype(np.int32)
     mask = np.ones((3, 13), np.int32)
-    mask[0, :3] = 0   # left-padded prompt
+    mask[0, :3] = 0  # left-padded prompt
     mask[1, -2:] = 0  # right-padded completion
     return jnp.asarray(tokens), jnp.asarray(mask)
 
@@ -44,10 +52,10 @@ def _reference(model, tokens, mask, T):
     logits, _ = _forward(model, tokens, positions_from_mask(mask), mask)
     logits = np.asarray(logits, np.float64)
     S = tokens.shape[1]
-    lg = logits[:, S - T - 1:S - 1]
+    lg = logits[:, S - T - 1 : S - 1]
     lse = np.log(np.exp(lg - lg.max(-1, keepdims=True)).sum(-1)) + lg.max(-1)
     logp_all = lg - lse[..., None]
-    logp = np.take_along_axis(logp_all, np.asarray(tokens)[:, S - T:, None], -1)[..., 0]
+    logp = np.take_along_axis(logp_all, np.asarray(tokens)[:, S - T :, None], -1)[..., 0]
     entropy = -(np.exp(logp_all) * logp_all).sum(-1)
     return logp, entropy
 
@@ -95,30 +103,153 @@ def test_left_padding_does_not_change_logits(model):
 
 
 # ---------------------------------------------------------------------------------- RoPE
-@pytest.mark.parametrize("params", [
-    {"rope_type": "default", "rope_theta": 1e4},
-    {"rope_type": "linear", "rope_theta": 1e4, "factor": 4.0},
-    {"rope_type": "llama3", "rope_theta": 5e5, "factor": 8.0, "low_freq_factor": 1.0,
-     "high_freq_factor": 4.0, "original_max_position_embeddings": 64},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"rope_type": "default", "rope_theta": 1e4},
+        {"rope_type": "linear", "rope_theta": 1e4, "factor": 4.0},
+        {
+            "rope_type": "llama3",
+            "rope_theta": 5e5,
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 64,
+        },
+        {"rope_type": "yarn", "rope_theta": 1e6, "factor": 4.0, "original_max_position_embeddings": 256},
+        {
+            "rope_type": "yarn",
+            "rope_theta": 1e4,
+            "factor": 8.0,
+            "original_max_position_embeddings": 128,
+            "beta_fast": 16.0,
+            "beta_slow": 2.0,
+            "truncate": False,
+        },
+        {
+            "rope_type": "yarn",
+            "rope_theta": 1e4,
+            "factor": 8.0,
+            "original_max_position_embeddings": 128,
+            "mscale": 1.0,
+            "mscale_all_dim": 0.5,
+        },
+        {
+            "rope_type": "yarn",
+            "rope_theta": 1e4,
+            "factor": 2.0,
+            "original_max_position_embeddings": 512,
+            "attention_factor": 1.3,
+        },
+    ],
+)
 def test_rope_inverse_frequencies_match_transformers(params):
     from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-    hc = transformers.LlamaConfig(hidden_size=256, num_attention_heads=2, rope_parameters=params,
-                                  max_position_embeddings=1024)
+    hc = transformers.LlamaConfig(
+        hidden_size=256, num_attention_heads=2, rope_parameters=dict(params), max_position_embeddings=1024
+    )
     kind = params["rope_type"]
     if kind == "default":
         expect = 1.0 / (params["rope_theta"] ** (torch.arange(0, 128, 2).float() / 128))
+        expect_scale = 1.0
     else:
-        expect, _ = ROPE_INIT_FUNCTIONS[kind](hc, "cpu")
-    scaling = None if kind == "default" else {k: v for k, v in params.items() if k != "rope_theta"}
+        expect, expect_scale = ROPE_INIT_FUNCTIONS[kind](hc, "cpu")
+    scaling = rope.RopeScaling.from_hf(params)
+    assert (scaling is None) == (kind == "default")
     ours = rope.inverse_frequencies(128, params["rope_theta"], scaling)
     np.testing.assert_allclose(ours, expect.numpy(), rtol=1e-6)
+    assert (1.0 if scaling is None else scaling.attention_scale) == pytest.approx(expect_scale, rel=1e-12)
+    if kind == "yarn":  # cos / sin carry YaRN's attention factor, as transformers' rotary embedding
+        cos, sin = rope.cos_sin(jnp.asarray([[0, 3]]), 128, params["rope_theta"], scaling)
+        np.testing.assert_allclose(cos[0, 0], expect_scale, rtol=1e-6)
+        assert expect_scale != 1.0
 
 
-def test_unsupported_rope_type():
-    with pytest.raises(NotImplementedError, match="dynamic"):
-        rope.inverse_frequencies(64, 1e4, {"rope_type": "dynamic", "factor": 2.0})
+@pytest.mark.parametrize(
+    "params, error, message",
+    [
+        (
+            {"rope_type": "dynamic", "factor": 2.0},
+            NotImplementedError,
+            r"rope_parameters\.rope_type='dynamic'.*sequence length",
+        ),
+        ({"rope_type": "longrope", "factor": 2.0}, NotImplementedError, "rope_type='longrope'"),
+        (
+            {"rope_type": "su"},
+            NotImplementedError,
+            r"rope_type='su' is not supported; supported: default, linear, llama3, yarn",
+        ),
+        (
+            {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "original_max_position_embeddings": 64},
+            ValueError,
+            "rope_parameters: rope_type 'llama3' needs 'high_freq_factor'",
+        ),
+        (
+            {"rope_type": "linear", "factor": 2.0, "low_freq_factor": 1.0},
+            ValueError,
+            r"unexpected keys \['low_freq_factor'\] for rope_type 'linear'",
+        ),
+        ({"rope_type": "linear", "factor": "2"}, ValueError, "factor='2' must be a number"),
+        ({"rope_type": "linear", "factor": 0.0}, ValueError, "factor=0.0 must be > 0"),
+        ({"rope_type": "default", "factor": 2.0}, ValueError, r"unexpected keys \['factor'\] for rope_type 'default'"),
+        ({"rope_type": "default", "partial_rotary_factor": 0.5}, NotImplementedError, "partial_rotary_factor=0.5"),
+    ],
+)
+def test_unsupported_or_malformed_rope_scaling_is_named(params, error, message):
+    with pytest.raises(error, match=message):
+        rope.RopeScaling.from_hf(params)
+
+
+def test_rope_scaling_round_trips_the_keys_it_read():
+    params = {"rope_type": "yarn", "factor": 4, "original_max_position_embeddings": 32, "truncate": False}
+    scaling = rope.RopeScaling.from_hf({**params, "rope_theta": 1e6})
+    assert scaling.to_hf() == params and isinstance(scaling.factor, float)
+    assert rope.RopeScaling.from_hf({"type": "linear", "factor": 2.0}).to_hf() == {"rope_type": "linear", "factor": 2.0}
+    # As transformers: llama3 / yarn fall back to max_position_embeddings for the original length.
+    llama3 = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0}
+    assert rope.RopeScaling.from_hf(llama3, max_position_embeddings=99).original_max_position_embeddings == 99
+
+
+# ------------------------------------------------------------------------- config hashing
+LLAMA3 = {
+    "rope_type": "llama3",
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 16,
+}
+
+
+def test_config_is_hashable_with_every_field_set():
+    """The config is hashed under jit (it is part of the model's graph definition): a dict-valued
+    rope_scaling used to make ``sampling.sample`` fail with ``unhashable type: 'dict'``."""
+    cfg = CFG.replace(rope_scaling=dict(LLAMA3), eos_token_id=[2, 5], bos_token_id=1, pad_token_id=0)
+    assert isinstance(cfg.rope_scaling, rope.RopeScaling) and cfg.eos_token_id == (2, 5)
+    assert hash(cfg) == hash(
+        CFG.replace(rope_scaling=rope.RopeScaling(**LLAMA3), eos_token_id=(2, 5), bos_token_id=1, pad_token_id=0)
+    )
+    m = Decoder(cfg, rngs=nnx.Rngs(0))
+    graphdef, state = nnx.split(m)
+    hash(graphdef)
+    tokens = jnp.zeros((1, 4), jnp.int32)
+    logits, _ = jax.jit(lambda s, t: nnx.merge(graphdef, s)(t, jnp.arange(4)[None]))(state, tokens)
+    assert np.isfinite(np.asarray(logits)).all()
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"bos_token_id": [1, 2]}, r"bos_token_id=\[1, 2\]; expected an int or None"),
+        ({"eos_token_id": 2.5}, r"eos_token_id=2.5; expected an int, a list of ints or None"),
+        ({"rope_scaling": ("llama3", 8.0)}, "rope_scaling=.*expected None, a rope.RopeScaling or a dict"),
+        ({"rope_scaling": {"rope_type": "dynamic", "factor": 2.0}}, r"rope_scaling\.rope_type='dynamic'"),
+        ({"rms_norm_eps": [1e-6]}, r"ModelConfig\.rms_norm_eps=\[1e-06\] is not hashable"),
+    ],
+)
+def test_config_rejects_unhashable_or_unsupported_fields(changes, message):
+    with pytest.raises((ValueError, NotImplementedError), match=message):
+        CFG.replace(**changes)
 
 
 # ------------------------------------------------------------------------------ KV cache
@@ -148,11 +279,14 @@ def test_empty_cache_shapes():
 
 
 # -------------------------------------------------------------------------------- config
-@pytest.mark.parametrize("changes, message", [
-    ({"architecture": "gpt2"}, "unknown architecture 'gpt2'"),
-    ({"num_kv_heads": 3}, "multiple of num_kv_heads"),
-    ({"dtype": "int8"}, "dtype='int8'"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"architecture": "gpt2"}, "unknown architecture 'gpt2'"),
+        ({"num_kv_heads": 3}, "multiple of num_kv_heads"),
+        ({"dtype": "int8"}, "dtype='int8'"),
+    ],
+)
 def test_config_errors(changes, message):
     with pytest.raises(ValueError, match=message):
         CFG.replace(**changes)

@@ -18,7 +18,9 @@ def executed():
     os.environ["JAX_PLATFORMS"] = "cpu"  # the kernel inherits the environment
     os.environ["MPLBACKEND"] = "Agg"
     try:
-        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+        NotebookClient(
+            nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+        ).execute()
     finally:
         for k, v in env_backup.items():
             if v is None:

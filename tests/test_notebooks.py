@@ -19,5 +19,8 @@ def test_quickstart_notebook_executes(tmp_path):
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "config error: unknown config key 'train.stpes'" in outputs
     assert "eval/accuracy" in outputs and "reward/mean" in outputs
-    assert any(o.get("output_type") in ("display_data", "execute_result") and "image/png" in o.get("data", {})
-               for c in nb.cells for o in c.get("outputs", []))
+    assert any(
+        o.get("output_type") in ("display_data", "execute_result") and "image/png" in o.get("data", {})
+        for c in nb.cells
+        for o in c.get("outputs", [])
+    )

@@ -31,7 +31,9 @@ def test_masked_reductions_match_numpy():
     np.testing.assert_allclose(masked.masked_max(x, m), sel.max())
     np.testing.assert_allclose(masked.masked_min(x, m), sel.min())
     w = masked.whiten(x, m, eps=1e-8)
-    np.testing.assert_allclose(np.asarray(w)[m > 0], (sel - sel.mean()) / np.sqrt(sel.var() + 1e-8), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(w)[m > 0], (sel - sel.mean()) / np.sqrt(sel.var() + 1e-8), rtol=1e-4, atol=1e-5
+    )
     assert np.all(np.asarray(w)[m == 0] == 0)
 
 
@@ -46,7 +48,9 @@ def test_masked_values_are_selected_away_not_multiplied():
 
 def test_group_normalized_spec_case():
     r = jnp.array([1.0, 0.0, 0.0, 1.0])
-    np.testing.assert_allclose(advantages.group_normalized(r, 4, ddof=1, eps=0.0), [0.8660254, -0.8660254, -0.8660254, 0.8660254], rtol=1e-6)
+    np.testing.assert_allclose(
+        advantages.group_normalized(r, 4, ddof=1, eps=0.0), [0.8660254, -0.8660254, -0.8660254, 0.8660254], rtol=1e-6
+    )
     np.testing.assert_allclose(advantages.group_normalized(r, 4, ddof=0, eps=0.0), [1, -1, -1, 1], rtol=1e-6)
     np.testing.assert_array_equal(advantages.group_normalized(jnp.full(4, 0.7), 4), np.zeros(4))
 
@@ -59,8 +63,12 @@ def test_group_estimators_match_numpy():
     for ddof, eps in ((0, 1e-6), (1, 1e-4)):
         ref = (rg - rg.mean(1, keepdims=True)) / (rg.std(1, ddof=ddof, keepdims=True) + eps)
         ref[1] = 0.0
-        np.testing.assert_allclose(advantages.group_normalized(jnp.asarray(r), g, ddof, eps), ref.reshape(-1), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(advantages.group_centered(jnp.asarray(r), g), (rg - rg.mean(1, keepdims=True)).reshape(-1), atol=1e-6)
+        np.testing.assert_allclose(
+            advantages.group_normalized(jnp.asarray(r), g, ddof, eps), ref.reshape(-1), rtol=1e-5, atol=1e-6
+        )
+    np.testing.assert_allclose(
+        advantages.group_centered(jnp.asarray(r), g), (rg - rg.mean(1, keepdims=True)).reshape(-1), atol=1e-6
+    )
     loo = np.array([[rg[p, i] - np.delete(rg[p], i).mean() for i in range(g)] for p in range(4)])
     np.testing.assert_allclose(advantages.leave_one_out(jnp.asarray(r), g), loo.reshape(-1), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(advantages.zero_std_groups(jnp.asarray(r), g), [False, True, False, False])
@@ -141,7 +149,9 @@ def test_group_size_inference_and_errors():
 
 def test_advantage_ops_jit():
     r = jnp.asarray(RNG.normal(size=8).astype(np.float32))
-    np.testing.assert_allclose(jax.jit(advantages.group_normalized, static_argnums=(1,))(r, 4), advantages.group_normalized(r, 4), rtol=1e-6)
+    np.testing.assert_allclose(
+        jax.jit(advantages.group_normalized, static_argnums=(1,))(r, 4), advantages.group_normalized(r, 4), rtol=1e-6
+    )
     rr = jnp.asarray(RNG.normal(size=(2, 5)).astype(np.float32))
     m = jnp.ones((2, 5))
     np.testing.assert_allclose(jax.jit(advantages.gae)(rr, rr, m)[0], advantages.gae(rr, rr, m)[0], rtol=1e-6)

@@ -21,6 +21,7 @@ def _lp(*shape):
 
 # ---------- KL ----------
 
+
 def test_kl_spec_case():
     lp, ref = jnp.array(0.0), jnp.array(0.1)  # d = ref - lp = 0.1
     np.testing.assert_allclose(kl.k1(lp, ref), -0.1, rtol=1e-6)
@@ -67,6 +68,7 @@ def test_kl_unknown_estimator():
 
 # ---------- ratios and clipping ----------
 
+
 def test_token_ratio_matches_numpy_and_masks():
     lp, old, m = _lp(4, 6), _lp(4, 6), _ragged_mask(4, 6)
     r = np.asarray(ratios.token_ratio(jnp.asarray(lp), jnp.asarray(old), jnp.asarray(m)))
@@ -95,7 +97,9 @@ def test_gspo_token_form_equals_sequence_form_in_value_and_gradient():
         return jnp.sum(jnp.sum(s * adv[:, None] * m, 1) / jnp.sum(m, 1))
 
     np.testing.assert_allclose(token_form(jnp.asarray(lp)), seq_form(jnp.asarray(lp)), rtol=1e-5)
-    np.testing.assert_allclose(jax.grad(token_form)(jnp.asarray(lp)), jax.grad(seq_form)(jnp.asarray(lp)), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        jax.grad(token_form)(jnp.asarray(lp)), jax.grad(seq_form)(jnp.asarray(lp)), rtol=1e-4, atol=1e-6
+    )
 
 
 def test_clip_spec_cases():
@@ -132,6 +136,7 @@ def test_clipped_surrogate_and_dual_clip_match_numpy():
 
 # ---------- aggregation ----------
 
+
 def test_aggregation_spec_case():
     x = jnp.array([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
     m = jnp.array([[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
@@ -140,6 +145,9 @@ def test_aggregation_spec_case():
     assert agg("token_mean") == pytest.approx(1 / 3)
     assert agg("seq_mean_token_sum_norm", norm_const=4) == pytest.approx(0.25)
     assert agg("seq_mean_token_sum") == pytest.approx(1.0)
+    # per-response token means SUMMED (DCPO Eq. 8 / GTPO code): (1 + 0) / norm_const
+    assert agg("seq_sum_token_mean") == pytest.approx(1.0)
+    assert agg("seq_sum_token_mean", norm_const=jnp.float32(0.5)) == pytest.approx(2.0)
 
 
 @pytest.mark.parametrize("mode", aggregation.MODES)
@@ -151,6 +159,7 @@ def test_aggregation_matches_numpy_and_weights(mode):
         "seq_mean_token_mean": ((x * m).sum(1) / m.sum(1)).sum() / ns,
         "seq_mean_token_sum": (x * m).sum() / ns,
         "seq_mean_token_sum_norm": (x * m).sum() / (ns * c),
+        "seq_sum_token_mean": ((x * m).sum(1) / m.sum(1)).sum() / c,
     }[mode]
     out = aggregation.aggregate(jnp.asarray(x), jnp.asarray(m), mode, nt, ns, norm_const=c)
     np.testing.assert_allclose(out, ref, rtol=1e-5)
@@ -163,11 +172,24 @@ def test_aggregation_errors():
         aggregation.aggregate(jnp.zeros((1, 2)), jnp.ones((1, 2)), "mean", 2.0, 1.0)
     with pytest.raises(ValueError, match="norm_const"):
         aggregation.aggregate(jnp.zeros((1, 2)), jnp.ones((1, 2)), "seq_mean_token_sum_norm", 2.0, 1.0, norm_const=0.0)
+    with pytest.raises(ValueError, match="'seq_sum_token_mean' needs a positive norm_const"):
+        aggregation.aggregate(jnp.zeros((1, 2)), jnp.ones((1, 2)), "seq_sum_token_mean", 2.0, 1.0, norm_const=-1)
     x = jnp.ones((1, 4))  # norm_const None -> T = 4
     assert aggregation.aggregate(x, x, "seq_mean_token_sum_norm", 4.0, 1.0) == 1.0
+    assert aggregation.aggregate(2 * x, x, "seq_sum_token_mean", 4.0, 1.0) == 2.0  # None -> 1: a plain sum
+
+
+def test_aggregation_traced_norm_const_under_jit():
+    # a global count computed by the caller (DCPO's num_seqs / G) may be a traced array
+    x, m = jnp.asarray(RNG.normal(size=(4, 3)).astype(np.float32)), jnp.asarray(_ragged_mask(4, 3))
+    f = jax.jit(lambda c: aggregation.aggregate(x, m, "seq_sum_token_mean", 1.0, 1.0, norm_const=c))
+    np.testing.assert_allclose(
+        f(jnp.float32(2.0)), aggregation.aggregate(x, m, "seq_sum_token_mean", 1.0, 1.0) / 2, rtol=1e-6
+    )
 
 
 # ---------- entropy ----------
+
 
 def test_entropy_from_logits_matches_numpy():
     z = RNG.normal(size=(3, 4, 11)).astype(np.float32) * 3
@@ -182,20 +204,27 @@ def test_entropy_from_logits_matches_numpy():
 
 # ---------- rollout correction ----------
 
+
 def test_rollout_correction_matches_numpy():
     old, samp, m = _lp(4, 6), _lp(4, 6), _ragged_mask(4, 6)
     w = np.exp(old - samp)
     args = (jnp.asarray(old), jnp.asarray(samp), jnp.asarray(m))
-    np.testing.assert_allclose(rollout_correction.token_is_weights(*args, cap=2.0), np.where(m > 0, np.minimum(w, 2.0), 0), rtol=1e-5)
+    np.testing.assert_allclose(
+        rollout_correction.token_is_weights(*args, cap=2.0), np.where(m > 0, np.minimum(w, 2.0), 0), rtol=1e-5
+    )
     seq = np.minimum(np.exp(((old - samp) * m).sum(1)), 2.0)
     np.testing.assert_allclose(rollout_correction.sequence_is_weights(*args, cap=2.0), m * seq[:, None], rtol=1e-5)
-    np.testing.assert_array_equal(rollout_correction.token_mask(*args, low=0.5, high=2.0), m * ((w >= 0.5) & (w <= 2.0)))
+    np.testing.assert_array_equal(
+        rollout_correction.token_mask(*args, low=0.5, high=2.0), m * ((w >= 0.5) & (w <= 2.0))
+    )
     geo = np.exp(((old - samp) * m).sum(1) / m.sum(1))
     keep = (geo >= 0.8) & (geo <= 1.25)
     np.testing.assert_array_equal(rollout_correction.sequence_mask(*args, low=0.8, high=1.25), m * keep[:, None])
     prod = np.exp(((old - samp) * m).sum(1))
     keep = (prod >= 0.5) & (prod <= 2.0)
-    np.testing.assert_array_equal(rollout_correction.sequence_mask(*args, low=0.5, high=2.0, geometric=False), m * keep[:, None])
+    np.testing.assert_array_equal(
+        rollout_correction.sequence_mask(*args, low=0.5, high=2.0, geometric=False), m * keep[:, None]
+    )
     met = rollout_correction.metrics(*args, new_mask=rollout_correction.token_mask(*args, low=0.5, high=2.0))
     np.testing.assert_allclose(met["rollout_is/mean"], w[m > 0].mean(), rtol=1e-5)
     np.testing.assert_allclose(met["rollout_is/frac_masked"], 1 - ((w >= 0.5) & (w <= 2.0))[m > 0].mean(), rtol=1e-5)
@@ -209,6 +238,7 @@ def test_rollout_correction_matches_numpy():
 
 # ---------- diagnostics ----------
 
+
 def test_ratio_metrics_match_numpy():
     rho = np.exp(RNG.normal(size=(4, 6)) * 0.5).astype(np.float32)
     adv = RNG.normal(size=(4, 1)).astype(np.float32)
@@ -217,7 +247,9 @@ def test_ratio_metrics_match_numpy():
     a = np.broadcast_to(adv, rho.shape)
     low = ((a < 0) & (rho < 0.8) & (m > 0)).sum() / 10.0
     high = ((a > 0) & (rho > 1.28) & (m > 0)).sum() / 10.0
-    np.testing.assert_allclose([out["clip_frac/low"], out["clip_frac/high"], out["clip_frac"]], [low, high, low + high], rtol=1e-6)
+    np.testing.assert_allclose(
+        [out["clip_frac/low"], out["clip_frac/high"], out["clip_frac"]], [low, high, low + high], rtol=1e-6
+    )
     np.testing.assert_allclose(out["ratio/mean"], (rho * m).sum() / 10.0, rtol=1e-5)
     np.testing.assert_allclose(out["ratio/max"], rho[m > 0].max())
     np.testing.assert_allclose(out["ratio/min"], rho[m > 0].min())

@@ -30,5 +30,5 @@ def test_readme_says_how_to_add_a_method():
 
 def test_markdown_table_lists_every_registered_method():
     table = algorithms.markdown_table()
-    for name, mod in algorithms.REGISTRY.items():
-        assert f"| `{name}` |" in table and mod.PAPER_URL in table
+    for name, algo in algorithms.REGISTRY.items():
+        assert f"| `{name}` |" in table and algo.paper_url in table

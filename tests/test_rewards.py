@@ -74,7 +74,12 @@ def test_math_reward_needs_reference():
 def test_format_rewards():
     good = "<think>2 and 2</think>\n<answer>4</answer>"
     assert rewards.think_answer_format(good, _ex("4")) == 1.0
-    for bad in ["<answer>4</answer>", "<think>x</think><answer>4</answer> trailing", "<think><think>x</think></think><answer>4</answer>", "<think>x</think>"]:
+    for bad in [
+        "<answer>4</answer>",
+        "<think>x</think><answer>4</answer> trailing",
+        "<think><think>x</think></think><answer>4</answer>",
+        "<think>x</think>",
+    ]:
         assert rewards.think_answer_format(bad, _ex("4")) == 0.0, bad
     assert rewards.answer_tag_format("so <answer>4</answer>", _ex("4")) == 1.0
     assert rewards.answer_tag_format("<answer> </answer>", _ex("4")) == 0.0
@@ -137,7 +142,9 @@ def kills_own_worker(completion, example):
 def test_runner_weights_and_per_fn_info():
     exs = [_ex("4"), _ex("4"), _ex(r"\frac{1}{2}")]
     comps = [r"\boxed{4}", "four", r"\boxed{0.5}"]
-    with RewardRunner([(rewards.math_equivalence, 1.0), (rewards.boxed_format, 0.25)], num_workers=2, timeout_s=30) as runner:
+    with RewardRunner(
+        [(rewards.math_equivalence, 1.0), (rewards.boxed_format, 0.25)], num_workers=2, timeout_s=30
+    ) as runner:
         r, info = runner.score(comps, exs)
         assert r.dtype == np.float32 and r.shape == (3,)
         np.testing.assert_allclose(r, [1.25, 0.0, 1.25])
@@ -145,19 +152,42 @@ def test_runner_weights_and_per_fn_info():
         assert info["failures"] == {"math_equivalence": 0, "boxed_format": 0}
         r2, _ = runner.score(comps, exs)  # the pool is reused
         np.testing.assert_array_equal(r, r2)
-    serial, _ = RewardRunner([(rewards.math_equivalence, 1.0), (rewards.boxed_format, 0.25)], num_workers=0).score(comps, exs)
+    serial, _ = RewardRunner([(rewards.math_equivalence, 1.0), (rewards.boxed_format, 0.25)], num_workers=0).score(
+        comps, exs
+    )
     np.testing.assert_array_equal(serial, r)
 
 
 def test_runner_survives_hostile_reward_functions():
-    fns = [(hangs, 1.0), (sleeps, 1.0), (raises, 1.0), (returns_nan, 1.0), (kills_own_worker, 1.0), (rewards.boxed_format, 1.0)]
+    fns = [
+        (hangs, 1.0),
+        (sleeps, 1.0),
+        (raises, 1.0),
+        (returns_nan, 1.0),
+        (kills_own_worker, 1.0),
+        (rewards.boxed_format, 1.0),
+    ]
     exs = [_ex("1"), _ex("2")]
     start = time.monotonic()
     with RewardRunner(fns, num_workers=2, timeout_s=1.0) as runner:
         r, info = runner.score([r"\boxed{1}", "x"], exs)
         np.testing.assert_array_equal(r, [1.0, 0.0])  # only boxed_format scored
-        assert info["timeouts"] == {"hangs": 2, "sleeps": 2, "raises": 0, "returns_nan": 0, "kills_own_worker": 0, "boxed_format": 0}
-        assert info["failures"] == {"hangs": 0, "sleeps": 0, "raises": 2, "returns_nan": 2, "kills_own_worker": 2, "boxed_format": 0}
+        assert info["timeouts"] == {
+            "hangs": 2,
+            "sleeps": 2,
+            "raises": 0,
+            "returns_nan": 0,
+            "kills_own_worker": 0,
+            "boxed_format": 0,
+        }
+        assert info["failures"] == {
+            "hangs": 0,
+            "sleeps": 0,
+            "raises": 2,
+            "returns_nan": 2,
+            "kills_own_worker": 2,
+            "boxed_format": 0,
+        }
         assert "cannot score ex-1" in info["errors"]["raises"] and "worker died" in info["errors"]["kills_own_worker"]
         assert info["worker_restarts"] == 6
         # A worker killed from outside between calls is replaced transparently.
@@ -170,6 +200,31 @@ def test_runner_survives_hostile_reward_functions():
         runner._workers[0].proc.join()
         r, info = runner.score([r"\boxed{1}"], [_ex("1")])
         assert r.tolist() == [1.0] and info["failures"]["boxed_format"] == 0 and info["worker_restarts"] == 1
+
+
+def _cannot_unpickle():
+    raise RuntimeError("this reward cannot be rebuilt in a worker")
+
+
+class UnpicklableReward:
+    """Pickles, but fails to unpickle: every worker dies while starting."""
+
+    name = "unpicklable"
+
+    def __call__(self, completion, example):
+        return 0.0
+
+    def __reduce__(self):
+        return (_cannot_unpickle, ())
+
+
+def test_runner_stops_when_workers_die_while_starting():
+    # Replacing them forever would spin (thousands of processes); a clear error ends it.
+    start = time.monotonic()
+    with RewardRunner([(UnpicklableReward(), 1.0)], num_workers=1, timeout_s=5.0) as runner:
+        with pytest.raises(RuntimeError, match="3 reward workers in a row died while starting"):
+            runner.score(["x"], [_ex("1")])
+    assert time.monotonic() - start < 60
 
 
 def test_runner_checks_inputs():

@@ -1,5 +1,6 @@
 """The sampler: filters vs transformers' warpers, cached vs uncached logits, log-prob parity with
-the trainer's recomputation, stops, seeding, prefixes, branching, buckets, sharding, errors."""
+the trainer's recomputation, stops, seeding, prefixes, branching, buckets, sharding, errors, and
+every registered decode backend against the reference."""
 
 import dataclasses
 
@@ -11,15 +12,24 @@ import torch
 from flax import nnx
 from transformers.generation import logits_process as hf_lp
 
-from jaxrl_llm import sharding
-from jaxrl_llm.kernels import cpu_matmul
+from jaxrl_llm import config as config_lib
+from jaxrl_llm import kernels, sampling, sharding
 from jaxrl_llm.models import Decoder, ModelConfig, completion_logprobs, positions_from_mask
 from jaxrl_llm.models.partition import shard_model
-from jaxrl_llm.sampling import decode, processors
-from jaxrl_llm import sampling
+from jaxrl_llm.sampling import backend, decode, processors
 
-CFG = ModelConfig(vocab_size=48, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
-                  num_kv_heads=2, head_dim=8, architecture="llama")
+CpuKernels = kernels.cpu_backend.CpuKernels
+
+CFG = ModelConfig(
+    vocab_size=48,
+    hidden_size=32,
+    intermediate_size=64,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=8,
+    architecture="llama",
+)
 
 
 def make_model(seed=0, logit_scale=30.0):
@@ -58,29 +68,45 @@ def recompute(model, tokens, mask, like):
 def joined(out):
     """[prompt | completion] tokens and mask in the layout completion_logprobs scores."""
     tokens = jnp.concatenate([out.prompt_tokens, out.tokens], axis=1)
-    mask = jnp.concatenate([out.prompt_mask, (jnp.arange(out.tokens.shape[1])[None] <
-                                              (out.prefix_lengths + out.lengths)[:, None]).astype(jnp.int32)], 1)
+    mask = jnp.concatenate(
+        [
+            out.prompt_mask,
+            (jnp.arange(out.tokens.shape[1])[None] < (out.prefix_lengths + out.lengths)[:, None]).astype(jnp.int32),
+        ],
+        1,
+    )
     return tokens, mask
 
 
 # ------------------------------------------------------------------ filters
 def hf_filter(logits, temperature, top_k, top_p, min_p):
     scores = torch.tensor(np.asarray(logits))
-    for warper in ([hf_lp.TemperatureLogitsWarper(temperature)]
-                   + ([hf_lp.TopKLogitsWarper(top_k)] if top_k else [])
-                   + ([hf_lp.TopPLogitsWarper(top_p)] if top_p < 1 else [])
-                   + ([hf_lp.MinPLogitsWarper(min_p)] if min_p > 0 else [])):
+    for warper in (
+        [hf_lp.TemperatureLogitsWarper(temperature)]
+        + ([hf_lp.TopKLogitsWarper(top_k)] if top_k else [])
+        + ([hf_lp.TopPLogitsWarper(top_p)] if top_p < 1 else [])
+        + ([hf_lp.MinPLogitsWarper(min_p)] if min_p > 0 else [])
+    ):
         scores = warper(None, scores)
     return torch.log_softmax(scores, -1).numpy()
 
 
-@pytest.mark.parametrize("temperature,top_k,top_p,min_p", [
-    (1.0, 0, 1.0, 0.0), (0.7, 0, 1.0, 0.0), (1.3, 5, 1.0, 0.0), (1.0, 0, 0.8, 0.0),
-    (0.9, 0, 1.0, 0.1), (0.8, 10, 0.9, 0.05)])
+@pytest.mark.parametrize(
+    "temperature,top_k,top_p,min_p",
+    [
+        (1.0, 0, 1.0, 0.0),
+        (0.7, 0, 1.0, 0.0),
+        (1.3, 5, 1.0, 0.0),
+        (1.0, 0, 0.8, 0.0),
+        (0.9, 0, 1.0, 0.1),
+        (0.8, 10, 0.9, 0.05),
+    ],
+)
 def test_filters_match_transformers_warpers(temperature, top_k, top_p, min_p):
     logits = jax.random.normal(jax.random.key(1), (6, 50)) * 3.0
-    z = jax.jit(lambda x: processors.filtered_logits(x, jnp.full((6,), temperature), top_k=top_k, top_p=top_p,
-                                                     min_p=min_p))(logits)
+    z = jax.jit(
+        lambda x: processors.filtered_logits(x, jnp.full((6,), temperature), top_k=top_k, top_p=top_p, min_p=min_p)
+    )(logits)
     logq, entropy = processors.log_softmax_and_entropy(z)
     expect = hf_filter(logits, temperature, top_k, top_p, min_p)
     np.testing.assert_array_equal(np.isfinite(logq), np.isfinite(expect))
@@ -99,7 +125,7 @@ def test_inverse_cdf_sample_is_exact_and_avoids_zero_mass():
     logq = jax.nn.log_softmax(jnp.asarray(logits), -1)
     n = 20000
     u = jax.random.uniform(jax.random.key(0), (n, 3))
-    u = jnp.concatenate([u, jnp.full((1, 3), 1 - 2 ** -24), jnp.zeros((1, 3))])  # the extremes
+    u = jnp.concatenate([u, jnp.full((1, 3), 1 - 2**-24), jnp.zeros((1, 3))])  # the extremes
     draws = np.asarray(jax.jit(jax.vmap(lambda uu: processors.inverse_cdf_sample(logq, uu)))(u))
     assert np.isfinite(logits[np.arange(3)[None], draws]).all()
     freq = np.mean(draws[:n, 0][:, None] == np.array([0, 255, 256, 599]), axis=0)
@@ -110,21 +136,33 @@ def test_inverse_cdf_sample_is_exact_and_avoids_zero_mass():
 
 # ------------------------------------------------------------------ cache
 # every projection and the unembedding 64-column multiples: all of them run on the CPU kernel
-KERNEL_CFG = CFG.replace(vocab_size=128, hidden_size=64, intermediate_size=128, num_heads=4, num_kv_heads=4,
-                         head_dim=16)
+KERNEL_CFG = CFG.replace(
+    vocab_size=128, hidden_size=64, intermediate_size=128, num_heads=4, num_kv_heads=4, head_dim=16
+)
+# the backends other than the reference that can run here ("cpu" where its kernels built)
+BACKENDS = [name for name in backend.names()[1:] if backend.registered(name).available()]
 
 
-@pytest.mark.parametrize("arch,cfg,cpu_kernel", [
-    ("llama", CFG, False), ("qwen2", CFG, False), ("qwen3", CFG, False),
-    ("llama", CFG, True), ("qwen2", KERNEL_CFG, True), ("qwen3", KERNEL_CFG, True)])
-def test_cached_decoding_matches_uncached_forward(arch, cfg, cpu_kernel):
+@pytest.mark.parametrize(
+    "arch,cfg,backend_name",
+    [
+        ("llama", CFG, "xla"),
+        ("qwen2", CFG, "xla"),
+        ("qwen3", CFG, "xla"),
+        ("llama", CFG, "cpu"),
+        ("qwen2", KERNEL_CFG, "cpu"),
+        ("qwen3", KERNEL_CFG, "cpu"),
+    ],
+)
+def test_cached_decoding_matches_uncached_forward(arch, cfg, backend_name):
     """Prefill + one-token steps (a left-padded row, an in-context gap) give the logits of one
     uncached forward pass over the same tokens: through ``Decoder``'s own cache and through the
-    sampler's ``decode_step`` (with XLA's dots, and with the packed CPU matmul kernel: on
-    ``CFG`` only the gate/up projections are 64-column multiples, on ``KERNEL_CFG`` all, q/k/v
-    and gate/up fused)."""
-    if cpu_kernel and not cpu_matmul.available():
-        pytest.skip("the CPU matmul kernel did not build here")
+    sampler's ``decode_step`` on a backend (XLA's dots, and the packed CPU kernels: on ``CFG``
+    only the gate/up projections are 64-column multiples, on ``KERNEL_CFG`` all, q/k/v and
+    gate/up fused)."""
+    if backend_name not in ("xla", *BACKENDS):
+        pytest.skip(f"the {backend_name!r} backend did not build here")
+    be = backend.resolve(backend_name, cfg, None, 2)
     cfg = cfg.replace(architecture=arch, attention_bias=arch == "qwen2", qk_norm=arch == "qwen3")
     model = Decoder(cfg, rngs=nnx.Rngs(1))
     if arch == "qwen2":
@@ -140,15 +178,15 @@ def test_cached_decoding_matches_uncached_forward(arch, cfg, cpu_kernel):
     def cached(model, tokens, positions, mask):
         pre, cache = model(tokens[:, :6], positions[:, :6], mask[:, :6], model.init_cache(2, 10))
         steps_model, steps_decode = [pre], [pre]
-        dcache, weights = decode.DecodeCache.from_cache(cache), decode.prepare_weights(model, cpu_kernel)
-        expected = {False: set(), True: {"w_gate_up"} if cfg.hidden_size == 32 else {"wqkv", "wo", "w_gate_up", "w_down"}}
-        assert set(weights.packed) == expected[cpu_kernel]
-        assert (weights.unembed is not None) == (cpu_kernel and cfg.vocab_size == 128)
+        dcache, weights = decode.DecodeCache.from_cache(cache), be.prepare(model)
+        expected = {"xla": set(), "cpu": {"gate_up"} if cfg.hidden_size == 32 else {"qkv", "o", "gate_up", "down"}}
+        assert set(weights.laid_out) == expected[backend_name]
+        assert (weights.unembed is not None) == (backend_name == "cpu" and cfg.vocab_size == 128)
         for t in range(6, 10):
-            step = (tokens[:, t:t + 1], positions[:, t:t + 1], mask[:, t:t + 1])
+            step = (tokens[:, t : t + 1], positions[:, t : t + 1], mask[:, t : t + 1])
             logits, cache = model(*step, cache)
             steps_model.append(logits)
-            logits, dcache = decode.decode_step(model, weights, *step, dcache)
+            logits, dcache = decode.decode_step(model, be, weights, *step, dcache)
             steps_decode.append(logits)
         return jnp.concatenate(steps_model, 1), jnp.concatenate(steps_decode, 1)
 
@@ -172,8 +210,9 @@ def test_logprobs_equal_trainer_recomputation_at_temperature_one(model):
 
 def test_filtered_sampling_logprobs_are_the_sampled_distribution_and_policy_logprobs_give_ratio_one(model):
     tokens, mask = prompts()
-    cfg = sampling.SamplingConfig(max_new_tokens=10, temperature=0.7, top_k=6, top_p=0.9, min_p=0.02,
-                                  return_policy_logprobs=True)
+    cfg = sampling.SamplingConfig(
+        max_new_tokens=10, temperature=0.7, top_k=6, top_p=0.9, min_p=0.02, return_policy_logprobs=True
+    )
     out = sampling.sample(model, tokens, mask, jax.random.key(3), cfg, num_samples=2)
     full, full_mask = joined(out)
     m = np.asarray(out.mask)
@@ -183,7 +222,7 @@ def test_filtered_sampling_logprobs_are_the_sampled_distribution_and_policy_logp
     # logprobs are log q under HF's warper chain applied to the same logits
     logits = forward(model, full, full_mask)
     Sp = out.prompt_tokens.shape[1]
-    step_logits = np.asarray(logits[:, Sp - 1: Sp + 9]).reshape(-1, CFG.vocab_size)
+    step_logits = np.asarray(logits[:, Sp - 1 : Sp + 9]).reshape(-1, CFG.vocab_size)
     logq = hf_filter(step_logits, 0.7, 6, 0.9, 0.02).reshape(out.tokens.shape + (-1,))
     expect = np.take_along_axis(logq, np.asarray(out.tokens)[..., None], -1)[..., 0]
     np.testing.assert_allclose(np.asarray(out.logprobs) * m, expect * m, atol=1e-4)
@@ -196,7 +235,7 @@ def test_greedy_is_argmax_of_the_full_forward(model):
     full, full_mask = joined(out)
     logits = forward(model, full, full_mask)
     Sp = out.prompt_tokens.shape[1]
-    np.testing.assert_array_equal(out.tokens, np.argmax(logits[:, Sp - 1: Sp + 7], -1))
+    np.testing.assert_array_equal(out.tokens, np.argmax(logits[:, Sp - 1 : Sp + 7], -1))
     np.testing.assert_array_equal(out.tokens[0::2], out.tokens[1::2])  # the G rows of a group agree
     assert float(jnp.abs(out.logprobs).max()) == 0.0 and float(jnp.abs(out.entropies).max()) == 0.0
 
@@ -252,7 +291,7 @@ def test_temperature_rule_sets_the_temperature_per_row_and_step(model):
     full, full_mask = joined(out)
     logits = forward(model, full, full_mask)
     Sp = out.prompt_tokens.shape[1]
-    step_logits = logits[:, Sp - 1: Sp + 7]                                   # [B, T, V]
+    step_logits = logits[:, Sp - 1 : Sp + 7]  # [B, T, V]
     temps = jax.vmap(entropy_rule, in_axes=(1, 0), out_axes=1)(step_logits, jnp.arange(8))
     expect = jax.nn.log_softmax(step_logits / temps[..., None], -1)
     expect = np.take_along_axis(np.asarray(expect), np.asarray(out.tokens)[..., None], -1)[..., 0]
@@ -275,7 +314,7 @@ def test_continue_from_equals_sampling_with_the_prefix_in_the_prompt(model):
     for b in range(4):
         n = int(out.prefix_lengths[b])
         np.testing.assert_array_equal(out.tokens[b, :n], prefix[b // 2, :n])
-        np.testing.assert_array_equal(out.tokens[b, n:n + 8], ref.tokens[b])
+        np.testing.assert_array_equal(out.tokens[b, n : n + 8], ref.tokens[b])
         np.testing.assert_array_equal(out.mask[b], (np.arange(24) >= n) & (np.arange(24) < n + 8))
     # the trainer's recomputation over [prompt | prefix + new] gives policy_logprobs on the new tokens
     full, full_mask = joined(out)
@@ -338,16 +377,17 @@ def test_sharded_sampling_on_8_devices_matches_unsharded(model):
 def test_cpu_kernels_on_a_data_mesh_match_one_device():
     """On a data-only mesh each device runs the CPU kernels on its own rows (``shard_map``): the
     same tokens and log-probs as one device; a mesh that shards the weights keeps XLA's dots."""
-    if not cpu_matmul.available():
-        pytest.skip("the CPU matmul kernel did not build here")
+    if "cpu" not in BACKENDS:
+        pytest.skip("the CPU kernels did not build here")
     model = Decoder(KERNEL_CFG, rngs=nnx.Rngs(3))
     model.lm_head[...] = model.lm_head[...] * 30.0  # peaked next-token distributions (no near-ties)
     tokens, mask = sampling.pad_prompts([[5, 6, 7], [9, 10, 11, 12], [3], [8, 8]], pad_id=0)
     mesh = sharding.make_mesh({"data": 8})
-    assert sampling.cpu_kernel_applies(model, mesh, rows=8) and sampling.cpu_kernel_applies(model, None)
-    assert not sampling.cpu_kernel_applies(model, mesh, rows=6)  # rows the mesh does not divide
-    assert not sampling.cpu_kernel_applies(model, sharding.make_mesh({"data": 4, "fsdp": 2}), rows=8)
-    cfg = sampling.SamplingConfig(max_new_tokens=6, return_entropies=True)
+    assert CpuKernels.unsupported(KERNEL_CFG, mesh, 8) is None and CpuKernels.unsupported(KERNEL_CFG, None, 1) is None
+    assert "6 rows do not split" in CpuKernels.unsupported(KERNEL_CFG, mesh, 6)
+    assert "'fsdp': 2" in CpuKernels.unsupported(KERNEL_CFG, sharding.make_mesh({"data": 4, "fsdp": 2}), 8)
+    cfg = sampling.SamplingConfig(max_new_tokens=6, return_entropies=True, backend="cpu")
+    assert sampling.resolve_backend(model, cfg, 8, mesh) == CpuKernels(mesh=mesh)
     plain = sampling.sample(model, tokens, mask, jax.random.key(4), cfg, num_samples=2)
     sharded = Decoder(KERNEL_CFG, rngs=nnx.Rngs(3))
     sharded.lm_head[...] = sharded.lm_head[...] * 30.0
@@ -357,6 +397,66 @@ def test_cpu_kernels_on_a_data_mesh_match_one_device():
     np.testing.assert_array_equal(out.tokens, plain.tokens)
     np.testing.assert_allclose(out.logprobs, plain.logprobs, atol=1e-5)
     np.testing.assert_allclose(out.entropies, plain.entropies, atol=1e-5)
+
+
+# ------------------------------------------------------------------ decode backends
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize(
+    "model_cfg,base",
+    [
+        (CFG, GREEDY),
+        (CFG, dataclasses.replace(BASE, temperature=0.8, top_k=5)),
+        (KERNEL_CFG, dataclasses.replace(BASE, max_new_tokens=40)),
+    ],
+    ids=["greedy", "filtered", "sampled"],
+)
+def test_every_backend_equals_the_reference(name, model_cfg, base):
+    """Tokens, log q, log pi and H(q) of the backend equal the XLA reference's: greedy and
+    filtered (the reference's draw after the backend's step) on a model of which the "cpu"
+    backend accelerates only some products, sampled (the backend's own draw) on one of which it
+    runs all, with attention over up to 55 slots (the CPU attention once skipped the scores of a
+    last 49-63 slots)."""
+    model = Decoder(model_cfg, rngs=nnx.Rngs(5))
+    model.lm_head[...] = model.lm_head[...] * 30.0  # peaked next-token laws: no near-ties
+    tokens, mask = prompts()
+    ref = sampling.sample(
+        model, tokens, mask, jax.random.key(6), dataclasses.replace(base, backend="xla"), num_samples=2
+    )
+    cfg = dataclasses.replace(base, backend=name)
+    assert sampling.resolve_backend(model, cfg, 6).name == name
+    out = sampling.sample(model, tokens, mask, jax.random.key(6), cfg, num_samples=2)
+    np.testing.assert_array_equal(out.tokens, ref.tokens)
+    np.testing.assert_array_equal(out.mask, ref.mask)
+    for field in ("logprobs", "policy_logprobs", "entropies"):
+        np.testing.assert_allclose(getattr(out, field), getattr(ref, field), atol=2e-5, err_msg=field)
+    if not base.greedy:
+        assert np.asarray(ref.logprobs).min() < -0.1  # the draws come from spread laws
+
+
+def test_backend_config_and_registry_errors(model):
+    tokens, mask = prompts()
+    with pytest.raises(ValueError, match="backend must be a backend name"):
+        sampling.SamplingConfig(max_new_tokens=4, backend="")
+    with pytest.raises(ValueError, match="backend 'tpu_magic' is not registered \\(registered: \\['xla'"):
+        sampling.sample(
+            model, tokens, mask, jax.random.key(0), sampling.SamplingConfig(max_new_tokens=4, backend="tpu_magic")
+        )
+    bf16 = make_model().cfg.replace(dtype="bfloat16")
+    assert backend.resolve("auto", bf16, None, 4) == backend.Xla()  # auto: the kernels do not apply
+    with pytest.raises(ValueError, match="backend 'cpu' cannot run this call: the kernels compute in float32"):
+        backend.resolve("cpu", bf16, None, 4)
+    with pytest.raises(TypeError, match="must subclass"):
+        backend.register(object)
+    with pytest.raises(ValueError, match="'cpu' is taken"):
+        backend.register(type("Other", (backend.Xla,), {"name": "cpu"}))
+
+
+def test_run_config_names_a_bad_backend_and_knows_every_registered_one():
+    assert config_lib.apply_overrides(config_lib.default_config(), ["sampling.backend=xla"]).sampling.backend == "xla"
+    bad = "sampling.backend must be one of \\['auto', 'xla', 'cpu'\\], got 'gpu'"
+    with pytest.raises(config_lib.ConfigError, match=bad):
+        config_lib.apply_overrides(config_lib.default_config(), ["sampling.backend=gpu"])
+    assert set(config_lib.DECODE_BACKENDS) == {"auto", *backend.names()}  # with jaxrl_llm.kernels imported
 
 
 # ------------------------------------------------------------------ errors
@@ -387,6 +487,7 @@ def test_bad_inputs_raise_clear_errors(model):
 # ------------------------------------------------------------------ windowed decoding (T >= 64)
 def test_windows_cover_every_step_with_growing_caches():
     from jaxrl_llm.sampling import decode
+
     for context, T in ((3, 64), (8, 70), (64, 128), (5, 200)):
         ws = decode.windows(CFG, 6, context, T)
         ends = [end for end, _ in ws]
@@ -400,6 +501,7 @@ def test_windows_cover_every_step_with_growing_caches():
 
 def test_windowed_decoding_matches_the_uncached_forward_and_gives_ratio_one(model):
     from jaxrl_llm.sampling import decode
+
     tokens, mask = prompts()
     T = 70
     assert len(decode.windows(CFG, 6, tokens.shape[1], T)) > 1  # this test runs the windowed path
@@ -408,7 +510,7 @@ def test_windowed_decoding_matches_the_uncached_forward_and_gives_ratio_one(mode
     full, full_mask = joined(out)
     logits = forward(model, full, full_mask)
     Sp = out.prompt_tokens.shape[1]
-    np.testing.assert_array_equal(out.tokens, np.argmax(logits[:, Sp - 1: Sp + T - 1], -1))
+    np.testing.assert_array_equal(out.tokens, np.argmax(logits[:, Sp - 1 : Sp + T - 1], -1))
     cfg = sampling.SamplingConfig(max_new_tokens=T, return_policy_logprobs=True)
     out = sampling.sample(model, tokens, mask, jax.random.key(1), cfg, num_samples=2)
     full, full_mask = joined(out)

@@ -26,8 +26,9 @@ P_MIN = 1e-3  # reject at p < 0.001
 
 @pytest.fixture(scope="module")
 def model():
-    cfg = ModelConfig(vocab_size=V, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4,
-                      num_kv_heads=2, head_dim=8)
+    cfg = ModelConfig(
+        vocab_size=V, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=8
+    )
     m = Decoder(cfg, rngs=nnx.Rngs(3))
     m.lm_head[...] = m.lm_head[...] * 6.0  # ~1.5 nats per step, and top-k cuts real mass
     return m
@@ -42,7 +43,7 @@ def exact(model):
 
     @jax.jit
     def step_logq(model, tokens):
-        logits = model(tokens, positions_from_mask(mask), mask)[0][:, len(PROMPT) - 1:-1]    # [512, T, V]
+        logits = model(tokens, positions_from_mask(mask), mask)[0][:, len(PROMPT) - 1 : -1]  # [512, T, V]
         flat = logits.reshape(-1, V)
         z = processors.filtered_logits(flat, jnp.full(flat.shape[:1], CFG.temperature), top_k=CFG.top_k)
         return jax.nn.log_softmax(z, -1).reshape(logits.shape)
@@ -50,7 +51,7 @@ def exact(model):
     logq = np.asarray(step_logq(model, tokens))
     picked = np.take_along_axis(logq, seqs[..., None], -1)[..., 0]
     # not vacuous: the next-token law depends on the context (total variation across first tokens)
-    q1 = np.exp(logq[::V * V, 1])                                                  # [V, V]: q(y1 | y0)
+    q1 = np.exp(logq[:: V * V, 1])  # [V, V]: q(y1 | y0)
     assert 0.5 * np.abs(q1[:, None] - q1[None]).sum(-1).max() > 0.2
     return seqs, picked
 
@@ -100,10 +101,11 @@ def _conditional(seqs, logq, prefix):
 def test_prefix_continuation_follows_the_exact_conditional(model, exact):
     seqs, logq = exact
     t, m = sampling.pad_prompts([PROMPT], pad_id=0)
-    first = int(np.argmax(np.exp(logq[:, 0])[::V * V]))  # a likely first token, used as a reset prefix
+    first = int(np.argmax(np.exp(logq[:, 0])[:: V * V]))  # a likely first token, used as a reset prefix
     cfg = sampling.SamplingConfig(max_new_tokens=T - 1, temperature=0.8, top_k=6)
-    out = sampling.continue_from(model, t, m, np.array([[first, 0]]), np.array([[1, 0]]), jax.random.key(12),
-                                 cfg, num_samples=N)
+    out = sampling.continue_from(
+        model, t, m, np.array([[first, 0]]), np.array([[1, 0]]), jax.random.key(12), cfg, num_samples=N
+    )
     assert (np.asarray(out.tokens[:, 0]) == first).all()
     cells, probs = _conditional(seqs, logq, [first])
     np.testing.assert_allclose(probs.sum(), 1.0, atol=1e-5)
@@ -119,7 +121,7 @@ def test_branches_follow_the_exact_conditional(model, exact):
     br = sampling.branch(model, base, rows=[2, 3], at=[1, 2], key=jax.random.key(14), cfg=CFG, num_branches=N)
     for point, (row, at) in enumerate([(2, 1), (3, 2)]):
         kept = np.asarray(base.tokens[row, :at])
-        got = np.asarray(br.tokens[point * N:(point + 1) * N])
+        got = np.asarray(br.tokens[point * N : (point + 1) * N])
         assert (got[:, :at] == kept).all()
         cells, probs = _conditional(seqs, logq, kept)
         # the branch samples T new tokens; the first T - at of them continue the enumerated sequence

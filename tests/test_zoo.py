@@ -1,7 +1,10 @@
 """Built-in tiny models, the synthetic tokenizer, sharding helpers, and the public models API."""
 
+import ast
 import json
+import pathlib
 
+import gguf
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,10 +14,20 @@ import transformers
 from flax import nnx
 
 from jaxrl_llm import sharding
-from jaxrl_llm.models import (Decoder, get_model, get_tokenizer, list_models, load_pretrained,
-                              param_shardings, positions_from_mask, save_pretrained, shard_model)
+from jaxrl_llm.models import (
+    Decoder,
+    get_model,
+    get_tokenizer,
+    gguf_io,
+    list_models,
+    load_pretrained,
+    param_shardings,
+    positions_from_mask,
+    save_pretrained,
+    shard_model,
+    zoo,
+)
 from jaxrl_llm.models import tokenizer as tokenizer_lib
-from jaxrl_llm.models import zoo
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +112,28 @@ def test_get_tokenizer_unknown():
         get_tokenizer("nope")
 
 
+def _imported_models_modules(module) -> set[str]:
+    """Sibling ``jaxrl_llm.models`` modules that ``module``'s source imports, function bodies included."""
+    found = set()
+    for node in ast.walk(ast.parse(pathlib.Path(module.__file__).read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "jaxrl_llm.models":
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jaxrl_llm.models."):
+            found.add(node.module.split(".")[2])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[2] for a in node.names if a.name.startswith("jaxrl_llm.models."))
+    return found
+
+
+def test_tokenizer_and_zoo_depend_one_way():
+    """Issue #15 item 9: ``tokenizer`` imported ``zoo`` (inside ``get_tokenizer``) while ``zoo``
+    imported ``tokenizer``. The zoo (the registry of named things) now owns ``get_tokenizer``."""
+    assert "tokenizer" in _imported_models_modules(zoo)
+    assert _imported_models_modules(tokenizer_lib) == set()
+    assert get_tokenizer is zoo.get_tokenizer
+    assert get_tokenizer("tiny")("1+1").input_ids == tokenizer_lib.synthetic_tokenizer()("1+1").input_ids
+
+
 # --------------------------------------------------------------- export of a tiny model
 def test_tiny_exports_to_transformers_with_same_logits(tiny, tmp_path):
     model, tok = tiny
@@ -112,8 +147,9 @@ def test_tiny_exports_to_transformers_with_same_logits(tiny, tmp_path):
     tokens, mask = batch["input_ids"], batch["attention_mask"]
     pos = np.maximum(np.cumsum(mask, -1) - 1, 0)
     with torch.no_grad():
-        ref = tm(input_ids=torch.tensor(tokens), attention_mask=torch.tensor(mask),
-                 position_ids=torch.tensor(pos)).logits.numpy()
+        ref = tm(
+            input_ids=torch.tensor(tokens), attention_mask=torch.tensor(mask), position_ids=torch.tensor(pos)
+        ).logits.numpy()
     ours, _ = model(jnp.asarray(tokens), positions_from_mask(jnp.asarray(mask)), jnp.asarray(mask))
     real = mask.astype(bool)
     np.testing.assert_allclose(np.asarray(ours)[real], ref[real], atol=1e-5, rtol=1e-5)
@@ -128,11 +164,12 @@ def test_param_shardings_follow_the_rules_table(tiny):
     model, _ = tiny
     mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
     specs = param_shardings(model, mesh)
-    assert tuple(specs["layers"]["wq"].spec)[:3] == (None, "fsdp", "tensor")   # [L, D, H, Dh]
-    assert tuple(specs["layers"]["w_down"].spec) == (None, "tensor", "fsdp")   # [L, F, D]
-    assert tuple(specs["embed"].spec) == ("tensor", "fsdp")                   # [V, D]
+    assert tuple(specs["layers"]["wq"].spec)[:3] == (None, "fsdp", "tensor")  # [L, D, H, Dh]
+    assert tuple(specs["layers"]["w_down"].spec) == (None, "tensor", "fsdp")  # [L, F, D]
+    assert tuple(specs["embed"].spec) == ("tensor", "fsdp")  # [V, D]
     assert jax.tree.structure(specs) == jax.tree.structure(
-        jax.tree.map(lambda v: 0, nnx.state(model, nnx.Param), is_leaf=lambda x: isinstance(x, nnx.Variable)))
+        jax.tree.map(lambda v: 0, nnx.state(model, nnx.Param), is_leaf=lambda x: isinstance(x, nnx.Variable))
+    )
 
 
 def test_shard_model_keeps_the_function(tiny):
@@ -154,3 +191,27 @@ def test_get_model_with_mesh():
     mesh = sharding.make_mesh({"fsdp": 8})
     model, _ = get_model("tiny", mesh=mesh)
     assert model.layers["w_up"][...].sharding.spec[1] == "fsdp"
+
+
+# ---------------------------------------------------------------------------------- GGUF
+@pytest.mark.parametrize(
+    "scaling, freqs, message",
+    [
+        (gguf.RopeScalingType.YARN, False, "llama.rope.scaling.type='yarn' is not supported"),
+        (None, True, "tensor 'rope_freqs.weight' .*Llama 3"),
+    ],
+)
+def test_gguf_rope_scaling_is_rejected_not_ignored(tmp_path, scaling, freqs, message):
+    """A Llama 3.x GGUF carries its rope scaling as factors the loader does not apply: it must
+    fail at load time, not run plain RoPE."""
+    path = str(tmp_path / "m.gguf")
+    writer = gguf.GGUFWriter(path, "llama")
+    if scaling is not None:
+        writer.add_rope_scaling_type(scaling)
+    writer.add_tensor("rope_freqs.weight" if freqs else "output_norm.weight", np.ones(4, np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(NotImplementedError, match=message):
+        gguf_io.load_gguf(path, tokenizer=False)

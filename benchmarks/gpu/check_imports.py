@@ -63,7 +63,7 @@ SITECUSTOMIZE = textwrap.dedent('''
     sys.meta_path[:] = [_Hiding(f) for f in sys.meta_path]
 ''')
 
-IMPORTS = textwrap.dedent('''
+IMPORTS = textwrap.dedent("""
     import sys
 
     import jaxrl_llm, jaxrl_llm.models, jaxrl_llm.sampling, jaxrl_llm.sharding
@@ -79,7 +79,7 @@ IMPORTS = textwrap.dedent('''
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in {blocked!r})
     assert not loaded, loaded
     print("imports ok; jax", __import__("jax").__version__, "; none of the blocked modules loaded")
-''')
+""")
 
 
 def config_check() -> str:
@@ -99,8 +99,11 @@ def config_check() -> str:
 
 
 def run_blocked(argv: list[str], env_dir: str) -> None:
-    env = dict(os.environ, HF_HUB_OFFLINE="1",
-               PYTHONPATH=os.pathsep.join([env_dir, REPO, BENCHMARKS, os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=os.pathsep.join([env_dir, REPO, BENCHMARKS, os.environ.get("PYTHONPATH", "")]),
+    )
     print("$", "python -c <import check>" if argv[0] == "-c" else " ".join(argv), flush=True)
     subprocess.run([sys.executable, *argv], env=env, cwd=REPO, check=True)
 
@@ -121,10 +124,38 @@ def main() -> None:
         common = ["--weights", "random", "--dtype", "bfloat16", "--device", "cpu"]
         common += ["--no-peer"] if args.no_peer else []
         out = os.path.join(env_dir, "out")
-        run_blocked([os.path.join(BENCHMARKS, "forward_backward.py"), *common, "--batch", "2", "--seq", "32",
-                     "--rounds", "1", "--iters", "1", "--out", os.path.join(out, "forward_backward.json")], env_dir)
-        run_blocked([os.path.join(BENCHMARKS, "sampling.py"), *common, "--batch", "2", "--new-tokens", "8",
-                     "--reps", "1", "--out", os.path.join(out, "sampling.json")], env_dir)
+        run_blocked(
+            [
+                os.path.join(BENCHMARKS, "forward_backward.py"),
+                *common,
+                "--batch",
+                "2",
+                "--seq",
+                "32",
+                "--rounds",
+                "1",
+                "--iters",
+                "1",
+                "--out",
+                os.path.join(out, "forward_backward.json"),
+            ],
+            env_dir,
+        )
+        run_blocked(
+            [
+                os.path.join(BENCHMARKS, "sampling.py"),
+                *common,
+                "--batch",
+                "2",
+                "--new-tokens",
+                "8",
+                "--reps",
+                "1",
+                "--out",
+                os.path.join(out, "sampling.json"),
+            ],
+            env_dir,
+        )
         run_blocked([os.path.join(BENCHMARKS, "gpu", "summarize.py"), out], env_dir)
 
 

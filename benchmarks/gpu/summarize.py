@@ -30,15 +30,19 @@ def _load(path: str) -> dict | None:
 
 
 def forward_backward_rows(paths: list[str]) -> list[str]:
-    lines = [f"{'forward+backward':18s} {'dtype':>9s} {'ours tok/s':>11s} {'peer tok/s':>11s} {'ratio':>6s} "
-             f"{'MFU':>6s} {'peer MFU':>8s} {'peak TFLOP/s':>12s} {'compile s':>9s}"]
+    lines = [
+        f"{'forward+backward':18s} {'dtype':>9s} {'ours tok/s':>11s} {'peer tok/s':>11s} {'ratio':>6s} "
+        f"{'MFU':>6s} {'peer MFU':>8s} {'peak TFLOP/s':>12s} {'compile s':>9s}"
+    ]
     results = [_load(path) for path in paths]
     for r in sorted(filter(None, results), key=lambda r: (r["seq"], r["batch"])):
         peak = next(v for k, v in r.items() if k.endswith("_matmul_peak_gflops"))
-        lines.append(f"{'[%d, %d]' % (r['batch'], r['seq']):18s} {r['dtype']:>9s} {r['tokens_per_s']:11.0f} "
-                     f"{_f(r['peer_tokens_per_s'], '11.0f')} {_f(r['ratio_vs_peer'], '6.2f')} "
-                     f"{r['fraction_of_peak']:6.1%} {_f(r['peer_fraction_of_peak'], '8.1%')} "
-                     f"{peak / 1e3:12.1f} {r['compile_seconds']:9.1f}")
+        lines.append(
+            f"{'[%d, %d]' % (r['batch'], r['seq']):18s} {r['dtype']:>9s} {r['tokens_per_s']:11.0f} "
+            f"{_f(r['peer_tokens_per_s'], '11.0f')} {_f(r['ratio_vs_peer'], '6.2f')} "
+            f"{r['fraction_of_peak']:6.1%} {_f(r['peer_fraction_of_peak'], '8.1%')} "
+            f"{peak / 1e3:12.1f} {r['compile_seconds']:9.1f}"
+        )
     return lines
 
 
@@ -47,15 +51,19 @@ def sampling_rows(path: str) -> list[str]:
     if out is None:
         return []
     m = out["machine"]
-    lines = [f"sampling ({out['settings']}); matmul {m['matmul_flops_per_s'] / 1e12:.1f} TFLOP/s, "
-             f"copy {m['copy_bytes_per_s'] / 1e9:.0f} GB/s",
-             f"{'batch':>5s} {'new':>4s} {'ours tok/s':>11s} {'peer tok/s':>11s} {'ratio':>6s} {'roofline':>8s} "
-             f"{'peer roofl.':>11s} {'floor tok/s':>11s} {'1st call s':>10s}"]
+    lines = [
+        f"sampling ({out['settings']}); matmul {m['matmul_flops_per_s'] / 1e12:.1f} TFLOP/s, "
+        f"copy {m['copy_bytes_per_s'] / 1e9:.0f} GB/s",
+        f"{'batch':>5s} {'new':>4s} {'ours tok/s':>11s} {'peer tok/s':>11s} {'ratio':>6s} {'roofline':>8s} "
+        f"{'peer roofl.':>11s} {'floor tok/s':>11s} {'1st call s':>10s}",
+    ]
     for r in out["results"]:
-        lines.append(f"{r['batch']:5d} {r['new_tokens']:4d} {r['tokens_per_s']:11.0f} "
-                     f"{_f(r['peer_tokens_per_s'], '11.0f')} {_f(r['ratio_vs_peer'], '6.2f')} "
-                     f"{r['fraction_of_roofline']:8.1%} {_f(r['peer_fraction_of_roofline'], '11.1%')} "
-                     f"{r['roofline_tokens_per_s']:11.0f} {r['first_call_s_incl_compile']:10.1f}")
+        lines.append(
+            f"{r['batch']:5d} {r['new_tokens']:4d} {r['tokens_per_s']:11.0f} "
+            f"{_f(r['peer_tokens_per_s'], '11.0f')} {_f(r['ratio_vs_peer'], '6.2f')} "
+            f"{r['fraction_of_roofline']:8.1%} {_f(r['peer_fraction_of_roofline'], '11.1%')} "
+            f"{r['roofline_tokens_per_s']:11.0f} {r['first_call_s_incl_compile']:10.1f}"
+        )
     return lines
 
 

@@ -15,8 +15,18 @@ is not an experiment itself and has no ``get_config``.
 
 import dataclasses
 
-from jaxrl_llm.config import (CheckpointConfig, Config, EvalConfig, ModelConfig, OptimConfig, SamplingConfig,
-                              SFTConfig, TaskConfig, TrainConfig, default_config)
+from jaxrl_llm.config import (
+    CheckpointConfig,
+    Config,
+    EvalConfig,
+    ModelConfig,
+    OptimConfig,
+    SamplingConfig,
+    SFTConfig,
+    TaskConfig,
+    TrainConfig,
+    default_config,
+)
 
 # ---------------------------------------------------------------------------------------------
 # The learning regime (the default run's settings, where GRPO learns): every family-A method but
@@ -33,13 +43,17 @@ LEARNING_POOL = LEARNING_TASK_SIZE - default_config().task.kwargs["num_eval"]
 LEARNING_BETA = 0.04
 
 
-def learning_config(name: str, algorithm: str, algo, prompts_per_step: int = 16, group_size: int = 8,
-                    steps: int = LEARNING_STEPS) -> Config:
+def learning_config(
+    name: str, algorithm: str, algo, prompts_per_step: int = 16, group_size: int = 8, steps: int = LEARNING_STEPS
+) -> Config:
     """One run of the learning regime with the objective ``algorithm`` / ``algo`` (its Config)."""
     base = default_config()
     kwargs = {**base.task.kwargs, "size": LEARNING_TASK_SIZE}
     return dataclasses.replace(
-        base, name=name, algorithm=algorithm, algo=algo,
+        base,
+        name=name,
+        algorithm=algorithm,
+        algo=algo,
         task=dataclasses.replace(base.task, kwargs=kwargs),
         train=dataclasses.replace(base.train, steps=steps, prompts_per_step=prompts_per_step, group_size=group_size),
         eval=dataclasses.replace(base.eval, every=100),
@@ -78,8 +92,9 @@ class Comparison:
 HBPO = Comparison(max_terms=2, steps=30, eval_examples=64, max_prompt_len=256)
 
 
-def config(comparison: Comparison, name: str, algorithm: str, algo, prompts_per_step: int = 8,
-           group_size: int = 8) -> Config:
+def config(
+    comparison: Comparison, name: str, algorithm: str, algo, prompts_per_step: int = 8, group_size: int = 8
+) -> Config:
     """One run of ``comparison`` with the objective ``algorithm`` / ``algo`` (its Config)."""
     return Config(
         name=name,

@@ -25,7 +25,6 @@ from jaxrl_llm.ops import kl
 def measure(run_dir: pathlib.Path, n: int, k: int, seed: int) -> dict[str, float]:
     cfg = config_lib.from_dict(json.loads((run_dir / "config.json").read_text()))
     tr = train_lib.Trainer(cfg)
-    tr.start_rl()  # the checkpoint of a finished run is in the RL phase
     ckpt = checkpoint_lib.Checkpointer(run_dir / "checkpoints", cfg.checkpoint.max_to_keep, False)
     restored = ckpt.restore(tr.restore_target)
     if restored is None:
@@ -34,18 +33,19 @@ def measure(run_dir: pathlib.Path, n: int, k: int, seed: int) -> dict[str, float
     tr.load(state, meta)
     ckpt.close()
     examples = tr.task.eval_examples(n)
-    prompt_tokens, prompt_mask = tr.encode_prompts(examples)
-    out = tr.generate(prompt_tokens, prompt_mask, jax.random.key(seed), k)
+    prompt_tokens, prompt_mask = tr.policy.encode_prompts(examples)
+    out = tr.policy.generate(prompt_tokens, prompt_mask, jax.random.key(seed), k)
     rows = [e for e in examples for _ in range(k)]
-    rewards, _ = tr.score(tr.decode(out["tokens"], out["lengths"]), rows)
+    rewards, _ = tr.rewards.score(tr.policy.decode(out["tokens"], out["lengths"]), rows)
+    rewards = np.asarray(rewards, np.float32)
     correct = rewards >= cfg.eval.correct_threshold
     lengths = out["lengths"].astype(np.float64)
     tokens = np.concatenate([out["prompt_tokens"], out["tokens"]], axis=1)
     attention = np.concatenate([out["prompt_mask"].astype(np.float32), out["mask"]], axis=1)
     t = out["tokens"].shape[1]
-    lp = np.asarray(tr.logprobs(tr.params, tr.put(tokens), tr.put(attention), t))
-    ref = np.asarray(tr.logprobs(tr.ref_params if tr.ref_params is not None else tr.params, tr.put(tokens),
-                                 tr.put(attention), t))
+    lp = tr.policy.logprobs(tr.policy.params, tokens, attention, t)
+    ref_params = tr.state.ref_params if tr.state.ref_params is not None else tr.policy.params
+    ref = tr.policy.logprobs(ref_params, tokens, attention, t)
     m = out["mask"]
     k3 = np.asarray(kl.k3(lp, ref))
     return {

@@ -9,9 +9,14 @@ Reads runs/METHOD and runs/copo_grpo_baseline (metrics.jsonl, summary.json); pri
 eval metrics before/after RL and RL-phase means (first/last 5 steps) of the given keys; writes
 experiments/results/METHOD.png.
 """
-import json, sys, pathlib
+
+import json
+import pathlib
+import sys
+
 import numpy as np
-from jaxrl_llm import plot, metrics_log
+
+from jaxrl_llm import metrics_log, plot
 
 method, keys = sys.argv[1], sys.argv[2].split(",")
 runs = {method: f"runs/{method}", "grpo": "runs/copo_grpo_baseline"}
@@ -26,11 +31,17 @@ for k in keys:
     for n in runs:
         vals = [r[k] for r in recs[n] if k in r]
         if not vals:
-            row.append("-"); continue
+            row.append("-")
+            continue
         first, last = np.mean(vals[:5]), np.mean(vals[-5:])
         row.append(f"{np.mean(vals):.4f} (first 5: {first:.4f}, last 5: {last:.4f})")
     print(f"| {k} (RL mean) | " + " | ".join(row) + " |")
 for n in runs:
-    print(f"\n{n}: wall {summ[n]['wall_time_s']:.0f} s, compiles_after_warmup {summ[n]['counters'].get('compiles_after_warmup')}")
-plot.plot_runs(list(runs.values()), f"experiments/results/{method}.png",
-               keys=["reward/mean", "eval/accuracy", "eval/pass@k", "entropy"] + keys)
+    print(
+        f"\n{n}: wall {summ[n]['wall_time_s']:.0f} s, compiles_after_warmup {summ[n]['counters'].get('compiles_after_warmup')}"
+    )
+plot.plot_runs(
+    list(runs.values()),
+    f"experiments/results/{method}.png",
+    keys=["reward/mean", "eval/accuracy", "eval/pass@k", "entropy"] + keys,
+)

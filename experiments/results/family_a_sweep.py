@@ -38,17 +38,46 @@ from jaxrl_llm import metrics_log
 # step and shares no prompt computation, so a step costs ~5x GRPO's; the recorded sweep gave it
 # 100 steps (``--set train.steps=100`` via --only, see experiments/results/single_stream_spo.md).
 RUNS: tuple[tuple[str, int], ...] = (
-    ("family_a_grpo", 0), ("family_a_grpo", 1), ("gtpo_grpo_baseline", 0), ("gtpo", 0), ("dcpo", 0),
-    ("bnpo", 0), ("copo", 0), ("riskpo", 0), ("hapo", 0), ("apo", 0),
+    ("family_a_grpo", 0),
+    ("family_a_grpo", 1),
+    ("gtpo_grpo_baseline", 0),
+    ("gtpo", 0),
+    ("dcpo", 0),
+    ("bnpo", 0),
+    ("copo", 0),
+    ("riskpo", 0),
+    ("hapo", 0),
+    ("apo", 0),
 )
 
 # Means over RL steps of these metrics (when a run logs them) go into the summary.
 METRICS = (
-    "reward/mean", "entropy", "kl", "grad_norm", "clip_frac", "frac_zero_std_groups", "completion_len/mean",
-    "completion_len/wrong", "completion_len/correct", "time/step", "time/sample", "time/update",
-    "gtpo/conflict_logprob", "dcpo/frac_tokens_with_grad", "dcpo/frac_nonzero_adv", "dcpo/frac_revisited",
-    "frac_signal_rows", "frac_signal_rows/local", "local_weight/mean", "answer_entropy/mean", "frac_zero_adv",
-    "adv/mean", "adv/max", "adv/std", "apo/kl_weight_pos", "apo/len_wrong",
+    "reward/mean",
+    "entropy",
+    "kl",
+    "grad_norm",
+    "clip_frac",
+    "frac_zero_std_groups",
+    "completion_len/mean",
+    "completion_len/wrong",
+    "completion_len/correct",
+    "time/step",
+    "time/sample",
+    "time/update",
+    "gtpo/conflict_logprob",
+    "dcpo/frac_tokens_with_grad",
+    "dcpo/frac_nonzero_adv",
+    "dcpo/frac_revisited",
+    "frac_signal_rows",
+    "frac_signal_rows/local",
+    "local_weight/mean",
+    "answer_entropy/mean",
+    "frac_zero_adv",
+    "adv/mean",
+    "adv/max",
+    "adv/std",
+    "apo/kl_weight_pos",
+    "apo/len_wrong",
 )
 
 
@@ -56,14 +85,24 @@ def run_name(experiment: str, seed: int) -> str:
     return f"{experiment}_s{seed}"
 
 
-def launch(experiment: str, seed: int, out: pathlib.Path, cores: list[int] | None,
-           extra_sets: list[str]) -> subprocess.Popen:
+def launch(
+    experiment: str, seed: int, out: pathlib.Path, cores: list[int] | None, extra_sets: list[str]
+) -> subprocess.Popen:
     name = run_name(experiment, seed)
     run_dir = out / name
     if run_dir.exists():  # a rerun starts fresh rather than resuming a run of other settings
         shutil.rmtree(run_dir)
-    cmd = [sys.executable, "-m", "jaxrl_llm.cli", "train", experiment, "--set", f"seed={seed}",
-           "--run-dir", str(run_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jaxrl_llm.cli",
+        "train",
+        experiment,
+        "--set",
+        f"seed={seed}",
+        "--run-dir",
+        str(run_dir),
+    ]
     for s in extra_sets:
         cmd += ["--set", s]
     if cores and shutil.which("taskset"):
@@ -74,8 +113,9 @@ def launch(experiment: str, seed: int, out: pathlib.Path, cores: list[int] | Non
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def sweep(runs, out: pathlib.Path, parallel: int, cores_per_run: int, deadline_s: float,
-          extra_sets: list[str]) -> dict[str, int | None]:
+def sweep(
+    runs, out: pathlib.Path, parallel: int, cores_per_run: int, deadline_s: float, extra_sets: list[str]
+) -> dict[str, int | None]:
     out.mkdir(parents=True, exist_ok=True)
     pending = list(runs)
     active: dict[str, tuple[subprocess.Popen, float]] = {}
@@ -108,8 +148,9 @@ def sweep(runs, out: pathlib.Path, parallel: int, cores_per_run: int, deadline_s
                 returncodes[name] = rc
                 del active[name]
                 free_slots.append(slot_of.pop(name))
-                print(f"[{time.monotonic() - start:6.0f}s] end {name} rc={rc} ({time.monotonic() - t0:.0f}s)",
-                      flush=True)
+                print(
+                    f"[{time.monotonic() - start:6.0f}s] end {name} rc={rc} ({time.monotonic() - t0:.0f}s)", flush=True
+                )
         if not active and pending and time.monotonic() - start >= deadline_s:
             for experiment, seed in pending:
                 returncodes[run_name(experiment, seed)] = None  # never started
@@ -122,17 +163,24 @@ def read_run(run_dir: pathlib.Path) -> dict:
     rows = metrics_log.read_metrics(run_dir)  # skips the torn last line of a run stopped at the deadline
     if not rows:
         return {"error": f"no {metrics_log.METRICS_FILE} records in {run_dir}"}
-    evals = [{k: r[k] for k in ("step", "eval/accuracy", "eval/pass@1", "eval/pass@k", "eval/completion_len") if k in r}
-             for r in rows if r.get("phase") == "eval"]
+    evals = [
+        {k: r[k] for k in ("step", "eval/accuracy", "eval/pass@1", "eval/pass@k", "eval/completion_len") if k in r}
+        for r in rows
+        if r.get("phase") == "eval"
+    ]
     rl = [r for r in rows if r.get("phase") == "rl"]
     means = {}
     for key in METRICS:
         vals = [r[key] for r in rl if key in r]
         if vals:
-            tail = vals[-min(100, len(vals)):]
+            tail = vals[-min(100, len(vals)) :]
             mean = sum(vals) / len(vals)
-            means[key] = {"mean": mean, "std": (sum((v - mean) ** 2 for v in vals) / len(vals)) ** 0.5,
-                          "first100": sum(vals[:100]) / len(vals[:100]), "last100": sum(tail) / len(tail)}
+            means[key] = {
+                "mean": mean,
+                "std": (sum((v - mean) ** 2 for v in vals) / len(vals)) ** 0.5,
+                "first100": sum(vals[:100]) / len(vals[:100]),
+                "last100": sum(tail) / len(tail),
+            }
     return {"evals": evals, "rl_steps": len(rl), "means": means}
 
 
@@ -163,11 +211,20 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="runs/family_a")
     ap.add_argument("--parallel", type=int, default=1)
     ap.add_argument("--cores-per-run", type=int, default=2)
-    ap.add_argument("--deadline-s", type=float, default=float("inf"),
-                    help="stop runs still going after this many seconds (their logs are kept)")
+    ap.add_argument(
+        "--deadline-s",
+        type=float,
+        default=float("inf"),
+        help="stop runs still going after this many seconds (their logs are kept)",
+    )
     ap.add_argument("--only", default="", help="comma-separated experiment:seed pairs (default: all RUNS)")
-    ap.add_argument("--set", action="append", default=[], dest="sets",
-                    help="a config override passed to every run, e.g. train.steps=5")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="sets",
+        help="a config override passed to every run, e.g. train.steps=5",
+    )
     ap.add_argument("--summarize", action="store_true", help="only read the runs already in --out")
     args = ap.parse_args(argv)
     runs = RUNS

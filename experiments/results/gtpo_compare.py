@@ -43,14 +43,18 @@ def main(argv):
                 print(f"| `{key}` | {name} | - | - | - | - | - |")
                 continue
             cv = s.std() / abs(s.mean()) if s.mean() != 0 else float("nan")
-            print(f"| `{key}` | {name} | {fmt(s[:10].mean())} | {fmt(s[-10:].mean())} | {fmt(s.mean())} | {fmt(s.std())} | {fmt(cv)} |")
+            print(
+                f"| `{key}` | {name} | {fmt(s[:10].mean())} | {fmt(s[-10:].mean())} | {fmt(s.mean())} | {fmt(s.std())} | {fmt(cv)} |"
+            )
     print()
     print("| run | eval step | accuracy | pass@1 | pass@k | completion_len |")
     print("|---|---|---|---|---|---|")
     for name, (_, ev) in runs.items():
         for r in ev:
-            print(f"| {name} | {r['step']} | {fmt(r.get('eval/accuracy'))} | {fmt(r.get('eval/pass@1'))} | "
-                  f"{fmt(r.get('eval/pass@k'))} | {fmt(r.get('eval/completion_len'))} |")
+            print(
+                f"| {name} | {r['step']} | {fmt(r.get('eval/accuracy'))} | {fmt(r.get('eval/pass@1'))} | "
+                f"{fmt(r.get('eval/pass@k'))} | {fmt(r.get('eval/completion_len'))} |"
+            )
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for name, (rl, _) in runs.items():

@@ -32,8 +32,8 @@ Differs from GRPO in:
      sequences of each sequence's token-mean; GRPO takes both as ``seq_mean_token_mean``.
   4. Epsilons: ``std_eps = 1e-9`` (OpenRLHF), ``beta = 1e-3`` (the released script).
 
-Defaults follow the released code (spec ``agentic_multimodal_judges.md`` §1; the paper's method
-section was not read, so the code is the only verified source):
+Defaults follow the released code (the View-R1 repository above; the paper's method section was not
+read, so the code is the only verified source):
   * ``stcr_base = 1.00001``: the code's hard-coded base, which makes STCR at most ~4 % even at
     4096 excess tokens. It is a field because at toy lengths (< 100 tokens) the effect is invisible:
     use ~1.01 or more there.
@@ -56,8 +56,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrl_llm.ops import aggregation, inputs, kl, policy_loss
 from jaxrl_llm.ops import advantages as adv_ops
+from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, ratios
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "apo"
@@ -73,6 +73,7 @@ class Config:
     eps_high: float = 0.2
     beta: float = 1e-3  # beta: KL weight (init_kl_coef)
     kl_estimator: str = "k3"
+    kl_clamp: float | None = None  # clamp of the per-token KL value (verl: 10); None = none (OpenRLHF)
     std_ddof: int = 1  # torch .std(): unbiased
     std_eps: float = 1e-9  # OpenRLHF's epsilon
     stcr_base: float = 1.00001  # b: STCR weight 1 - b^(-Delta); > 1
@@ -125,7 +126,17 @@ def _group_terms(rollout: Rollout, cfg: Config) -> dict[str, Array]:
     w = stcr_weights(correct, lengths, g, cfg)
     adv = w * adv_ops.group_normalized(r, g, cfg.std_ddof, cfg.std_eps)
     kappa = jnp.where(adv > 0, dads_weight(difficulty, cfg), 1.0)
-    return {"g": g, "r": r, "mask": mask, "correct": correct, "lengths": lengths, "difficulty": difficulty, "w": w, "adv": adv, "kappa": kappa}
+    return {
+        "g": g,
+        "r": r,
+        "mask": mask,
+        "correct": correct,
+        "lengths": lengths,
+        "difficulty": difficulty,
+        "w": w,
+        "adv": adv,
+        "kappa": kappa,
+    }
 
 
 def advantages(rollout: Rollout, cfg: Config, state: Any = None) -> tuple[Array, Metrics]:
@@ -140,13 +151,15 @@ def advantages(rollout: Rollout, cfg: Config, state: Any = None) -> tuple[Array,
     x = _group_terms(rollout, cfg)
     c, wrong, pos = x["correct"], 1.0 - x["correct"], (x["adv"] > 0).astype(jnp.float32)
     metrics = adv_ops.group_stats(x["adv"], x["r"], x["mask"], x["g"])
-    metrics.update({
-        "apo/len_wrong": jnp.sum(wrong * x["lengths"]) / jnp.maximum(jnp.sum(wrong), 1.0),
-        "apo/len_correct": jnp.sum(c * x["lengths"]) / jnp.maximum(jnp.sum(c), 1.0),
-        "apo/stcr_weight_wrong": jnp.sum(wrong * x["w"]) / jnp.maximum(jnp.sum(wrong), 1.0),
-        "apo/difficulty": jnp.mean(x["difficulty"]),
-        "apo/kl_weight_pos": jnp.sum(pos * x["kappa"]) / jnp.maximum(jnp.sum(pos), 1.0),
-    })
+    metrics.update(
+        {
+            "apo/len_wrong": jnp.sum(wrong * x["lengths"]) / jnp.maximum(jnp.sum(wrong), 1.0),
+            "apo/len_correct": jnp.sum(c * x["lengths"]) / jnp.maximum(jnp.sum(c), 1.0),
+            "apo/stcr_weight_wrong": jnp.sum(wrong * x["w"]) / jnp.maximum(jnp.sum(wrong), 1.0),
+            "apo/difficulty": jnp.mean(x["difficulty"]),
+            "apo/kl_weight_pos": jnp.sum(pos * x["kappa"]) / jnp.maximum(jnp.sum(pos), 1.0),
+        }
+    )
     return x["adv"], metrics
 
 
@@ -167,18 +180,27 @@ def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
     ``sum m l / num_tokens + beta sum_i kappa_i (sum_t m k3 / |y_i|) / num_seqs``; a micro-batch
     gives its share of the full-batch loss.
     """
-    x = inputs.policy_inputs(logprobs, batch, NAME)
-    mask, n_tok, n_seq = x["mask"], x["num_tokens"], x["num_seqs"]
-    kl_loss, kl_metrics = None, {}
-    if cfg.beta > 0:
-        inputs.require(batch, ("ref_logprobs", "kl_weights"), f"{NAME} (beta > 0; kl_weights come from apo.batch_extras)")
-        ref = inputs.token_array(batch, "ref_logprobs", mask, NAME)
-        kappa = inputs.per_token(batch["kl_weights"], mask, "kl_weights", NAME)
-        per_token_kl = kl.estimate(x["logprobs"], ref, cfg.kl_estimator)
-        kl_loss = cfg.beta * aggregation.aggregate(kappa * per_token_kl, mask, cfg.kl_aggregation, n_tok, n_seq)
-        kl_metrics = {"kl": aggregation.aggregate(per_token_kl, mask, cfg.kl_aggregation, n_tok, n_seq), "loss/kl": kl_loss}
-    total, metrics = policy_loss.clipped_policy_loss(x, batch, NAME, cfg.eps_low, cfg.eps_high, cfg.aggregation, extra=kl_loss)
-    return total, {**metrics, **kl_metrics}
+    x = inputs.policy_inputs(logprobs, batch, NAME, ref=cfg.beta > 0)
+    mask, adv, nt, ns = x["mask"], x["advantages"], x["num_tokens"], x["num_seqs"]
+    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)  # rho_{i,t} [B, T]
+    per_token = clipping.clipped_surrogate(ratio, adv, cfg.eps_low, cfg.eps_high)  # -min(rho A_i, clip(rho) A_i) [B, T]
+    policy = aggregation.aggregate(per_token * x["is_weights"], mask, cfg.aggregation, nt, ns)  # token-mean
+    metrics = diagnostics.ratio_metrics(ratio, adv, mask, nt, cfg.eps_low, cfg.eps_high)  # clip_frac, ratio/*
+    if cfg.beta == 0:
+        return diagnostics.finalize(metrics, policy, batch, mask, nt, where=NAME)
+    inputs.require(batch, ("kl_weights",), f"{NAME} (beta > 0; kl_weights come from apo.batch_extras)")
+    kappa = inputs.per_token(batch["kl_weights"], mask, "kl_weights", NAME)  # DADS kappa_i [B, T]
+    per_token_kl = kl.estimate(x["logprobs"], x["ref_logprobs"], cfg.kl_estimator, cfg.kl_clamp)  # [B, T]
+    kl_term = aggregation.aggregate(
+        kappa * per_token_kl, mask, cfg.kl_aggregation, nt, ns
+    )  # (1/B) sum_i kappa_i mean_t KL
+    total, metrics = diagnostics.finalize(
+        metrics, policy, batch, mask, nt, kl_term, cfg.beta, where=NAME
+    )  # + beta * KL
+    metrics["kl"] = aggregation.aggregate(
+        per_token_kl, mask, cfg.kl_aggregation, nt, ns
+    )  # unweighted, comparable across methods
+    return total, metrics
 
 
 def example_extras(key: Array, batch_size: int, seq_len: int, group_size: int) -> dict[str, Array]:

@@ -46,7 +46,8 @@ Defaults and code-vs-paper differences (config fields):
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -54,7 +55,7 @@ import jax.scipy.special as jsp
 import numpy as np
 
 from jaxrl_llm.ops import advantages as adv_ops
-from jaxrl_llm.ops import aggregation, inputs, kl, policy_loss
+from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, ratios
 from jaxrl_llm.types import Array, Metrics
 
 NAME = "bnpo"
@@ -71,6 +72,7 @@ class Config:
     clip_c: float = 10.0  # dual-clip c (verl clip_ratio_c)
     beta: float = 0.0  # KL weight (not the Beta parameter; that one lives in the state)
     kl_estimator: str = "k3"
+    kl_clamp: float | None = None  # clamp of the per-token KL value (verl: 10); None = none
     aggregation: str = "seq_mean_token_sum"
     reward_min: float = 0.0  # affine map of rewards to [0, 1]
     reward_max: float = 1.0
@@ -86,7 +88,9 @@ class Config:
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"bnpo.Config.momentum must be in [0, 1), got {self.momentum}")
         if self.clip_c <= 1 or self.eps_low <= 0 or self.eps_high <= 0:
-            raise ValueError(f"bnpo.Config: need clip_c > 1 and eps > 0, got {self.clip_c}, {self.eps_low}, {self.eps_high}")
+            raise ValueError(
+                f"bnpo.Config: need clip_c > 1 and eps > 0, got {self.clip_c}, {self.eps_low}, {self.eps_high}"
+            )
         if self.aggregation not in aggregation.MODES or self.aggregation == "seq_mean_token_sum_norm":
             raise ValueError(f"bnpo.Config.aggregation={self.aggregation!r}; allowed: {aggregation.MODES[:3]}")
         if self.var_ddof not in (0, 1) or self.var_floor <= 0 or self.reward_components < 0 or self.beta < 0:
@@ -140,10 +144,14 @@ def _columns(rollout: Mapping[str, Any], cfg: Config) -> Array:
     """Rewards mapped to [0, 1], as columns ``[B, K]`` (``K = 1`` without decomposition)."""
     if cfg.reward_components:
         if "reward_components" not in rollout:
-            raise KeyError(f"bnpo: Config.reward_components={cfg.reward_components} needs rollout['reward_components'] [B, K]; it has {sorted(rollout)}")
+            raise KeyError(
+                f"bnpo: Config.reward_components={cfg.reward_components} needs rollout['reward_components'] [B, K]; it has {sorted(rollout)}"
+            )
         r = jnp.asarray(rollout["reward_components"], jnp.float32)
         if r.ndim != 2 or r.shape[1] != cfg.reward_components:
-            raise ValueError(f"bnpo: rollout['reward_components'] has shape {r.shape}; expected [B, {cfg.reward_components}]")
+            raise ValueError(
+                f"bnpo: rollout['reward_components'] has shape {r.shape}; expected [B, {cfg.reward_components}]"
+            )
     else:
         r = jnp.asarray(rollout["rewards"], jnp.float32)[:, None]
     r01 = (r - cfg.reward_min) / (cfg.reward_max - cfg.reward_min)
@@ -180,7 +188,9 @@ def _fit(rollout, cfg, state):
     return g, r01, p, mu, v, alpha, beta
 
 
-def advantages(rollout: Mapping[str, Any], cfg: Config, state: Mapping[str, Array] | None = None) -> tuple[Array, Metrics]:
+def advantages(
+    rollout: Mapping[str, Any], cfg: Config, state: Mapping[str, Array] | None = None
+) -> tuple[Array, Metrics]:
     """``A_i = (R_i - p_q) / f_Beta(p_q; alpha, beta)`` ``[B]`` (averaged over reward components).
 
     Needs ``rewards`` [B] (or ``reward_components`` [B, K]), ``mask`` and the group size.
@@ -214,11 +224,23 @@ def loss(logprobs: Array, batch: Mapping[str, Any], cfg: Config) -> tuple[Array,
     times ``is_weights``. ``logprobs`` ``[B, T]``; batch keys as in ``jaxrl_llm.types``.
     Reference: arXiv 2506.02864 (the code runs verl's ``compute_policy_loss``).
     """
-    x = inputs.policy_inputs(logprobs, batch, NAME)
-    return policy_loss.clipped_policy_loss(
-        x, batch, NAME, cfg.eps_low, cfg.eps_high, cfg.aggregation,
-        clip_c=cfg.clip_c, beta=cfg.beta, kl_estimator=cfg.kl_estimator,
+    x = inputs.policy_inputs(logprobs, batch, NAME, ref=cfg.beta > 0)
+    mask, adv, nt, ns = x["mask"], x["advantages"], x["num_tokens"], x["num_seqs"]
+    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)  # rho_{i,t} [B, T]
+    per_token = clipping.clipped_surrogate(ratio, adv, cfg.eps_low, cfg.eps_high)  # -min(rho A, clip(rho) A) [B, T]
+    per_token = clipping.dual_clip(per_token, adv, cfg.clip_c)  # capped at -c A where A < 0
+    policy = aggregation.aggregate(per_token * x["is_weights"], mask, cfg.aggregation, nt, ns)  # seq-mean-token-sum
+    kl_term = (
+        kl.penalty(
+            x["logprobs"], x["ref_logprobs"], mask, cfg.kl_estimator, cfg.aggregation, nt, ns, clamp=cfg.kl_clamp
+        )
+        if cfg.beta > 0
+        else None
     )
+    metrics = diagnostics.ratio_metrics(
+        ratio, adv, mask, nt, cfg.eps_low, cfg.eps_high, cfg.clip_c
+    )  # clip_frac, ratio/*
+    return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta, where=NAME)  # policy (+ beta * KL)
 
 
 def example_extras(key: Array, batch_size: int, seq_len: int, group_size: int) -> dict[str, Array]:

@@ -57,7 +57,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -87,6 +88,7 @@ class Config:
     clip_c: float = 3.0  # verl dual-clip constant c (> 1) for A < 0
     beta: float = 0.0  # KL weight; 0 means no reference model
     kl_estimator: str = "k3"  # one of ops.kl.ESTIMATORS
+    kl_clamp: float | None = None  # clamp of the per-token KL value (verl: 10); None = none
     std_eps: float = 1e-6  # added to both stds (local per group, global across prompts)
     k: float = 20.0  # slope of the soft weight sigmoid(k (H - b))
     b: float = 0.5  # answer-entropy threshold of the soft weight, in bits
@@ -254,19 +256,22 @@ def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
     global normalizers. Clip metrics are taken against the blended advantage
     ``(1 - w) A^glob + w A^loc`` (the sign that decides which bound binds for most tokens).
     """
-    x = inputs.policy_inputs(logprobs, batch, NAME)
+    x = inputs.policy_inputs(logprobs, batch, NAME, ref=cfg.beta > 0)
     mask, nt, ns = x["mask"], x["num_tokens"], x["num_seqs"]
-    a_glob, w = _blend_inputs(batch, mask)
-    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)
-    per_token = (1.0 - w) * _surrogate(ratio, a_glob, cfg) + w * _surrogate(ratio, x["advantages"], cfg)
+    a_glob, w = _blend_inputs(batch, mask)  # A^glob, w_i [B, T]
+    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)  # rho_{i,t} [B, T]
+    per_token = (1.0 - w) * _surrogate(ratio, a_glob, cfg) + w * _surrogate(ratio, x["advantages"], cfg)  # [B, T]
     policy = aggregation.aggregate(per_token * x["is_weights"], mask, cfg.aggregation, nt, ns)
     blended = (1.0 - w) * a_glob + w * x["advantages"]
     metrics = diagnostics.ratio_metrics(ratio, blended, mask, nt, cfg.eps_low, cfg.eps_high, cfg.clip_c)
-    kl_term = None
-    if cfg.beta > 0:
-        ref = inputs.ref_logprobs(batch, mask, NAME)
-        kl_term = kl.penalty(x["logprobs"], ref, mask, cfg.kl_estimator, cfg.aggregation, nt, ns)
-    return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta)
+    kl_term = (
+        kl.penalty(
+            x["logprobs"], x["ref_logprobs"], mask, cfg.kl_estimator, cfg.aggregation, nt, ns, clamp=cfg.kl_clamp
+        )
+        if cfg.beta > 0
+        else None
+    )
+    return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta, where=NAME)
 
 
 def reinforce_loss(logprobs: Array, batch: Batch, cfg: Config) -> Array:

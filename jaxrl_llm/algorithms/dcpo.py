@@ -4,9 +4,11 @@ Yang et al., "DCPO: Dynamic Clipping Policy Optimization", 2025, https://arxiv.o
 Official code: github.com/lime-RL/DCPO (``verl/trainer/ppo/core_algos.py``: ``get_clip_low_high``,
 ``compute_policy_loss_dcpo``, ``compute_dcpo_outcome_advantage``, ``get_mean_std``).
 
-Objective (maximized; ``loss`` returns its negative)::
+Objective (maximized; ``loss`` returns its negative), per prompt, paper Eq. 8::
 
-    J = (1/B) sum_i (1/|o_i|) sum_t  max( min(rho A_i, clip(rho, r_low(q), r_high(q)) A_i),  c A_i [A_i < 0] )
+    J = sum_{i=1..G} (1/|o_i|) sum_t  max( min(rho A_i, clip(rho, r_low(q), r_high(q)) A_i),  c A_i [A_i < 0] )
+
+averaged over the ``P = num_seqs / G`` prompts of the batch (the expectation over questions).
 
 * Dynamic-adaptive clipping (DAC): from ``|(rho - 1) q| <= eps`` with ``q = pi_old(o_{i,t})``,
   ``r_low(q) = 0.5 + 0.5 sqrt(max(1 - 4 eps_low / q, 0))`` and
@@ -21,20 +23,30 @@ Objective (maximized; ``loss`` returns its negative)::
   ``SA_new = ((i-1)/i) A_new + (1/i) A_tot``, ``SA_tot = (1/i) A_new + ((i-1)/i) A_tot``;
   ``A = SA_new if |SA_new| < |SA_tot| else SA_tot``. A group of equal rewards at a revisited prompt
   keeps ``A = A_tot / i != 0`` whenever earlier visits disagreed.
-* Only-token-mean (OTM) aggregation: each response's token mean, averaged over responses.
+* Only-token-mean (OTM) aggregation: each response's token mean, SUMMED over the G responses of a
+  prompt ("without averaging all responses"; paper Eq. 8), then averaged over prompts.
 
 Differs from GRPO in:
   1. the clip range of each token depends on its old probability (DAC) instead of a fixed ``eps``;
   2. dual-clip with ``c = 10`` for negative advantages;
   3. advantages are standardized with per-prompt statistics accumulated over every visit (SAS,
      state carried across steps), so degenerate groups still carry signal;
-  4. no KL term (``beta = 0``) and no dynamic sampling (no group is dropped or resampled).
+  4. OTM: the per-response token means are summed over a prompt's G responses, not averaged
+     (``1/G``). Under the global normalizer this is ``G`` times GRPO's ``seq_mean_token_mean``:
+     the same direction, a G-fold gradient, which matters through gradient clipping
+     (``optim.max_grad_norm``), Adam's epsilon and the weight of a KL term;
+  5. no KL term (``beta = 0``) and no dynamic sampling (no group is dropped or resampled).
 
 Defaults and code-vs-paper differences (config fields):
   * ``eps_low = 0.16``, ``eps_high = 0.2``: the paper's table; the official scripts run 0.2 / 0.28.
-  * ``aggregation = "seq_mean_token_mean"``: the paper's OTM (per-response token mean, averaged over
-    responses); the code's OTM is a token mean over each micro-batch, i.e. ``"token_mean"`` here
-    with the global normalizer (any mode of ``ops.aggregation`` is accepted).
+  * ``aggregation = "seq_sum_token_mean"``: the paper's OTM, Eq. 8 (per-response token means summed
+    over responses) divided by the GLOBAL number of prompts ``num_seqs / G``, so a micro-batch
+    gives its share (``G`` comes from ``batch["group_sizes"]``, filled by ``batch_extras``).
+    ``"token_mean"``: the released code's OTM today (``agg_loss``: a token mean over each
+    micro-batch, here with the global normalizer). Until commit 2778707 (2025-12-20), i.e. when the
+    paper's runs were made, the code's OTM was a token SUM over the micro-batch, a third form.
+    ``"seq_mean_token_mean"`` (GRPO's ``1/G``) was this file's default before 2026-12;
+    ``"seq_mean_token_sum"`` is also accepted.
   * ``std_ddof = 1``: the code's ``torch.std`` (unbiased); 0 is the population std.
   * ``old_mean_ratio = 1.0``: the code's ``user_old_mean_ratio``, which scales the stored mean and
     std before they are merged.
@@ -50,19 +62,23 @@ Defaults and code-vs-paper differences (config fields):
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_llm.ops import advantages as adv_ops
-from jaxrl_llm.ops import aggregation, clipping, inputs, kl, masked, policy_loss, ratios
+from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, masked, ratios
 from jaxrl_llm.types import Array, Metrics
 
 NAME = "dcpo"
 PAPER = "DCPO: Dynamic Clipping Policy Optimization (Yang et al., 2025)"
 PAPER_URL = "https://arxiv.org/abs/2509.02333"
+
+# "seq_sum_token_mean": Eq. 8 over the global number of prompts; the others as in ops.aggregation.
+AGGREGATIONS = ("seq_sum_token_mean", "token_mean", "seq_mean_token_mean", "seq_mean_token_sum")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +90,8 @@ class Config:
     clip_c: float = 10.0  # dual-clip c; r_max = max(c, 10)
     beta: float = 0.0  # KL weight; DCPO uses none
     kl_estimator: str = "k3"
-    aggregation: str = "seq_mean_token_mean"  # paper OTM; code: "token_mean"
+    kl_clamp: float | None = None  # clamp of the per-token KL value (verl: 10); None = none
+    aggregation: str = "seq_sum_token_mean"  # one of AGGREGATIONS; paper OTM (Eq. 8); code: "token_mean"
     std_ddof: int = 1
     scale_by_std: bool = True
     old_mean_ratio: float = 1.0  # code user_old_mean_ratio
@@ -86,8 +103,8 @@ class Config:
             raise ValueError(f"dcpo.Config: eps_low, eps_high must be > 0, got {self.eps_low}, {self.eps_high}")
         if self.clip_c <= 1:
             raise ValueError(f"dcpo.Config.clip_c must be > 1 (dual-clip), got {self.clip_c}")
-        if self.aggregation not in aggregation.MODES or self.aggregation == "seq_mean_token_sum_norm":
-            raise ValueError(f"dcpo.Config.aggregation={self.aggregation!r}; allowed: {aggregation.MODES[:3]}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"dcpo.Config.aggregation={self.aggregation!r}; allowed: {AGGREGATIONS}")
         if self.beta < 0 or self.num_prompts < 0 or self.std_ddof not in (0, 1):
             raise ValueError(f"dcpo.Config: need beta >= 0, num_prompts >= 0, std_ddof in (0, 1); got {self}")
         if kl.ESTIMATORS.get(self.kl_estimator) is None:
@@ -122,7 +139,9 @@ def clip_bounds(q: Array, eps_low: float, eps_high: float, clip_c: float = 10.0)
 def init_state(cfg: Config) -> dict[str, Array]:
     """Per-prompt SAS table: ``count`` (visits), ``mean``, ``std``, each ``[num_prompts]``."""
     if cfg.num_prompts < 1:
-        raise ValueError("dcpo.init_state: set Config.num_prompts to the size of the prompt pool (prompt ids are 0..N-1)")
+        raise ValueError(
+            "dcpo.init_state: set Config.num_prompts to the size of the prompt pool (prompt ids are 0..N-1)"
+        )
     n = cfg.num_prompts
     return {"count": jnp.zeros(n, jnp.int32), "mean": jnp.zeros(n, jnp.float32), "std": jnp.zeros(n, jnp.float32)}
 
@@ -130,7 +149,9 @@ def init_state(cfg: Config) -> dict[str, Array]:
 def _prompt_rows(rollout: Mapping[str, Any], g: int, state: Mapping[str, Array]) -> Array:
     """One prompt id per group ``[P]``, validated when the ids are concrete."""
     if "prompt_ids" not in rollout:
-        raise KeyError(f"dcpo: rollout needs 'prompt_ids' [B] (dataset index of each row's prompt) to use the SAS state; it has {sorted(rollout)}")
+        raise KeyError(
+            f"dcpo: rollout needs 'prompt_ids' [B] (dataset index of each row's prompt) to use the SAS state; it has {sorted(rollout)}"
+        )
     ids = jnp.asarray(rollout["prompt_ids"]).astype(jnp.int32)
     per_group = ids[::g]
     if not isinstance(ids, jax.core.Tracer):
@@ -139,9 +160,13 @@ def _prompt_rows(rollout: Mapping[str, Any], g: int, state: Mapping[str, Array])
         if not np.array_equal(host, np.repeat(host[::g], g)):
             raise ValueError("dcpo: prompt_ids must be constant within each group of rows")
         if host.min() < 0 or host.max() >= n:
-            raise ValueError(f"dcpo: prompt_ids must lie in [0, {n}) (Config.num_prompts), got [{host.min()}, {host.max()}]")
+            raise ValueError(
+                f"dcpo: prompt_ids must lie in [0, {n}) (Config.num_prompts), got [{host.min()}, {host.max()}]"
+            )
         if len(np.unique(host[::g])) != len(host[::g]):
-            raise ValueError("dcpo: a prompt appears in two groups of one batch; SAS merges one visit per prompt per step")
+            raise ValueError(
+                "dcpo: a prompt appears in two groups of one batch; SAS merges one visit per prompt per step"
+            )
     return per_group
 
 
@@ -184,7 +209,9 @@ def _stored(rollout, g, cfg, state):
     return ids, state["count"][ids], state["mean"][ids], state["std"][ids]
 
 
-def advantages(rollout: Mapping[str, Any], cfg: Config, state: Mapping[str, Array] | None = None) -> tuple[Array, Metrics]:
+def advantages(
+    rollout: Mapping[str, Any], cfg: Config, state: Mapping[str, Array] | None = None
+) -> tuple[Array, Metrics]:
     """SAS advantages ``[B]`` from this batch's rewards and the stored per-prompt statistics.
 
     Needs ``rewards`` [B], ``mask`` and the group size; with a state also ``prompt_ids`` [B].
@@ -220,24 +247,51 @@ def update_state(state: Mapping[str, Array], rollout: Mapping[str, Any], cfg: Co
 # --------------------------------------------------------------------------------------------
 
 
+def batch_extras(rollout: Mapping[str, Any], cfg: Config) -> dict[str, Array]:
+    """``{"group_sizes": G [B] f32}``: each row's group size, from which the loss counts the batch's
+    prompts (``num_seqs / G``) for the Eq. 8 aggregation (a micro-batch cannot count them itself)."""
+    g = adv_ops.group_size_of(rollout)
+    return {"group_sizes": jnp.full(jnp.shape(rollout["rewards"])[:1], g, jnp.float32)}
+
+
+def _num_prompts(batch: Mapping[str, Any], num_seqs: Array, cfg: Config) -> Array | None:
+    """The ``seq_sum_token_mean`` divisor ``P = num_seqs / G`` (global), None for the other modes."""
+    if cfg.aggregation != "seq_sum_token_mean":
+        return None
+    inputs.require(
+        batch, ("group_sizes",), f"{NAME} (aggregation 'seq_sum_token_mean' counts prompts; from dcpo.batch_extras)"
+    )
+    return num_seqs / jnp.max(jnp.asarray(batch["group_sizes"], jnp.float32))
+
+
 def loss(logprobs: Array, batch: Mapping[str, Any], cfg: Config) -> tuple[Array, Metrics]:
-    """DAC-clipped surrogate with dual-clip (+ ``beta`` KL), aggregated by ``cfg.aggregation``.
+    """DAC-clipped surrogate with dual-clip (+ ``beta`` KL), aggregated by ``cfg.aggregation`` (Eq. 8).
 
     ``l_{i,t} = max(-min(rho A, clip(rho, r_low(q), r_high(q)) A), ...)`` with the dual-clip cap
     ``-c A`` for ``A < 0``, ``q = exp(old_logprobs)``; times ``is_weights``. ``logprobs`` ``[B, T]``.
+    Default aggregation ``sum_i (1/|o_i|) sum_t l_{i,t} / P`` with ``P = num_seqs / G`` prompts.
     Metrics add ``dcpo/frac_tokens_with_grad`` (``A != 0`` and no clip active) and the mean bounds.
     Reference: arXiv 2509.02333 (code ``compute_policy_loss_dcpo``, ``clip_type="dynamic"``).
     """
-    x = inputs.policy_inputs(logprobs, batch, NAME)
-    mask, adv, nt = x["mask"], x["advantages"], x["num_tokens"]
+    x = inputs.policy_inputs(logprobs, batch, NAME, ref=cfg.beta > 0)
+    mask, adv, nt, ns = x["mask"], x["advantages"], x["num_tokens"], x["num_seqs"]
     old = masked.where_mask(x["old_logprobs"], mask)
-    low, high = clip_bounds(jnp.exp(old), cfg.eps_low, cfg.eps_high, cfg.clip_c)  # [B, T]
+    low, high = clip_bounds(jnp.exp(old), cfg.eps_low, cfg.eps_high, cfg.clip_c)  # r_low(q), r_high(q) [B, T]
     eps_low, eps_high = 1.0 - low, high - 1.0
-    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)
-    total, metrics = policy_loss.clipped_policy_loss(
-        x, batch, NAME, eps_low, eps_high, cfg.aggregation,
-        clip_c=cfg.clip_c, beta=cfg.beta, kl_estimator=cfg.kl_estimator, ratio=ratio,
+    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)  # rho_{i,t} [B, T]
+    per_token = clipping.clipped_surrogate(
+        ratio, adv, eps_low, eps_high
+    )  # -min(rho A, clip(rho, r_low, r_high) A) [B, T]
+    per_token = clipping.dual_clip(per_token, adv, cfg.clip_c)  # capped at -c A where A < 0
+    p = _num_prompts(batch, ns, cfg)
+    policy = aggregation.aggregate(per_token * x["is_weights"], mask, cfg.aggregation, nt, ns, p)  # (1/P) sum_i mean_t
+    kl_term = (
+        kl.penalty(x["logprobs"], x["ref_logprobs"], mask, cfg.kl_estimator, cfg.aggregation, nt, ns, p, cfg.kl_clamp)
+        if cfg.beta > 0
+        else None
     )
+    metrics = diagnostics.ratio_metrics(ratio, adv, mask, nt, eps_low, eps_high, cfg.clip_c)  # clip_frac, ratio/*
+    total, metrics = diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta, where=NAME)
     clipped = jnp.zeros(mask.shape, bool)
     for hit in clipping.clip_masks(ratio, adv, eps_low, eps_high, cfg.clip_c).values():
         clipped = clipped | hit
@@ -246,6 +300,16 @@ def loss(logprobs: Array, batch: Mapping[str, Any], cfg: Config) -> tuple[Array,
     metrics["dcpo/r_low_mean"] = masked.masked_sum(low, mask) / nt
     metrics["dcpo/r_high_mean"] = masked.masked_sum(high, mask) / nt
     return total, metrics
+
+
+def reinforce_loss(logprobs: Array, batch: Mapping[str, Any], cfg: Config) -> Array:
+    """On-policy surrogate ``agg[-A log pi]`` under ``cfg.aggregation`` with the Eq. 8 prompt count."""
+    mask = jnp.asarray(batch["mask"], jnp.float32)
+    a = inputs.per_token(batch["advantages"], mask, "advantages", NAME)
+    ns = jnp.asarray(batch["num_seqs"], jnp.float32)
+    return aggregation.aggregate(
+        -a * logprobs, mask, cfg.aggregation, batch["num_tokens"], ns, _num_prompts(batch, ns, cfg)
+    )
 
 
 def example_extras(key: Array, batch_size: int, seq_len: int, group_size: int) -> dict[str, Array]:

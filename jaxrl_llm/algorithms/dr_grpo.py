@@ -28,7 +28,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from jaxrl_llm.ops import advantages as adv_ops
-from jaxrl_llm.ops import inputs, policy_loss
+from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, ratios
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "dr_grpo"
@@ -42,6 +42,7 @@ class Config:
     eps_high: float = 0.2  # epsilon (upper clip)
     beta: float = 0.0  # KL weight; the paper drops the KL term
     kl_estimator: str = "k3"  # used only when beta > 0
+    kl_clamp: float | None = None  # clamp of the per-token KL value (verl: 10); None = none
     norm_const: float | None = None  # L, the constant token-sum divisor; None = T (padded length)
     aggregation: str = "seq_mean_token_sum_norm"  # one of ops.aggregation.MODES
 
@@ -56,8 +57,27 @@ def advantages(rollout: Rollout, cfg: Config, state: Any = None) -> tuple[Array,
 
 def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
     """Clipped surrogate summed over tokens, divided by ``num_seqs * L`` (+ ``beta`` * KL likewise)."""
-    x = inputs.policy_inputs(logprobs, batch, NAME)
-    return policy_loss.clipped_policy_loss(
-        x, batch, NAME, cfg.eps_low, cfg.eps_high, cfg.aggregation,
-        beta=cfg.beta, kl_estimator=cfg.kl_estimator, norm_const=cfg.norm_const,
+    x = inputs.policy_inputs(logprobs, batch, NAME, ref=cfg.beta > 0)
+    mask, adv, nt, ns = x["mask"], x["advantages"], x["num_tokens"], x["num_seqs"]
+    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)  # rho_{i,t} [B, T]
+    per_token = clipping.clipped_surrogate(ratio, adv, cfg.eps_low, cfg.eps_high)  # -min(rho A, clip(rho) A) [B, T]
+    policy = aggregation.aggregate(
+        per_token * x["is_weights"], mask, cfg.aggregation, nt, ns, cfg.norm_const
+    )  # sum_{i,t} / (G L)
+    kl_term = (
+        kl.penalty(
+            x["logprobs"],
+            x["ref_logprobs"],
+            mask,
+            cfg.kl_estimator,
+            cfg.aggregation,
+            nt,
+            ns,
+            cfg.norm_const,
+            cfg.kl_clamp,
+        )
+        if cfg.beta > 0
+        else None
     )
+    metrics = diagnostics.ratio_metrics(ratio, adv, mask, nt, cfg.eps_low, cfg.eps_high)  # clip_frac, ratio/*
+    return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta, where=NAME)  # policy + beta * KL

@@ -17,6 +17,7 @@ Defaults and why:
   * ``eps_low = eps_high = 0.2``: the paper leaves epsilon unstated; 0.2 is the PPO / TRL / verl default.
   * ``beta = 0.04``: the paper's KL weight. ``kl_estimator = "k3"``: the paper's estimator (its
     gradient is biased, see ``ops.kl``; ``"k3+"`` keeps the value and fixes the gradient).
+    ``kl_clamp = None``: the paper's k3 is not clamped (verl clamps it at 10: ``kl_clamp = 10``).
   * ``std_ddof = 1``, ``std_eps = 1e-6``: the paper writes std(r); TRL and verl use the Bessel-
     corrected std, verl adds 1e-6 (TRL 1e-4).
   * ``aggregation = "seq_mean_token_mean"``: the paper's 1/|o_i| then 1/G.
@@ -28,7 +29,7 @@ import dataclasses
 from typing import Any
 
 from jaxrl_llm.ops import advantages as adv_ops
-from jaxrl_llm.ops import inputs, policy_loss
+from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, ratios
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "grpo"
@@ -42,6 +43,7 @@ class Config:
     eps_high: float = 0.2  # epsilon (upper clip)
     beta: float = 0.04  # beta, KL weight; 0 means no reference model
     kl_estimator: str = "k3"  # one of ops.kl.ESTIMATORS
+    kl_clamp: float | None = None  # clamp of the per-token KL value (verl: 10); None = none (paper)
     std_ddof: int = 1  # std of the group rewards: sqrt(sum (r - mean)^2 / (G - ddof))
     std_eps: float = 1e-6  # added to the std
     aggregation: str = "seq_mean_token_mean"  # one of ops.aggregation.MODES
@@ -59,7 +61,19 @@ def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
     optional ``is_weights`` multiply the policy term). Returns ``(loss, metrics)``; a micro-batch gives
     its share of the full-batch loss.
     """
-    x = inputs.policy_inputs(logprobs, batch, NAME)
-    return policy_loss.clipped_policy_loss(
-        x, batch, NAME, cfg.eps_low, cfg.eps_high, cfg.aggregation, beta=cfg.beta, kl_estimator=cfg.kl_estimator
+    x = inputs.policy_inputs(logprobs, batch, NAME, ref=cfg.beta > 0)
+    mask, adv, nt, ns = x["mask"], x["advantages"], x["num_tokens"], x["num_seqs"]
+    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)  # rho_{i,t} [B, T]
+    per_token = clipping.clipped_surrogate(ratio, adv, cfg.eps_low, cfg.eps_high)  # -min(rho A, clip(rho) A) [B, T]
+    policy = aggregation.aggregate(
+        per_token * x["is_weights"], mask, cfg.aggregation, nt, ns
+    )  # (1/G) sum_i (1/|o_i|) sum_t
+    kl_term = (
+        kl.penalty(
+            x["logprobs"], x["ref_logprobs"], mask, cfg.kl_estimator, cfg.aggregation, nt, ns, clamp=cfg.kl_clamp
+        )
+        if cfg.beta > 0
+        else None
     )
+    metrics = diagnostics.ratio_metrics(ratio, adv, mask, nt, cfg.eps_low, cfg.eps_high)  # clip_frac, ratio/*
+    return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta, where=NAME)  # policy + beta * KL

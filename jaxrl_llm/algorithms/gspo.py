@@ -47,6 +47,7 @@ class Config:
     eps_high: float = 4e-4  # epsilon_right
     beta: float = 0.0  # KL weight; GSPO uses none
     kl_estimator: str = "k3"  # used only when beta > 0
+    kl_clamp: float | None = None  # clamp of the per-token KL value (verl: 10); None = none
     std_ddof: int = 1
     std_eps: float = 1e-6
     aggregation: str = "seq_mean_token_mean"  # (1/G) sum_i, each response's terms averaged over its tokens
@@ -62,7 +63,7 @@ def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
 
     Clip metrics are per sequence (divided by ``num_seqs``): the fraction of responses clipped.
     """
-    x = inputs.policy_inputs(logprobs, batch, NAME)
+    x = inputs.policy_inputs(logprobs, batch, NAME, ref=cfg.beta > 0)
     mask, nt, ns = x["mask"], x["num_tokens"], x["num_seqs"]
     s_tok = ratios.sequence_token_ratio(x["logprobs"], x["old_logprobs"], mask)  # [B, T], value s_i
     per_token = clipping.clipped_surrogate(s_tok, x["advantages"], cfg.eps_low, cfg.eps_high) * x["is_weights"]
@@ -71,8 +72,11 @@ def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
     seq_adv = masked.masked_mean(x["advantages"], mask, axis=1)
     has_tokens = jnp.any(mask != 0, axis=1).astype(jnp.float32)
     metrics = diagnostics.ratio_metrics(s, seq_adv, has_tokens, ns, cfg.eps_low, cfg.eps_high)
-    kl_term = None
-    if cfg.beta > 0:
-        ref = inputs.ref_logprobs(batch, mask, NAME)
-        kl_term = kl.penalty(x["logprobs"], ref, mask, cfg.kl_estimator, cfg.aggregation, nt, ns)
-    return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta)
+    kl_term = (
+        kl.penalty(
+            x["logprobs"], x["ref_logprobs"], mask, cfg.kl_estimator, cfg.aggregation, nt, ns, clamp=cfg.kl_clamp
+        )
+        if cfg.beta > 0
+        else None
+    )
+    return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta, where=NAME)

@@ -46,7 +46,7 @@ Code-vs-paper differences, each a config field (default first, and why):
   * ``conflict_norm``: False (README); True divides each completion's loss by ``n^conf_i`` (code).
   * ``aggregation``: ``"seq_mean_token_mean"`` (README's ``1/G``) | ``"seq_sum_token_mean"``
     (code: per-completion token means summed over the batch, no ``1/G``).
-  * ``conflict_mode``: ``"prefix_suffix_runs"`` (code, and what the spec's test case pins) |
+  * ``conflict_mode``: ``"prefix_suffix_runs"`` (code; ``tests/test_algorithms_gtpo.py`` pins a case) |
     ``"any_position"`` (paper text: every shared (position, token) pair, not only the runs) |
     ``"none"`` (ablation: ``lambda = 1``; the conflict tokens are still found and logged).
   * ``std_normalize``: False (code, README) | True (GRPO's ``/(std + eps)``).
@@ -54,14 +54,15 @@ Code-vs-paper differences, each a config field (default first, and why):
     the README's ``r_{i,t}``, undefined there). They coincide on-policy.
 
 Implementation note: at commit 4a23524 the official ``build_conflict_mask`` counts ``n^conf`` from the
-backward run in reversed coordinates (``[4, 2, 2, 1]`` on the spec's case); we count it in the
-original coordinates (``[4, 3, 3, 1]``), which is what the definition says and what the spec pins.
+backward run in reversed coordinates (``[4, 2, 2, 1]`` on the case of ``tests/test_algorithms_gtpo.py``);
+we count it in the original coordinates (``[4, 3, 3, 1]``), which is what the definition says.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -97,6 +98,7 @@ class Config:
     aggregation: str = "seq_mean_token_mean"  # README 1/G | "seq_sum_token_mean" (code)
     beta: float = 0.0  # KL weight; GTPO drops the KL and the reference model
     kl_estimator: str = "k3"
+    kl_clamp: float | None = None  # clamp of the per-token KL value (verl: 10); None = none
 
     def __post_init__(self):
         for field, allowed in (
@@ -243,7 +245,9 @@ def _completion_entropy(rollout: Mapping[str, Any]) -> Array:
         )
     ent = jnp.asarray(rollout["entropies"], jnp.float32)
     if ent.shape != jnp.shape(rollout["mask"]):
-        raise ValueError(f"gtpo: rollout['entropies'] {ent.shape} must be [B, T] like 'mask' {jnp.shape(rollout['mask'])}")
+        raise ValueError(
+            f"gtpo: rollout['entropies'] {ent.shape} must be [B, T] like 'mask' {jnp.shape(rollout['mask'])}"
+        )
     return masked.masked_mean(ent, rollout["mask"], axis=1)  # [B]
 
 
@@ -261,7 +265,9 @@ def update_state(state: Mapping[str, Array], rollout: Mapping[str, Any], cfg: Co
     return {"h_ini": _h_ini(state, _completion_entropy(rollout))}
 
 
-def advantages(rollout: Mapping[str, Any], cfg: Config, state: Mapping[str, Array] | None = None) -> tuple[Array, Metrics]:
+def advantages(
+    rollout: Mapping[str, Any], cfg: Config, state: Mapping[str, Array] | None = None
+) -> tuple[Array, Metrics]:
     """Per-token GTPO advantages ``A_{i,t} = delta_i (A_i - gamma <H>_i) lambda_{i,t} [/ n^conf_i]``. ``[B, T]``.
 
     Needs ``rewards`` [B], ``tokens``, ``mask``, ``entropies`` [B, T] and the group size
@@ -302,12 +308,6 @@ def advantages(rollout: Mapping[str, Any], cfg: Config, state: Mapping[str, Arra
     return adv, metrics
 
 
-def _aggregate(per_token: Array, mask: Array, cfg: Config, num_tokens: Array, num_seqs: Array) -> Array:
-    """Per-completion token mean, then ``/num_seqs`` (README) or a plain sum (code)."""
-    seqs = num_seqs if cfg.aggregation == "seq_mean_token_mean" else 1.0
-    return aggregation.aggregate(per_token, mask, "seq_mean_token_mean", num_tokens, seqs)
-
-
 def loss(logprobs: Array, batch: Mapping[str, Any], cfg: Config) -> tuple[Array, Metrics]:
     """GTPO policy-gradient loss (minimized) over per-token advantages ``A_{i,t}``.
 
@@ -317,20 +317,23 @@ def loss(logprobs: Array, batch: Mapping[str, Any], cfg: Config) -> tuple[Array,
     README) or summed (code). ``logprobs`` ``[B, T]``; batch keys as in ``jaxrl_llm.types``
     (``ref_logprobs`` iff ``beta > 0``). Reference: arXiv 2508.03772.
     """
-    x = inputs.policy_inputs(logprobs, batch, NAME)
+    x = inputs.policy_inputs(logprobs, batch, NAME, ref=cfg.beta > 0)
     lp, mask, adv, nt, ns = x["logprobs"], x["mask"], x["advantages"], x["num_tokens"], x["num_seqs"]
     if cfg.ratio == "reinforce":
         lp_m = masked.where_mask(lp, mask)
         r = jnp.exp(lp_m - jax.lax.stop_gradient(lp_m))
     else:
         r = ratios.token_ratio(lp, x["old_logprobs"], mask)
-    policy = _aggregate(-r * adv * x["is_weights"], mask, cfg, nt, ns)
+    policy = aggregation.aggregate(
+        -r * adv * x["is_weights"], mask, cfg.aggregation, nt, ns
+    )  # README: (1/G) sum_i mean_t
     # No clipping in GTPO: clip_frac is 0 by construction (kept so plots line up across methods).
     metrics = {"clip_frac": jnp.zeros((), jnp.float32), "ratio/mean": masked.masked_sum(r, mask) / nt}
-    kl_term = None
-    if cfg.beta > 0:
-        ref = inputs.ref_logprobs(batch, mask, NAME)
-        kl_term = _aggregate(kl.estimate(lp, ref, cfg.kl_estimator), mask, cfg, nt, ns)
+    kl_term = (
+        kl.penalty(lp, x["ref_logprobs"], mask, cfg.kl_estimator, cfg.aggregation, nt, ns, clamp=cfg.kl_clamp)
+        if cfg.beta > 0
+        else None
+    )
     return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta, where=NAME)
 
 
@@ -338,7 +341,7 @@ def reinforce_loss(logprobs: Array, batch: Mapping[str, Any], cfg: Config) -> Ar
     """The REINFORCE surrogate ``-sum A_{i,t} log pi`` under GTPO's aggregation (invariant-suite hook)."""
     x = inputs.policy_inputs(logprobs, batch, NAME)
     per_token = -x["advantages"] * masked.where_mask(x["logprobs"], x["mask"]) * x["is_weights"]
-    return _aggregate(per_token, x["mask"], cfg, x["num_tokens"], x["num_seqs"])
+    return aggregation.aggregate(per_token, x["mask"], cfg.aggregation, x["num_tokens"], x["num_seqs"])
 
 
 def example_extras(key: Array, batch_size: int, seq_len: int, group_size: int) -> dict[str, Array]:

@@ -47,6 +47,12 @@ Code-vs-paper differences, each a config field (default first, and why):
     quantile with round-half-to-even (Python's ``round``, as the code).
   * ``adv_fallback = 5.0``: the code's threshold (not in the abstract). Token-level stats are
     population (ddof 0) over tokens; the fallback is GRPO with ddof 1; eps 1e-6.
+  * ``fallback_counts_padding``: False (the test looks at the group's rows, ``|A_i| >= 5``) | True
+    (the code: ``compute_hapo_outcome_advantage`` tests the ``[G, T]`` matrix ``score * mask``, so
+    every PADDED position of a row shorter than the padded width ``T`` contributes
+    ``|0 - mu_tok| / (sigma_tok + eps)`` too). For rewards in {0, 1} the two agree (a padded
+    position has the value of a row with reward 0, which a mixed group has); for other rewards the
+    code falls back more often, and depending on the padded width, which is why it is not the default.
   * ``tau = 0.05``, ``temperature = 1.0``, ``beta_a = 1``, ``alpha_c = 1``,
     ``eps_low = eps_high = 0.2``, ``clip_c = 10``: the Qwen2.5-Math-7B script.
   * ``dynamic_sampling = True``: the scripts enable DAPO's group filter (``filter_groups``).
@@ -55,13 +61,14 @@ Code-vs-paper differences, each a config field (default first, and why):
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from jaxrl_llm.ops import advantages as adv_ops
-from jaxrl_llm.ops import aggregation, entropy, inputs, masked, policy_loss, ratios
+from jaxrl_llm.ops import aggregation, clipping, diagnostics, entropy, inputs, kl, masked, ratios
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "hapo"
@@ -80,6 +87,7 @@ class Config:
     entropy_floor: float = 1e-6  # H is floored here before the log
     sign_mode: str = "paper"  # one of SIGN_MODES
     adv_fallback: float = 5.0  # any |A| >= this in a group -> GRPO advantage for the group
+    fallback_counts_padding: bool = False  # also test padded positions (value (0 - mu)/sigma), as the code
     std_eps: float = 1e-6  # eps of the token-level std and of the GRPO fallback
     adaptive_advantage: bool = True  # differential advantage redistribution
     beta_a: float = 1.0  # beta_A (``adv_beta``)
@@ -91,6 +99,7 @@ class Config:
     dynamic_sampling: bool = True  # DAPO group filter: drop groups whose rewards are all equal
     beta: float = 0.0  # KL weight; 0 means no reference model
     kl_estimator: str = "k3"  # one of ops.kl.ESTIMATORS
+    kl_clamp: float | None = None  # clamp of the per-token KL value (verl: 10); None = none
     aggregation: str = "token_mean"  # one of ops.aggregation.MODES
 
 
@@ -168,7 +177,9 @@ def init_state(cfg: Config) -> dict[str, Array]:
 def update_state(state: dict[str, Array], rollout: Rollout, cfg: Config) -> dict[str, Array]:
     """This batch's statistics (``entropy_stats`` of ``rollout["entropies"]`` over ``rollout["mask"]``) for the next sampling."""
     if "entropies" not in rollout:
-        raise KeyError("hapo: rollout needs 'entropies' [B, T] (per-token policy entropies) for the temperature statistics")
+        raise KeyError(
+            "hapo: rollout needs 'entropies' [B, T] (per-token policy entropies) for the temperature statistics"
+        )
     stats = entropy_stats(rollout["entropies"], rollout["mask"], cfg)
     return {**stats, "ready": jnp.asarray(True)}
 
@@ -202,7 +213,9 @@ def temperature_rule(cfg: Config, state: dict[str, Array] | None = None) -> Call
 # --------------------------------------------------------------------------- advantages and loss
 
 
-def _token_level(rewards: Array, lengths: Array, group_size: int, cfg: Config) -> tuple[Array, Array]:
+def _token_level(
+    rewards: Array, lengths: Array, group_size: int, cfg: Config, width: int | None = None
+) -> tuple[Array, Array]:
     """``(A [P, G], fallback [P] bool)`` of ``token_level_group_advantages``."""
     r = jnp.asarray(rewards, jnp.float32).reshape(-1, group_size)  # [P, G]
     n = jnp.asarray(lengths, jnp.float32).reshape(-1, group_size)
@@ -215,19 +228,29 @@ def _token_level(rewards: Array, lengths: Array, group_size: int, cfg: Config) -
     else:
         grpo = r  # the code's singleton group: mean 0, std 1
     fallback = jnp.any(jnp.abs(a) >= cfg.adv_fallback, axis=1)  # [P]
+    if cfg.fallback_counts_padding:
+        if width is None:
+            raise ValueError("hapo: fallback_counts_padding=True needs the padded width T of the rows (width=)")
+        padded = jnp.any(n < width, axis=1)  # [P]: some row of the group has padded positions
+        pad_adv = jnp.abs(mu[:, 0]) / (sigma[:, 0] + cfg.std_eps)  # |(0 - mu_tok) / (sigma_tok + eps)|
+        fallback = fallback | (padded & (pad_adv >= cfg.adv_fallback))
     a = jnp.where(fallback[:, None], grpo, a)
     zero = adv_ops.zero_std_groups(r.reshape(-1), group_size)[:, None]
     return jnp.where(zero, 0.0, a), fallback
 
 
-def token_level_group_advantages(rewards: Array, lengths: Array, group_size: int, cfg: Config) -> Array:
+def token_level_group_advantages(
+    rewards: Array, lengths: Array, group_size: int, cfg: Config, width: int | None = None
+) -> Array:
     """HAPO's token-level group average ``A_i = (R_i - mu_tok) / (sigma_tok + eps)``: ``[B], [B] -> [B]``.
 
     ``mu_tok``, ``sigma_tok``: the length-weighted mean and population std of the group's rewards.
-    A group with any ``|A_i| >= adv_fallback`` takes GRPO's advantage (ddof 1, same eps) instead;
+    A group with any ``|A_i| >= adv_fallback`` takes GRPO's advantage (ddof 1, same eps) instead
+    (with ``cfg.fallback_counts_padding``, also a group with a row shorter than ``width``, the padded
+    length ``T``, whose padded value ``|mu_tok| / (sigma_tok + eps)`` reaches the threshold);
     a group of equal rewards gets exactly 0.
     """
-    return _token_level(rewards, lengths, group_size, cfg)[0].reshape(-1)
+    return _token_level(rewards, lengths, group_size, cfg, width)[0].reshape(-1)
 
 
 def advantages(rollout: Rollout, cfg: Config, state: Any = None) -> tuple[Array, Metrics]:
@@ -238,7 +261,7 @@ def advantages(rollout: Rollout, cfg: Config, state: Any = None) -> tuple[Array,
     g = adv_ops.group_size_of(rollout)
     rewards = jnp.asarray(rollout["rewards"], jnp.float32)
     mask = jnp.asarray(rollout["mask"], jnp.float32)
-    a, fallback = _token_level(rewards, jnp.sum(mask, axis=1), g, cfg)
+    a, fallback = _token_level(rewards, jnp.sum(mask, axis=1), g, cfg, width=mask.shape[1])
     a = a.reshape(-1)
     metrics = adv_ops.group_stats(a, rewards, mask, g)
     metrics["frac_fallback_groups"] = jnp.mean(fallback.astype(jnp.float32))
@@ -301,16 +324,25 @@ def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
     Metrics add ``adv_scale/mean`` (token mean of ``A'/A`` where ``A != 0``) and
     ``clip_bound/low|high`` (token means of the adapted bounds).
     """
-    x = inputs.policy_inputs(logprobs, batch, NAME)
-    mask, nt = x["mask"], x["num_tokens"]
-    hhat, lo, hi = _token_terms(batch, mask, cfg)
-    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)
-    adv = redistribute(x["advantages"], hhat, ratio, lo, hi, cfg) if cfg.adaptive_advantage else x["advantages"]
-    total, metrics = policy_loss.clipped_policy_loss(
-        x, batch, NAME, lo, hi, cfg.aggregation,
-        clip_c=cfg.clip_c, beta=cfg.beta, kl_estimator=cfg.kl_estimator, ratio=ratio, advantages=adv,
+    x = inputs.policy_inputs(logprobs, batch, NAME, ref=cfg.beta > 0)
+    mask, base, nt, ns = x["mask"], x["advantages"], x["num_tokens"], x["num_seqs"]
+    hhat, lo, hi = _token_terms(batch, mask, cfg)  # h^, eps_low_t, eps_high_t [B, T]
+    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)  # rho_{i,t} [B, T]
+    adv = redistribute(base, hhat, ratio, lo, hi, cfg) if cfg.adaptive_advantage else base  # A' [B, T]
+    per_token = clipping.clipped_surrogate(
+        ratio, adv, lo, hi
+    )  # -min(rho A', clip(rho, 1 - eps_low_t, 1 + eps_high_t) A')
+    per_token = clipping.dual_clip(per_token, adv, cfg.clip_c)  # capped at -c A' where A' < 0
+    policy = aggregation.aggregate(per_token * x["is_weights"], mask, cfg.aggregation, nt, ns)  # token-mean
+    kl_term = (
+        kl.penalty(
+            x["logprobs"], x["ref_logprobs"], mask, cfg.kl_estimator, cfg.aggregation, nt, ns, clamp=cfg.kl_clamp
+        )
+        if cfg.beta > 0
+        else None
     )
-    base = x["advantages"]
+    metrics = diagnostics.ratio_metrics(ratio, adv, mask, nt, lo, hi, cfg.clip_c)  # clip_frac against A', ratio/*
+    total, metrics = diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta, where=NAME)
     scale = jnp.where(base != 0, adv / jnp.where(base != 0, base, 1.0), 1.0)
     metrics["adv_scale/mean"] = masked.masked_sum(scale, mask) / nt
     metrics["clip_bound/low"] = masked.masked_sum(lo, mask) / nt

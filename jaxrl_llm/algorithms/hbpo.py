@@ -31,7 +31,7 @@ Differs from GRPO in:
      ideal reward (intra-subgroup).
   4. Loss: clip-higher (eps_high = 0.28), token-mean, no KL (DAPO-style settings of the code).
 
-Code vs paper (spec ``group_rlvr_and_credit.md`` §6); defaults follow the paper:
+Code vs paper (arXiv 2507.15844 against github.com/ZJU-REAL/HBPO); defaults follow the paper:
   * ``reward_mode="paper"`` (f2 within budget) vs ``"code"`` (``min(f1, f2)`` everywhere, which
     can be below f2 for ``n << b``).
   * ``intra_multiplier=1`` (paper) vs ``2`` (the code adds ``A^intra`` twice, a duplicated line).
@@ -51,8 +51,8 @@ import chex
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl_llm.ops import aggregation, inputs, policy_loss
 from jaxrl_llm.ops import advantages as adv_ops
+from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, ratios
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "hbpo"
@@ -60,6 +60,7 @@ PAPER = "Hierarchical Budget Policy Optimization for Adaptive Reasoning"
 PAPER_URL = "https://arxiv.org/abs/2507.15844"
 
 REWARD_MODES = ("paper", "code")
+ROLLOUT = "budgeted"  # each group's rows carry their own budget prompt (``group_prompts``)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +83,7 @@ class Config:
     clip_c: float | None = None  # dual-clip constant; None = off
     beta: float = 0.0  # KL weight; HBPO disables the KL
     kl_estimator: str = "k3"
+    kl_clamp: float | None = None  # clamp of the per-token KL value (verl: 10); None = none
     aggregation: str = "token_mean"
 
     def __post_init__(self):
@@ -103,7 +105,9 @@ def ideal_reward(budgets: Array, cfg: Config) -> Array:
     return cfg.reward_scale * jnp.cos(math.pi * b / (2.0 * cfg.l_max))
 
 
-def budget_reward(correct: Array, lengths: Array, budgets: Array, cfg: Config, has_answer: Array | None = None) -> Array:
+def budget_reward(
+    correct: Array, lengths: Array, budgets: Array, cfg: Config, has_answer: Array | None = None
+) -> Array:
     """HBPO reward ``R(n, b)`` (module docstring), ``reward_mode`` picking paper or code. ``[B]`` each.
 
     ``correct``: bool; ``lengths``: generated tokens ``n``; ``budgets``: ``b``. ``has_answer``
@@ -145,6 +149,20 @@ def shape_rewards(rewards: Array, rollout: Rollout, cfg: Config) -> Array:
     return budget_reward(correct, rollout["lengths"], budgets, cfg, rollout.get("has_answer"))
 
 
+def check_config(run_cfg: Any) -> str | None:
+    """Why a run config cannot train HBPO (``None`` when it can): every subgroup needs an equal
+    share of the group, and every budget must be reachable by the sampler."""
+    cfg, g, t = run_cfg.algo, run_cfg.train.group_size, run_cfg.sampling.max_new_tokens
+    if g % len(cfg.budgets):
+        return f"train.group_size={g} is not a multiple of the {len(cfg.budgets)} budgets {cfg.budgets}"
+    if max(cfg.budgets) > t:
+        return (
+            f"budget {max(cfg.budgets)} > sampling.max_new_tokens={t}: the sampler stops before it; "
+            f"scale algo.budgets (and algo.l_max) to the completion length, as experiments/hbpo.py does"
+        )
+    return None
+
+
 def group_prompts(prompt: str, group_size: int, cfg: Config) -> tuple[list[str], dict[str, np.ndarray]]:
     """The ``G`` prompts of one group: ``G / k`` copies per budget, budget phrase appended.
 
@@ -155,7 +173,9 @@ def group_prompts(prompt: str, group_size: int, cfg: Config) -> tuple[list[str],
     """
     k = len(cfg.budgets)
     if group_size % k:
-        raise ValueError(f"hbpo.group_prompts: group_size={group_size} must be a multiple of the number of budgets ({k}: {cfg.budgets})")
+        raise ValueError(
+            f"hbpo.group_prompts: group_size={group_size} must be a multiple of the number of budgets ({k}: {cfg.budgets})"
+        )
     per = group_size // k
     budgets = np.repeat(np.asarray(cfg.budgets, np.int32), per)
     return [prompt + cfg.budget_template.format(budget=int(b)) for b in budgets], {"budgets": budgets}
@@ -201,11 +221,24 @@ def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
     ``l_{i,t} = -min(rho A_i, clip(rho, 1 - eps_low, 1 + eps_high) A_i)``,
     ``rho = exp(logprobs - old_logprobs)``; ``logprobs`` [B, T].
     """
-    x = inputs.policy_inputs(logprobs, batch, NAME)
-    return policy_loss.clipped_policy_loss(
-        x, batch, NAME, cfg.eps_low, cfg.eps_high, cfg.aggregation,
-        clip_c=cfg.clip_c, beta=cfg.beta, kl_estimator=cfg.kl_estimator,
+    x = inputs.policy_inputs(logprobs, batch, NAME, ref=cfg.beta > 0)
+    mask, adv, nt, ns = x["mask"], x["advantages"], x["num_tokens"], x["num_seqs"]
+    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)  # rho_{i,t} [B, T]
+    per_token = clipping.clipped_surrogate(ratio, adv, cfg.eps_low, cfg.eps_high)  # clip-higher [B, T]
+    if cfg.clip_c is not None:
+        per_token = clipping.dual_clip(per_token, adv, cfg.clip_c)  # capped at -c A where A < 0
+    policy = aggregation.aggregate(per_token * x["is_weights"], mask, cfg.aggregation, nt, ns)  # token-mean
+    kl_term = (
+        kl.penalty(
+            x["logprobs"], x["ref_logprobs"], mask, cfg.kl_estimator, cfg.aggregation, nt, ns, clamp=cfg.kl_clamp
+        )
+        if cfg.beta > 0
+        else None
     )
+    metrics = diagnostics.ratio_metrics(
+        ratio, adv, mask, nt, cfg.eps_low, cfg.eps_high, cfg.clip_c
+    )  # clip_frac, ratio/*
+    return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta, where=NAME)  # policy (+ beta * KL)
 
 
 def example_extras(key: Array, batch_size: int, seq_len: int, group_size: int) -> dict[str, Array]:

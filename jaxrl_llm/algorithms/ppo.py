@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl_llm.ops import advantages as adv_ops
-from jaxrl_llm.ops import aggregation, inputs, kl, masked, policy_loss
+from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, masked, ratios
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "ppo"
@@ -117,14 +117,22 @@ def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
     """
     x = inputs.policy_inputs(logprobs, batch, NAME)
     inputs.require(batch, ("values", "old_values", "returns"), NAME)
-    mask, nt, ns = x["mask"], x["num_tokens"], x["num_seqs"]
+    mask, adv, nt, ns = x["mask"], x["advantages"], x["num_tokens"], x["num_seqs"]  # adv: whitened GAE [B, T]
     values = masked.where_mask(inputs.token_array(batch, "values", mask, NAME), mask)
     old_values = masked.where_mask(inputs.token_array(batch, "old_values", mask, NAME), mask)
     returns = masked.where_mask(inputs.token_array(batch, "returns", mask, NAME), mask)
-    v_loss = cfg.c_v * aggregation.aggregate(value_loss(values, old_values, returns, cfg.eps_v), mask, cfg.aggregation, nt, ns)
-    total, metrics = policy_loss.clipped_policy_loss(
-        x, batch, NAME, cfg.eps_low, cfg.eps_high, cfg.aggregation, clip_c=cfg.clip_c, extra=v_loss
-    )
+    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)  # rho_t [B, T]
+    per_token = clipping.clipped_surrogate(ratio, adv, cfg.eps_low, cfg.eps_high)  # -min(rho A, clip(rho) A) [B, T]
+    if cfg.clip_c is not None:
+        per_token = clipping.dual_clip(per_token, adv, cfg.clip_c)  # capped at -c A where A < 0
+    policy = aggregation.aggregate(per_token * x["is_weights"], mask, cfg.aggregation, nt, ns)  # L_pg
+    v_loss = cfg.c_v * aggregation.aggregate(
+        value_loss(values, old_values, returns, cfg.eps_v), mask, cfg.aggregation, nt, ns
+    )  # c_v L_v
+    metrics = diagnostics.ratio_metrics(
+        ratio, adv, mask, nt, cfg.eps_low, cfg.eps_high, cfg.clip_c
+    )  # clip_frac, ratio/*
+    total, metrics = diagnostics.finalize(metrics, policy, batch, mask, nt, extra=v_loss, where=NAME)  # L_pg + c_v L_v
     metrics["loss/value"] = v_loss
     metrics["vf_clip_frac"] = jnp.sum((mask != 0) & (jnp.abs(values - old_values) > cfg.eps_v)) / nt
     return total, metrics

@@ -21,7 +21,7 @@ Differs from GRPO in:
      from ``R`` before the returns, for multi-sample (group) prompts.
 
 Defaults and why: ``eps = 0.2`` and ``gamma = 1`` (the paper); ``beta = 0.01`` is our choice (the
-spec gives no number; small KL-in-reward coefficients are what OpenRLHF's examples use: verify);
+paper gives no number; small KL-in-reward coefficients are what OpenRLHF's examples use);
 ``std_ddof = 0``, ``std_eps = 1e-8`` as OpenRLHF's whitening.
 """
 
@@ -33,7 +33,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from jaxrl_llm.ops import advantages as adv_ops
-from jaxrl_llm.ops import inputs, kl, masked, policy_loss
+from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, masked, ratios
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "reinforce_pp"
@@ -77,11 +77,21 @@ def advantages(rollout: Rollout, cfg: Config, state: Any = None) -> tuple[Array,
     metrics["kl"] = masked.masked_mean(kl_tok, mask)
     if "group_size" in rollout or "group_ids" in rollout:
         g = adv_ops.group_size_of(rollout)
-        metrics["frac_zero_std_groups"] = jnp.mean(adv_ops.zero_std_groups(jnp.asarray(rollout["rewards"], jnp.float32), g).astype(jnp.float32))
+        metrics["frac_zero_std_groups"] = jnp.mean(
+            adv_ops.zero_std_groups(jnp.asarray(rollout["rewards"], jnp.float32), g).astype(jnp.float32)
+        )
     return a, metrics
 
 
 def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
-    """PPO clipped surrogate with per-token advantages, token-mean over the whole batch."""
+    """PPO clipped surrogate with per-token advantages, token-mean over the whole batch (no KL term:
+    the KL is in the reward)."""
     x = inputs.policy_inputs(logprobs, batch, NAME)
-    return policy_loss.clipped_policy_loss(x, batch, NAME, cfg.eps_low, cfg.eps_high, cfg.aggregation)
+    mask, adv, nt, ns = x["mask"], x["advantages"], x["num_tokens"], x["num_seqs"]  # adv: A_t [B, T]
+    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)  # rho_{i,t} [B, T]
+    per_token = clipping.clipped_surrogate(ratio, adv, cfg.eps_low, cfg.eps_high)  # -min(rho A_t, clip(rho) A_t) [B, T]
+    policy = aggregation.aggregate(
+        per_token * x["is_weights"], mask, cfg.aggregation, nt, ns
+    )  # (1 / sum_i |o_i|) sum_{i,t}
+    metrics = diagnostics.ratio_metrics(ratio, adv, mask, nt, cfg.eps_low, cfg.eps_high)  # clip_frac, ratio/*
+    return diagnostics.finalize(metrics, policy, batch, mask, nt, where=NAME)

@@ -32,6 +32,13 @@ Differs from GRPO in:
   4. quantile levels are tracked across steps by stochastic approximation (algorithm state);
   5. dual-clip, token-mean aggregation and no KL (verl's defaults in the scripts).
 
+Defaults: the settings of ONE official script, ``scripts/run_qwen2.5_1.5b_MVaR_math.sh`` (the MATH
+script): ``alpha = 0.2``, ``beta_upper = 0.9``, ``w = 1.5``, ``bundle_size = 5``, ``lr_q = 0.1``,
+natural baseline (``natural_baseline_adv=True``), ``std`` credit, std normalization, mixing on. The
+DAPO-Math script (``run_qwen2.5_1.5b_MVaR_dapomath.sh``) differs in three fields:
+``beta_upper = 0.8``, ``natural_baseline = False``, ``credit = "sum_mean"``. (Until 2026-12 the
+default ``beta_upper`` was 0.8, a mix of the two scripts that neither runs.)
+
 Code-vs-paper differences, each a config field (default first, and why):
   * ``quantile_source``: ``"bundle"`` (each bundle's empirical quantiles of its G papers, linear
     interpolation like ``torch.quantile``). The scripts ask for ``use_q_track_mode='track'``, but in
@@ -39,7 +46,7 @@ Code-vs-paper differences, each a config field (default first, and why):
     computed, so every published run used the bundle quantiles; this reproduces those runs.
     ``"tracked"``: the quantiles of the tracker in the state (the paper's intent), falling back to
     ``"bundle"`` until the tracker is initialized; ``"mix"``: their average (the code's ``mix``).
-  * ``beta_upper``: 0.8 (the DAPO-Math script and third-party summaries; the MATH script has 0.9).
+  * ``beta_upper``: 0.9 (the MATH script) | 0.8 (the DAPO-Math script).
   * ``natural_baseline``: True (MATH script; ``g_R <= 0``) | False (DAPO-Math script:
     ``clip(X, q_d, q_u) - q_d >= 0``; with it the sign of A flips, which interacts with dual-clip).
   * ``credit``: ``"std"`` (MATH script: ``A_paper / (std_q(R; ddof=1) + eps)``, a std below 1e-3
@@ -67,7 +74,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_llm.ops import advantages as adv_ops
-from jaxrl_llm.ops import inputs, policy_loss
+from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, ratios
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "riskpo"
@@ -82,7 +89,7 @@ TRACK_LEVELS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
 @dataclasses.dataclass(frozen=True)
 class Config:
     alpha: float = 0.2  # alpha: lower quantile level (CVaR tail, RVaR lower end)
-    beta_upper: float = 0.8  # beta of RVaR_{alpha,beta} (named so: ``beta`` is the KL weight)
+    beta_upper: float = 0.9  # beta of RVaR_{alpha,beta} (named so: ``beta`` is the KL weight); MATH script
     w: float = 1.5  # w: CVaR weight in MVaR = RVaR + w CVaR
     bundle_size: int = 5  # B: questions per bundle
     natural_baseline: bool = True  # g_R = clip(X, q_d, q_u) - q_u (True) or - q_d (False)
@@ -96,6 +103,7 @@ class Config:
     clip_c: float = 3.0  # verl dual-clip constant c (> 1) for A < 0
     beta: float = 0.0  # KL weight; 0 means no reference model
     kl_estimator: str = "k3"  # one of ops.kl.ESTIMATORS
+    kl_clamp: float | None = None  # clamp of the per-token KL value (verl: 10); None = none
     aggregation: str = "token_mean"  # one of ops.aggregation.MODES
 
 
@@ -240,8 +248,20 @@ def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
     ``logprobs`` ``[B, T]``; ``batch`` per ``jaxrl_llm.types``. A micro-batch gives its share of the
     full-batch loss (global normalizers).
     """
-    x = inputs.policy_inputs(logprobs, batch, NAME)
-    return policy_loss.clipped_policy_loss(
-        x, batch, NAME, cfg.eps_low, cfg.eps_high, cfg.aggregation,
-        clip_c=cfg.clip_c, beta=cfg.beta, kl_estimator=cfg.kl_estimator,
+    x = inputs.policy_inputs(logprobs, batch, NAME, ref=cfg.beta > 0)
+    mask, adv, nt, ns = x["mask"], x["advantages"], x["num_tokens"], x["num_seqs"]
+    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)  # rho_{i,t} [B, T]
+    per_token = clipping.clipped_surrogate(ratio, adv, cfg.eps_low, cfg.eps_high)  # -min(rho A, clip(rho) A) [B, T]
+    per_token = clipping.dual_clip(per_token, adv, cfg.clip_c)  # verl's dual-clip: capped at -c A where A < 0
+    policy = aggregation.aggregate(per_token * x["is_weights"], mask, cfg.aggregation, nt, ns)  # token-mean
+    kl_term = (
+        kl.penalty(
+            x["logprobs"], x["ref_logprobs"], mask, cfg.kl_estimator, cfg.aggregation, nt, ns, clamp=cfg.kl_clamp
+        )
+        if cfg.beta > 0
+        else None
     )
+    metrics = diagnostics.ratio_metrics(
+        ratio, adv, mask, nt, cfg.eps_low, cfg.eps_high, cfg.clip_c
+    )  # clip_frac, ratio/*
+    return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta, where=NAME)  # policy (+ beta * KL)

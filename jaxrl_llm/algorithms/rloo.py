@@ -32,7 +32,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from jaxrl_llm.ops import advantages as adv_ops
-from jaxrl_llm.ops import inputs, kl, masked, policy_loss
+from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, masked, ratios
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "rloo"
@@ -74,6 +74,12 @@ def advantages(rollout: Rollout, cfg: Config, state: Any = None) -> tuple[Array,
 
 
 def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
-    """Clipped ratio surrogate, summed over each response's tokens, averaged over responses."""
+    """Clipped ratio surrogate, summed over each response's tokens, averaged over responses (no KL term:
+    the KL is in the reward)."""
     x = inputs.policy_inputs(logprobs, batch, NAME)
-    return policy_loss.clipped_policy_loss(x, batch, NAME, cfg.eps_low, cfg.eps_high, cfg.aggregation)
+    mask, adv, nt, ns = x["mask"], x["advantages"], x["num_tokens"], x["num_seqs"]
+    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)  # rho_{i,t} [B, T]; 1 on-policy
+    per_token = clipping.clipped_surrogate(ratio, adv, cfg.eps_low, cfg.eps_high)  # -min(rho A_i, clip(rho) A_i) [B, T]
+    policy = aggregation.aggregate(per_token * x["is_weights"], mask, cfg.aggregation, nt, ns)  # (1/k) sum_i sum_t
+    metrics = diagnostics.ratio_metrics(ratio, adv, mask, nt, cfg.eps_low, cfg.eps_high)  # clip_frac, ratio/*
+    return diagnostics.finalize(metrics, policy, batch, mask, nt, where=NAME)

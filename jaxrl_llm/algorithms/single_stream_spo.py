@@ -37,16 +37,23 @@ Differs from GRPO in:
      near 50 % success are sampled most.
   6. Loss: PPO-clip with clip-higher (0.2 / 0.28), token-mean, no KL (the verl recipe's settings).
 
-Code vs paper, and the defaults chosen (spec: ``group_rlvr_and_credit.md`` §3):
+Code vs paper (arXiv 2509.13232 against the verl recipe, https://github.com/verl-project/verl-recipe,
+``spo/``), and the defaults chosen:
   * ``rho_mode="kl"`` (default, the released code): ``D`` is the mean absolute log-ratio on the ONE
     stored response, which the paper calls a KL. ``rho_mode="constant"`` uses ``rho_const``.
   * The tracker absorbs the raw reward ``r`` (the code does; the prior counts ``1[score > 0]``),
     so it is a Beta posterior only for rewards in {0, 1}.
   * Forgetting is applied per visit of a prompt, not per step (the code does this).
-  * Stored log-probs: the code stores the log-probs of the new response recomputed AFTER this
-    step's update, and replays with the policy after the next visit's update. Here the stored
-    log-probs are the rollout's (behaviour) log-probs and the replay is scored by the trainer at
-    ``update_state`` time: the same number of updates separates the two, shifted by one step.
+  * The policy shift ``D`` spans ONE MORE update than in the code. The code
+    (``_get_spo_rho``, called after ``update_actor``) stores the log-probs of the new response
+    recomputed AFTER this step's update (policy theta_{s1+1} for a visit at step s1) and compares
+    them, at the next visit s2, with the policy after that step's update (theta_{s2+1}): s2 - s1
+    updates. Here the stored log-probs are the rollout's behaviour log-probs (theta_{s1}, BEFORE
+    the update) and the replay is scored at ``update_state`` time, also after the update
+    (theta_{s2+1}): s2 - s1 + 1 updates. So ``D`` is larger by about one update's shift, ``rho``
+    a little smaller (slightly faster forgetting); identical on a first visit (``D = 0``). Matching
+    the code needs one more log-prob pass per step (the updated policy on the new responses),
+    which the trainer does not run; kept as is and documented, not changed.
   * The code's candidate pool is one dataloader chunk (``candidate_pool_size``); 0 here means the
     whole pool, which is what a small finite prompt set wants.
 
@@ -63,15 +70,16 @@ Trainer hooks defined here (besides ``advantages`` / ``loss`` / ``init_state`` /
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl_llm.ops import aggregation, inputs, masked, policy_loss
 from jaxrl_llm.ops import advantages as adv_ops
+from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, masked, ratios
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "single_stream_spo"
@@ -79,6 +87,7 @@ PAPER = "Single-stream Policy Optimization"
 PAPER_URL = "https://arxiv.org/abs/2509.13232"
 
 RHO_MODES = ("kl", "constant")
+ROLLOUT = "single_stream"  # prompts drawn by priority (``select_prompts``), responses replayed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +101,7 @@ class Config:
     clip_c: float | None = None  # dual-clip constant; None = off
     beta: float = 0.0  # KL weight; the recipe uses no KL
     kl_estimator: str = "k3"
+    kl_clamp: float | None = None  # clamp of the per-token KL value (verl: 10); None = none
     aggregation: str = "token_mean"  # verl default, not overridden by the recipe
     adv_eps: float = 1e-8  # epsilon of the global advantage normalization
     adv_ddof: int = 1  # torch.std in the code: unbiased
@@ -112,7 +122,9 @@ class Config:
         if self.rho_mode not in RHO_MODES:
             raise ValueError(f"single_stream_spo.Config.rho_mode must be one of {RHO_MODES}, got {self.rho_mode!r}")
         if not 0.0 < self.rho_min <= self.rho_max <= 1.0:
-            raise ValueError(f"single_stream_spo.Config: need 0 < rho_min <= rho_max <= 1, got {self.rho_min}, {self.rho_max}")
+            raise ValueError(
+                f"single_stream_spo.Config: need 0 < rho_min <= rho_max <= 1, got {self.rho_min}, {self.rho_max}"
+            )
         if not 0.0 < self.rho_const <= 1.0:
             raise ValueError(f"single_stream_spo.Config.rho_const must be in (0, 1], got {self.rho_const}")
         if self.d_half <= 0:
@@ -120,7 +132,9 @@ class Config:
         if self.priority_eps < 0 or self.n_offline < 0 or self.candidate_pool_size < 0:
             raise ValueError("single_stream_spo.Config: priority_eps, n_offline, candidate_pool_size must be >= 0")
         if self.aggregation not in aggregation.MODES:
-            raise ValueError(f"single_stream_spo.Config.aggregation must be one of {aggregation.MODES}, got {self.aggregation!r}")
+            raise ValueError(
+                f"single_stream_spo.Config.aggregation must be one of {aggregation.MODES}, got {self.aggregation!r}"
+            )
 
 
 # ---------------------------------------------------------------- tracker math (pure, elementwise)
@@ -187,14 +201,18 @@ def with_offline_prior(state: Mapping[str, Array], offline_rewards: Array, cfg: 
     offline_rewards = jnp.asarray(offline_rewards)
     expected = (cfg.num_prompts, cfg.n_offline)
     if offline_rewards.shape != expected:
-        raise ValueError(f"with_offline_prior: offline_rewards must have shape {expected} (num_prompts, n_offline), got {offline_rewards.shape}")
+        raise ValueError(
+            f"with_offline_prior: offline_rewards must have shape {expected} (num_prompts, n_offline), got {offline_rewards.shape}"
+        )
     alpha, beta = offline_prior(jnp.sum(offline_rewards > 0, axis=1), cfg)
     return {**state, "alpha": alpha, "beta": beta}
 
 
 def _prompt_ids(rollout: Rollout, cfg: Config, where: str) -> Array:
     if "prompt_ids" not in rollout:
-        raise KeyError(f"single_stream_spo.{where}: rollout needs 'prompt_ids' [B] int32 (indices into the prompt pool, from select_prompts)")
+        raise KeyError(
+            f"single_stream_spo.{where}: rollout needs 'prompt_ids' [B] int32 (indices into the prompt pool, from select_prompts)"
+        )
     ids = rollout["prompt_ids"]
     chex.assert_rank(ids, 1)
     try:
@@ -202,7 +220,9 @@ def _prompt_ids(rollout: Rollout, cfg: Config, where: str) -> Array:
     except jax.errors.TracerArrayConversionError:
         return ids
     if concrete.size and (concrete.min() < 0 or concrete.max() >= cfg.num_prompts):
-        raise ValueError(f"single_stream_spo.{where}: prompt_ids must lie in [0, {cfg.num_prompts}) (cfg.num_prompts), got range [{concrete.min()}, {concrete.max()}]")
+        raise ValueError(
+            f"single_stream_spo.{where}: prompt_ids must lie in [0, {cfg.num_prompts}) (cfg.num_prompts), got range [{concrete.min()}, {concrete.max()}]"
+        )
     return ids
 
 
@@ -212,7 +232,9 @@ def _behaviour_logprobs(rollout: Rollout) -> Array:
     for key in ("policy_logprobs", "sampler_logprobs"):
         if key in rollout:
             return rollout[key]
-    raise KeyError("single_stream_spo.update_state: rollout needs 'policy_logprobs' or 'sampler_logprobs' [B, T] to store for the next visit")
+    raise KeyError(
+        "single_stream_spo.update_state: rollout needs 'policy_logprobs' or 'sampler_logprobs' [B, T] to store for the next visit"
+    )
 
 
 def replay_tokens(state: Mapping[str, Array], rollout: Rollout, cfg: Config) -> dict[str, Array]:
@@ -258,8 +280,14 @@ def update_state(state: Mapping[str, Array], rollout: Rollout, cfg: Config) -> d
         rho = forgetting_rate(policy_shift(state, rollout, cfg), cfg)
         t = state["last_tokens"].shape[1]
         if rollout["tokens"].shape[1] != t:
-            raise ValueError(f"single_stream_spo.update_state: rollout tokens have T={rollout['tokens'].shape[1]} but the state stores T={t} (cfg.max_response_len)")
-        new = (rollout["tokens"].astype(jnp.int32), _behaviour_logprobs(rollout).astype(jnp.float32), rollout["mask"].astype(jnp.float32))
+            raise ValueError(
+                f"single_stream_spo.update_state: rollout tokens have T={rollout['tokens'].shape[1]} but the state stores T={t} (cfg.max_response_len)"
+            )
+        new = (
+            rollout["tokens"].astype(jnp.int32),
+            _behaviour_logprobs(rollout).astype(jnp.float32),
+            rollout["mask"].astype(jnp.float32),
+        )
     else:
         rho = jnp.full((b,), cfg.rho_const, jnp.float32)
         new = (jnp.zeros((b, 0), jnp.int32), jnp.zeros((b, 0), jnp.float32), jnp.zeros((b, 0), jnp.float32))
@@ -279,6 +307,15 @@ def update_state(state: Mapping[str, Array], rollout: Rollout, cfg: Config) -> d
     return out
 
 
+def check_config(run_cfg: Any) -> str | None:
+    """Why a run config cannot train single-stream SPO (``None`` when it can): the stored responses
+    have the sampler's length."""
+    t, n = run_cfg.algo.max_response_len, run_cfg.sampling.max_new_tokens
+    if t != n:
+        return f"algo.max_response_len={t} != sampling.max_new_tokens={n}: the tracker stores responses of that length; make them equal"
+    return None
+
+
 def select_prompts(state: Mapping[str, Array], num_prompts: int, key: Array, cfg: Config) -> Array:
     """Prioritized prompt draw: ``num_prompts`` pool indices ``[num_prompts]`` int32.
 
@@ -295,7 +332,9 @@ def select_prompts(state: Mapping[str, Array], num_prompts: int, key: Array, cfg
     else:
         candidates = jnp.arange(n)
     wc = w[candidates]
-    pick = jax.random.choice(draw_key, candidates.shape[0], (num_prompts,), replace=num_prompts > candidates.shape[0], p=wc / jnp.sum(wc))
+    pick = jax.random.choice(
+        draw_key, candidates.shape[0], (num_prompts,), replace=num_prompts > candidates.shape[0], p=wc / jnp.sum(wc)
+    )
     return candidates[pick].astype(jnp.int32)
 
 
@@ -335,11 +374,24 @@ def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
     ``clip_c``), ``rho = exp(logprobs - old_logprobs)``; reduced by ``cfg.aggregation`` over
     ``num_tokens`` / ``num_seqs``; ``+ beta * token-mean KL`` when ``beta > 0``. ``logprobs`` [B, T].
     """
-    x = inputs.policy_inputs(logprobs, batch, NAME)
-    return policy_loss.clipped_policy_loss(
-        x, batch, NAME, cfg.eps_low, cfg.eps_high, cfg.aggregation,
-        clip_c=cfg.clip_c, beta=cfg.beta, kl_estimator=cfg.kl_estimator,
+    x = inputs.policy_inputs(logprobs, batch, NAME, ref=cfg.beta > 0)
+    mask, adv, nt, ns = x["mask"], x["advantages"], x["num_tokens"], x["num_seqs"]
+    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)  # rho_{i,t} [B, T]
+    per_token = clipping.clipped_surrogate(ratio, adv, cfg.eps_low, cfg.eps_high)  # clip-higher [B, T]
+    if cfg.clip_c is not None:
+        per_token = clipping.dual_clip(per_token, adv, cfg.clip_c)  # capped at -c A where A < 0
+    policy = aggregation.aggregate(per_token * x["is_weights"], mask, cfg.aggregation, nt, ns)  # token-mean
+    kl_term = (
+        kl.penalty(
+            x["logprobs"], x["ref_logprobs"], mask, cfg.kl_estimator, cfg.aggregation, nt, ns, clamp=cfg.kl_clamp
+        )
+        if cfg.beta > 0
+        else None
     )
+    metrics = diagnostics.ratio_metrics(
+        ratio, adv, mask, nt, cfg.eps_low, cfg.eps_high, cfg.clip_c
+    )  # clip_frac, ratio/*
+    return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta, where=NAME)  # policy (+ beta * KL)
 
 
 def example_extras(key: Array, batch_size: int, seq_len: int, group_size: int) -> dict[str, Array]:

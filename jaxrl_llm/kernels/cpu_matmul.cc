@@ -301,15 +301,16 @@ inline void transpose16(const float* in, int64_t in_stride, float* out, int64_t 
   for (int c = 0; c < 16; ++c) store(out + c * out_stride, r[(c & ~3) | ((c & 1) << 1) | ((c >> 1) & 1)]);
 }
 
-// Asks the kernel to back [p, p + bytes), rounded out to whole 2 MiB pages, with transparent huge
-// pages on first touch (where THP is "madvise"). The rounding also advises the neighbouring memory
-// in those pages: advice only, no data changes. XLA:CPU's buffers for a call are fresh memory each
-// call, so every 4 KiB page of the packed weights was a page fault at its first write.
+// Asks the kernel to back the whole 2 MiB pages inside [p, p + bytes) (this call's output buffer,
+// which the kernel writes in full) with transparent huge pages on first touch (where THP is
+// "madvise"). The range is rounded in, never out: memory outside the buffer belongs to XLA's
+// other buffers and is not advised. XLA:CPU's buffers for a call are fresh memory each call, so
+// every 4 KiB page of the packed weights was a page fault at its first write.
 inline void huge_pages(void* p, size_t bytes) {
 #ifdef MADV_HUGEPAGE
   constexpr uintptr_t kHuge = uintptr_t{1} << 21;
-  const uintptr_t begin = reinterpret_cast<uintptr_t>(p) & ~(kHuge - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(kHuge - 1);
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
 #endif
 }
@@ -466,9 +467,11 @@ void attend_one(const float* q, const float* k, const float* v, const bool* ok, 
   for (int64_t i = 0; i < G * Dh; ++i) qs[i] = q[i] * scale;
   int64_t t = 0;
   for (; t + 64 <= limit; t += 64) score_blocks<4>(qs, k, scores, G, Dh, T, L16, t);
-  {  // the 1-3 whole vectors left, in one more pass over k's rows (one pass each: 5-10% slower)
+  {  // the 1-4 vectors left (up to 3 whole ones, and one more over the row's last slots where k has
+     // them), in one more pass over k's rows (one pass each: 5-10% slower)
     int64_t vectors = 0;
     while (t + 16 * (vectors + 1) <= limit || (t + 16 * vectors < limit && t + 16 * (vectors + 1) <= T)) ++vectors;
+    if (vectors == 4) score_blocks<4>(qs, k, scores, G, Dh, T, L16, t);
     if (vectors == 3) score_blocks<3>(qs, k, scores, G, Dh, T, L16, t);
     if (vectors == 2) score_blocks<2>(qs, k, scores, G, Dh, T, L16, t);
     if (vectors == 1) score_blocks<1>(qs, k, scores, G, Dh, T, L16, t);

@@ -1,4 +1,4 @@
-"""The sampler's decode step on the CPU: XLA FFI custom calls in ``cpu_matmul.cc``.
+"""The CPU decode kernels: XLA FFI custom calls in ``cpu_matmul.cc`` (the "cpu" backend's ops).
 
 Decoding multiplies a few rows (M = rows x new tokens) by every weight matrix, once per step, so
 a step's time is the time to stream the weights. XLA:CPU's GEMM reads a [K, N] weight in place
@@ -13,11 +13,13 @@ and, at M = 16, streams SmolLM2-135M's projections at about half the rate it rea
 They run on worker threads of their own (``Workers`` in the source), as many as XLA's intra-op
 pool has. Sums run in another order than XLA's: results agree to f32 rounding, not bit for bit.
 
-The library is compiled on first use with the machine's ``g++`` (``-O3 -march=native``, about
-2 s) into ``$JAXRL_LLM_KERNEL_CACHE`` (default ``~/.cache/jaxrl_llm/kernels``), keyed by the
-source, the jaxlib version and the CPU's feature flags. Where that fails (no compiler, no
-headers) ``available()`` is False, says why once in a warning, and callers keep XLA's ops.
-``JAXRL_LLM_CPU_KERNELS=0`` turns the kernels off.
+The library is compiled by ``build()`` with the machine's ``g++`` (``$CXX``; ``-O3
+-march=native``, a few seconds) into ``$JAXRL_LLM_KERNEL_CACHE`` (default
+``~/.cache/jaxrl_llm/kernels``), keyed by the source, the jaxlib version and the CPU's feature
+flags; a compilation prints one line to stderr saying so and where. ``available()`` builds (once
+per process, when a sampling call first asks for the "cpu" backend) and registers the custom
+calls; where the build fails (no compiler, no headers) it is False, a warning says why, and the
+sampler decodes with the XLA reference. ``JAXRL_LLM_CPU_KERNELS=0`` turns the kernels off.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import hashlib
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import threading
 import warnings
@@ -48,8 +51,9 @@ _lock = threading.Lock()
 _state: dict = {}
 
 
-def _build() -> str:
-    """Path of the compiled kernel library, compiling it if this source/jaxlib pair has none yet."""
+def build() -> str:
+    """Path of the compiled kernel library, compiling it first if the cache has none for this
+    source, jaxlib and CPU; raises ``RuntimeError`` naming the command when the compiler fails."""
     with open(SOURCE, "rb") as f:
         key = f.read() + jaxlib.__version__.encode() + _cpu_flags()
     digest = hashlib.sha256(key).hexdigest()[:16]
@@ -60,10 +64,29 @@ def _build() -> str:
         return lib
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache)  # compile aside, then rename: no torn library
     os.close(fd)
-    cmd = [os.environ.get("CXX", "g++"), "-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-w",
-           f"-I{jax.ffi.include_dir()}", SOURCE, "-o", tmp]
+    cmd = [
+        os.environ.get("CXX", "g++"),
+        "-O3",
+        "-march=native",
+        "-std=c++17",
+        "-shared",
+        "-fPIC",
+        "-w",
+        f"-I{jax.ffi.include_dir()}",
+        SOURCE,
+        "-o",
+        tmp,
+    ]
+    print(
+        f"jaxrl_llm: compiling the CPU decode kernels ({cmd[0]} -O3 -march=native) into {lib}",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        except OSError as e:  # no such compiler
+            raise RuntimeError(f"{' '.join(cmd)} failed: {e}") from None
         if proc.returncode:
             raise RuntimeError(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
         os.replace(tmp, lib)
@@ -83,27 +106,28 @@ def _cpu_flags() -> bytes:
 
 
 def available() -> bool:
-    """Whether the kernel is built and registered (builds it on the first call)."""
+    """Whether the kernels are built and registered (builds them on the first call; see ``build``)."""
     with _lock:
         if "ok" not in _state:
             if os.environ.get("JAXRL_LLM_CPU_KERNELS", "1") == "0":
                 _state["ok"] = False
             else:
                 try:
-                    library = ctypes.cdll.LoadLibrary(_build())
-                    jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(library.JaxrlLlmPackedMatmul),
-                                                platform="cpu")
-                    jax.ffi.register_ffi_target(PACK_TARGET, jax.ffi.pycapsule(library.JaxrlLlmPack),
-                                                platform="cpu")
-                    jax.ffi.register_ffi_target(ATTENTION_TARGET,
-                                                jax.ffi.pycapsule(library.JaxrlLlmDecodeAttention), platform="cpu")
-                    jax.ffi.register_ffi_target(RESIDUAL_NORM_TARGET,
-                                                jax.ffi.pycapsule(library.JaxrlLlmMatmulResidualNorm), platform="cpu")
-                    jax.ffi.register_ffi_target(SAMPLE_TARGET, jax.ffi.pycapsule(library.JaxrlLlmSampleRows),
-                                                platform="cpu")
+                    library = ctypes.cdll.LoadLibrary(build())
+                    jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(library.JaxrlLlmPackedMatmul), platform="cpu")
+                    jax.ffi.register_ffi_target(PACK_TARGET, jax.ffi.pycapsule(library.JaxrlLlmPack), platform="cpu")
+                    jax.ffi.register_ffi_target(
+                        ATTENTION_TARGET, jax.ffi.pycapsule(library.JaxrlLlmDecodeAttention), platform="cpu"
+                    )
+                    jax.ffi.register_ffi_target(
+                        RESIDUAL_NORM_TARGET, jax.ffi.pycapsule(library.JaxrlLlmMatmulResidualNorm), platform="cpu"
+                    )
+                    jax.ffi.register_ffi_target(
+                        SAMPLE_TARGET, jax.ffi.pycapsule(library.JaxrlLlmSampleRows), platform="cpu"
+                    )
                     _state["ok"] = True
                 except Exception as e:  # no compiler, no headers, a sandbox without a writable home...
-                    warnings.warn(f"jaxrl_llm's CPU decode matmul is unavailable, using XLA's dot: {e}")
+                    warnings.warn(f"jaxrl_llm's CPU decode kernels did not build, decoding falls back to XLA: {e}")
                     _state["ok"] = False
         return _state["ok"]
 
@@ -175,9 +199,16 @@ def matmul(x: jax.Array, packed: jax.Array, max_threads: int = 0, ahead: jax.Arr
     return jax.ffi.ffi_call(TARGET, out)(x.astype(jnp.float32), packed, ahead, max_threads=np.int64(max_threads))
 
 
-def matmul_residual_norm(x: jax.Array, packed: jax.Array, residual: jax.Array, norm: jax.Array, eps: float,
-                         swiglu: bool = False, max_threads: int = 0,
-                         ahead: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+def matmul_residual_norm(
+    x: jax.Array,
+    packed: jax.Array,
+    residual: jax.Array,
+    norm: jax.Array,
+    eps: float,
+    swiglu: bool = False,
+    max_threads: int = 0,
+    ahead: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
     """A decoder block's output projection and the next RMSNorm in one call: (x', h) with
 
         x' = residual + a @ unpack(packed),   h = x' / sqrt(mean(x'^2) + eps) * norm,
@@ -189,17 +220,29 @@ def matmul_residual_norm(x: jax.Array, packed: jax.Array, residual: jax.Array, n
     P, K, _ = packed.shape
     N = P * PANEL
     if x.shape[-1] != (2 * K if swiglu else K) or residual.shape != (*x.shape[:-1], N) or norm.shape != (N,):
-        raise ValueError(f"matmul_residual_norm: x {x.shape}, packed {packed.shape}, residual {residual.shape}, "
-                         f"norm {norm.shape} do not fit (swiglu={swiglu})")
+        raise ValueError(
+            f"matmul_residual_norm: x {x.shape}, packed {packed.shape}, residual {residual.shape}, "
+            f"norm {norm.shape} do not fit (swiglu={swiglu})"
+        )
     ahead = _ahead_panels(ahead, "matmul_residual_norm")
     out = (jax.ShapeDtypeStruct(residual.shape, jnp.float32), jax.ShapeDtypeStruct(residual.shape, jnp.float32))
-    return tuple(jax.ffi.ffi_call(RESIDUAL_NORM_TARGET, out)(
-        x.astype(jnp.float32), packed, ahead, residual.astype(jnp.float32), norm.astype(jnp.float32),
-        eps=np.float32(eps), swiglu=np.int64(swiglu), max_threads=np.int64(max_threads)))
+    return tuple(
+        jax.ffi.ffi_call(RESIDUAL_NORM_TARGET, out)(
+            x.astype(jnp.float32),
+            packed,
+            ahead,
+            residual.astype(jnp.float32),
+            norm.astype(jnp.float32),
+            eps=np.float32(eps),
+            swiglu=np.int64(swiglu),
+            max_threads=np.int64(max_threads),
+        )
+    )
 
 
-def decode_attention(q: jax.Array, k: jax.Array, v: jax.Array, valid: jax.Array, index: jax.Array,
-                     scale: float, max_threads: int = 0) -> jax.Array:
+def decode_attention(
+    q: jax.Array, k: jax.Array, v: jax.Array, valid: jax.Array, index: jax.Array, scale: float, max_threads: int = 0
+) -> jax.Array:
     """One new token's attention over a decode cache, per (row, kv head) n = b * K + kv:
 
         out[n, g] = sum_t softmax_t(scale * q[n, g] . k[n, :, t]) v[n, t, :]
@@ -210,12 +253,20 @@ def decode_attention(q: jax.Array, k: jax.Array, v: jax.Array, valid: jax.Array,
     ``max_threads``: as in ``matmul``.
     """
     out = jax.ShapeDtypeStruct(q.shape, jnp.float32)
-    return jax.ffi.ffi_call(ATTENTION_TARGET, out)(q, k, v, valid.astype(jnp.bool_), jnp.asarray(index, jnp.int32),
-                                                     scale=np.float32(scale), max_threads=np.int64(max_threads))
+    return jax.ffi.ffi_call(ATTENTION_TARGET, out)(
+        q,
+        k,
+        v,
+        valid.astype(jnp.bool_),
+        jnp.asarray(index, jnp.int32),
+        scale=np.float32(scale),
+        max_threads=np.int64(max_threads),
+    )
 
 
-def sample_rows(logits: jax.Array, temperature: jax.Array, uniform: jax.Array,
-                max_threads: int = 0) -> tuple[jax.Array, jax.Array, jax.Array]:
+def sample_rows(
+    logits: jax.Array, temperature: jax.Array, uniform: jax.Array, max_threads: int = 0
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """One token per row from ``q = softmax(logits / temperature)`` by inverting its CDF at ``uniform``.
 
     The first v with ``q_0 + ... + q_v > uniform`` (a token with ``q = 0`` is never drawn), as
@@ -224,8 +275,16 @@ def sample_rows(logits: jax.Array, temperature: jax.Array, uniform: jax.Array,
     ``max_threads``: as in ``matmul``.
     """
     B = logits.shape[0]
-    out = (jax.ShapeDtypeStruct((B,), jnp.int32), jax.ShapeDtypeStruct((B,), jnp.float32),
-           jax.ShapeDtypeStruct((B,), jnp.float32))
-    return tuple(jax.ffi.ffi_call(SAMPLE_TARGET, out)(
-        logits.astype(jnp.float32), jnp.asarray(temperature, jnp.float32), jnp.asarray(uniform, jnp.float32),
-        max_threads=np.int64(max_threads)))
+    out = (
+        jax.ShapeDtypeStruct((B,), jnp.int32),
+        jax.ShapeDtypeStruct((B,), jnp.float32),
+        jax.ShapeDtypeStruct((B,), jnp.float32),
+    )
+    return tuple(
+        jax.ffi.ffi_call(SAMPLE_TARGET, out)(
+            logits.astype(jnp.float32),
+            jnp.asarray(temperature, jnp.float32),
+            jnp.asarray(uniform, jnp.float32),
+            max_threads=np.int64(max_threads),
+        )
+    )

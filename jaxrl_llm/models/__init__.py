@@ -14,9 +14,21 @@ from jaxrl_llm.models.decoder import Decoder
 from jaxrl_llm.models.hf_io import CheckpointError, load_pretrained, save_pretrained
 from jaxrl_llm.models.logprobs import completion_logprobs, positions_from_mask
 from jaxrl_llm.models.partition import cache_shardings, param_shardings, shard_model
-from jaxrl_llm.models.tokenizer import get_tokenizer
-from jaxrl_llm.models.zoo import get_model, list_models
+from jaxrl_llm.models.zoo import get_model, get_tokenizer, list_models
 
-__all__ = ["CheckpointError", "Decoder", "KVCache", "ModelConfig", "cache_shardings", "completion_logprobs",
-           "get_model", "get_tokenizer", "list_models", "load_pretrained", "param_shardings",
-           "positions_from_mask", "save_pretrained", "shard_model"]
+__all__ = [
+    "CheckpointError",
+    "Decoder",
+    "KVCache",
+    "ModelConfig",
+    "cache_shardings",
+    "completion_logprobs",
+    "get_model",
+    "get_tokenizer",
+    "list_models",
+    "load_pretrained",
+    "param_shardings",
+    "positions_from_mask",
+    "save_pretrained",
+    "shard_model",
+]

@@ -29,19 +29,27 @@ class KVCache:
     @classmethod
     def empty(cls, num_layers, batch_size, max_len, num_kv_heads, head_dim, dtype=jnp.float32):
         shape = (num_layers, batch_size, max_len, num_kv_heads, head_dim)
-        return cls(k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype),
-                   valid=jnp.zeros((batch_size, max_len), jnp.bool_), index=jnp.zeros((), jnp.int32))
+        return cls(
+            k=jnp.zeros(shape, dtype),
+            v=jnp.zeros(shape, dtype),
+            valid=jnp.zeros((batch_size, max_len), jnp.bool_),
+            index=jnp.zeros((), jnp.int32),
+        )
 
     @property
     def max_len(self) -> int:
         return self.valid.shape[1]
 
-    def take_rows(self, rows: jax.Array) -> "KVCache":
+    def take_rows(self, rows: jax.Array) -> KVCache:
         """Gathers rows (e.g. repeat each prompt's prefill G times, or branch K continuations)."""
-        return KVCache(k=jnp.take(self.k, rows, axis=1), v=jnp.take(self.v, rows, axis=1),
-                       valid=jnp.take(self.valid, rows, axis=0), index=self.index)
+        return KVCache(
+            k=jnp.take(self.k, rows, axis=1),
+            v=jnp.take(self.v, rows, axis=1),
+            valid=jnp.take(self.valid, rows, axis=0),
+            index=self.index,
+        )
 
-    def truncate(self, keep_until: jax.Array) -> "KVCache":
+    def truncate(self, keep_until: jax.Array) -> KVCache:
         """Invalidates, per row, every slot at or after ``keep_until`` [B] (branching from a position)."""
         slots = jnp.arange(self.max_len)
         return self.replace(valid=self.valid & (slots[None, :] < keep_until[:, None]))

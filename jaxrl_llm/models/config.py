@@ -1,11 +1,19 @@
-"""Model configuration for the Llama / Qwen2 / Qwen3 decoder family."""
+"""Model configuration for the Llama / Qwen2 / Qwen3 decoder family.
+
+A ``ModelConfig`` is frozen and hashable: it sits in the (static) graph definition of an NNX
+model, which ``jax.jit`` hashes, so every field is a scalar, a string, a tuple or a frozen
+dataclass (``rope.RopeScaling``), never a dict or a list.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+import operator
+from collections.abc import Mapping
 
 import jax.numpy as jnp
+
+from jaxrl_llm.models import rope
 
 ARCHITECTURES = ("llama", "qwen2", "qwen3")
 
@@ -28,19 +36,31 @@ class ModelConfig:
     head_dim: int | None = None
     architecture: str = "llama"
     rope_theta: float = 10_000.0
-    rope_scaling: Mapping[str, Any] | None = None
+    rope_scaling: rope.RopeScaling | None = None  # a HF rope_parameters dict is converted
     rms_norm_eps: float = 1e-6
     tie_word_embeddings: bool = False
     attention_bias: bool = False
     qk_norm: bool = False
     max_position_embeddings: int = 4096
-    dtype: str = "float32"        # compute dtype of activations and matmuls
+    dtype: str = "float32"  # compute dtype of activations and matmuls
     param_dtype: str = "float32"  # storage dtype of the parameters
     bos_token_id: int | None = None
     eos_token_id: int | tuple[int, ...] | None = None
     pad_token_id: int | None = None
 
     def __post_init__(self):
+        if isinstance(self.rope_scaling, Mapping):
+            object.__setattr__(
+                self,
+                "rope_scaling",
+                rope.RopeScaling.from_hf(
+                    self.rope_scaling, max_position_embeddings=self.max_position_embeddings, where="rope_scaling"
+                ),
+            )
+        elif self.rope_scaling is not None and not isinstance(self.rope_scaling, rope.RopeScaling):
+            raise ValueError(f"rope_scaling={self.rope_scaling!r}; expected None, a rope.RopeScaling or a dict")
+        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            object.__setattr__(self, name, _token_ids(name, getattr(self, name)))
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.architecture!r}; supported: {ARCHITECTURES}")
         if self.num_heads % self.num_kv_heads:
@@ -52,6 +72,14 @@ class ModelConfig:
             if self.hidden_size % self.num_heads:
                 raise ValueError("hidden_size must be divisible by num_heads when head_dim is not given")
             object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
+        for f in dataclasses.fields(self):
+            try:
+                hash(getattr(self, f.name))
+            except TypeError:
+                raise ValueError(
+                    f"ModelConfig.{f.name}={getattr(self, f.name)!r} is not hashable "
+                    f"(the config is a static argument under jax.jit)"
+                ) from None
 
     @property
     def compute_dtype(self):
@@ -71,8 +99,14 @@ class ModelConfig:
 
     @property
     def num_params(self) -> int:
-        d, f, h, kv, hd, v = (self.hidden_size, self.intermediate_size, self.num_heads,
-                             self.num_kv_heads, self.head_dim, self.vocab_size)
+        d, f, h, kv, hd, v = (
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_heads,
+            self.num_kv_heads,
+            self.head_dim,
+            self.vocab_size,
+        )
         attn = d * h * hd + 2 * d * kv * hd + h * hd * d
         if self.has_qkv_bias:
             attn += h * hd + 2 * kv * hd
@@ -81,5 +115,18 @@ class ModelConfig:
         layer = attn + 3 * d * f + 2 * d
         return self.num_layers * layer + v * d + d + (0 if self.tie_word_embeddings else v * d)
 
-    def replace(self, **changes) -> "ModelConfig":
+    def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)
+
+
+def _token_ids(name: str, ids):
+    """None, an int, or (``eos_token_id`` only, as HF lists several) a tuple of ints."""
+    try:
+        if ids is None:
+            return None
+        if name == "eos_token_id" and isinstance(ids, (list, tuple)):
+            return tuple(operator.index(i) for i in ids)
+        return operator.index(ids)
+    except TypeError:
+        kinds = "an int, a list of ints or None" if name == "eos_token_id" else "an int or None"
+        raise ValueError(f"{name}={ids!r}; expected {kinds}") from None

@@ -52,8 +52,14 @@ def layer_param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     L, D, F = cfg.num_layers, cfg.hidden_size, cfg.intermediate_size
     H, K, Dh = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     shapes = {
-        "attn_norm": (L, D), "wq": (L, D, H, Dh), "wk": (L, D, K, Dh), "wv": (L, D, K, Dh),
-        "wo": (L, H, Dh, D), "mlp_norm": (L, D), "w_gate": (L, D, F), "w_up": (L, D, F),
+        "attn_norm": (L, D),
+        "wq": (L, D, H, Dh),
+        "wk": (L, D, K, Dh),
+        "wv": (L, D, K, Dh),
+        "wo": (L, H, Dh, D),
+        "mlp_norm": (L, D),
+        "w_gate": (L, D, F),
+        "w_up": (L, D, F),
         "w_down": (L, F, D),
     }
     if cfg.has_qkv_bias:
@@ -80,8 +86,7 @@ class Decoder(nnx.Module):
         key = rngs.params()
         init = jax.nn.initializers.normal(0.02)
         k_embed, k_head, k_layers = jax.random.split(key, 3)
-        self.embed = nnx.Param(init(k_embed, (cfg.vocab_size, cfg.hidden_size), pdt),
-                               logical_axes=("vocab", "embed"))
+        self.embed = nnx.Param(init(k_embed, (cfg.vocab_size, cfg.hidden_size), pdt), logical_axes=("vocab", "embed"))
         layer_keys = jax.random.split(k_layers, len(LAYER_PARAM_AXES))
         layers = {}
         for (name, shape), k in zip(layer_param_shapes(cfg).items(), layer_keys):
@@ -95,8 +100,9 @@ class Decoder(nnx.Module):
         self.layers = nnx.Dict(layers)
         self.final_norm = nnx.Param(jnp.ones((cfg.hidden_size,), pdt), logical_axes=("norm",))
         if not cfg.tie_word_embeddings:
-            self.lm_head = nnx.Param(init(k_head, (cfg.hidden_size, cfg.vocab_size), pdt),
-                                     logical_axes=("embed", "vocab"))
+            self.lm_head = nnx.Param(
+                init(k_head, (cfg.hidden_size, cfg.vocab_size), pdt), logical_axes=("embed", "vocab")
+            )
 
     # ------------------------------------------------------------------ forward
     def __call__(self, tokens, positions, attention_mask=None, cache: KVCache | None = None):
@@ -208,5 +214,6 @@ class Decoder(nnx.Module):
     def init_cache(self, batch_size: int, max_len: int, dtype=None) -> KVCache:
         """An empty cache for ``batch_size`` rows and ``max_len`` slots."""
         cfg = self.cfg
-        return KVCache.empty(cfg.num_layers, batch_size, max_len, cfg.num_kv_heads, cfg.head_dim,
-                             dtype or cfg.compute_dtype)
+        return KVCache.empty(
+            cfg.num_layers, batch_size, max_len, cfg.num_kv_heads, cfg.head_dim, dtype or cfg.compute_dtype
+        )

@@ -14,17 +14,29 @@ from __future__ import annotations
 
 import os
 
+import gguf
 import numpy as np
+import transformers
 
 from jaxrl_llm.models import hf_io
 from jaxrl_llm.models.config import ModelConfig
 
-_GLOBAL = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
-           "output.weight": "lm_head.weight"}
-_BLOCK = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
-          "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-          "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-          "ffn_down": "mlp.down_proj"}
+_GLOBAL = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+_BLOCK = {
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
 
 
 def _hf_name(gguf_name: str) -> str:
@@ -53,8 +65,6 @@ def load_gguf(path, *, dtype=None, mesh=None, tokenizer: bool = True):
     The tokenizer (BPE vocabulary, merges, special tokens and chat template, all stored in the
     GGUF metadata) is converted by ``transformers``' GGUF support.
     """
-    import gguf
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"GGUF file not found: {path}")
@@ -62,24 +72,43 @@ def load_gguf(path, *, dtype=None, mesh=None, tokenizer: bool = True):
     arch = _field(reader, "general.architecture")
     if arch != "llama":
         raise ValueError(f"unknown architecture: GGUF general.architecture={arch!r}; supported: 'llama'")
+    # Rope scaling in GGUF (a scaling type, or Llama 3's per-frequency factors as a tensor) is not
+    # read: reject it instead of silently running plain RoPE. The HF checkpoint loads with it.
+    scaling = _field(reader, "llama.rope.scaling.type", "none")
+    if scaling != "none":
+        raise NotImplementedError(
+            f"{path}: llama.rope.scaling.type={scaling!r} is not supported for GGUF "
+            f"files (load the Hugging Face checkpoint instead)"
+        )
+    if any(t.name == "rope_freqs.weight" for t in reader.tensors):
+        raise NotImplementedError(
+            f"{path}: tensor 'rope_freqs.weight' (Llama 3 rope frequency factors) is not "
+            f"supported for GGUF files (load the Hugging Face checkpoint instead)"
+        )
     tensors = {_hf_name(t.name): t for t in reader.tensors}
     n_heads = int(_field(reader, "llama.attention.head_count"))
     n_kv = int(_field(reader, "llama.attention.head_count_kv", n_heads))
     hidden = int(_field(reader, "llama.embedding_length"))
     vocab = int(_field(reader, "llama.vocab_size", 0)) or len(_field(reader, "tokenizer.ggml.tokens"))
     cfg = ModelConfig(
-        vocab_size=vocab, hidden_size=hidden,
+        vocab_size=vocab,
+        hidden_size=hidden,
         intermediate_size=int(_field(reader, "llama.feed_forward_length")),
-        num_layers=int(_field(reader, "llama.block_count")), num_heads=n_heads, num_kv_heads=n_kv,
+        num_layers=int(_field(reader, "llama.block_count")),
+        num_heads=n_heads,
+        num_kv_heads=n_kv,
         head_dim=int(_field(reader, "llama.rope.dimension_count", hidden // n_heads)),
-        architecture="llama", rope_theta=float(_field(reader, "llama.rope.freq_base", 10_000.0)),
+        architecture="llama",
+        rope_theta=float(_field(reader, "llama.rope.freq_base", 10_000.0)),
         rms_norm_eps=float(_field(reader, "llama.attention.layer_norm_rms_epsilon", 1e-5)),
         tie_word_embeddings="lm_head.weight" not in tensors,
         max_position_embeddings=int(_field(reader, "llama.context_length", 4096)),
-        dtype=dtype or "float32", param_dtype=dtype or "float32",
+        dtype=dtype or "float32",
+        param_dtype=dtype or "float32",
         bos_token_id=_field(reader, "tokenizer.ggml.bos_token_id"),
         eos_token_id=_field(reader, "tokenizer.ggml.eos_token_id"),
-        pad_token_id=_field(reader, "tokenizer.ggml.padding_token_id"))
+        pad_token_id=_field(reader, "tokenizer.ggml.padding_token_id"),
+    )
 
     def get_tensor(name):
         t = tensors[name]
@@ -94,7 +123,5 @@ def load_gguf(path, *, dtype=None, mesh=None, tokenizer: bool = True):
     model = hf_io.params_from_tensors(cfg, get_tensor, tensors, mesh=mesh, source=path)
     tok = None
     if tokenizer:
-        import transformers
-
         tok = transformers.AutoTokenizer.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path))
     return model, tok

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import transformers
 from flax import nnx
+from jax.experimental import multihost_utils
 
 from jaxrl_llm import sharding
 from jaxrl_llm.models import rope, safetensors_io
@@ -43,12 +45,20 @@ INDEX_FILE = "model.safetensors.index.json"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 
 _LAYER_TENSORS = {
-    "attn_norm": "input_layernorm.weight", "mlp_norm": "post_attention_layernorm.weight",
-    "wq": "self_attn.q_proj.weight", "wk": "self_attn.k_proj.weight",
-    "wv": "self_attn.v_proj.weight", "wo": "self_attn.o_proj.weight",
-    "bq": "self_attn.q_proj.bias", "bk": "self_attn.k_proj.bias", "bv": "self_attn.v_proj.bias",
-    "q_norm": "self_attn.q_norm.weight", "k_norm": "self_attn.k_norm.weight",
-    "w_gate": "mlp.gate_proj.weight", "w_up": "mlp.up_proj.weight", "w_down": "mlp.down_proj.weight",
+    "attn_norm": "input_layernorm.weight",
+    "mlp_norm": "post_attention_layernorm.weight",
+    "wq": "self_attn.q_proj.weight",
+    "wk": "self_attn.k_proj.weight",
+    "wv": "self_attn.v_proj.weight",
+    "wo": "self_attn.o_proj.weight",
+    "bq": "self_attn.q_proj.bias",
+    "bk": "self_attn.k_proj.bias",
+    "bv": "self_attn.v_proj.bias",
+    "q_norm": "self_attn.q_norm.weight",
+    "k_norm": "self_attn.k_norm.weight",
+    "w_gate": "mlp.gate_proj.weight",
+    "w_up": "mlp.up_proj.weight",
+    "w_down": "mlp.down_proj.weight",
 }
 # Number of leading (input-side) axes of our per-layer matrix; the rest are output axes.
 _IN_AXES = {"wq": 1, "wk": 1, "wv": 1, "wo": 2, "w_gate": 1, "w_up": 1, "w_down": 1}
@@ -62,66 +72,102 @@ class CheckpointError(ValueError):
 def config_from_hf(hf, *, dtype=None) -> ModelConfig:
     """``ModelConfig`` from a ``transformers`` config (or its dict), rejecting what we cannot run.
 
+    Every setting that changes the computation is either carried over (rope scaling as a
+    hashable ``rope.RopeScaling``, a list of eos ids as a tuple) or rejected here with one line
+    naming the field and its value: another activation, MLP / o_proj biases, sliding-window
+    layers, rope types whose frequencies depend on the sequence length.
     ``dtype`` (None: the checkpoint's ``dtype``, else float32) sets both storage and compute dtype.
     """
     get = hf.get if isinstance(hf, dict) else (lambda k, d=None: getattr(hf, k, d))
     model_type = get("model_type")
     if model_type not in HF_ARCHITECTURES:
-        raise ValueError(f"unknown architecture: model_type={model_type!r} (architectures="
-                         f"{get('architectures')}); supported: {sorted(HF_ARCHITECTURES)}")
+        raise ValueError(
+            f"unknown architecture: model_type={model_type!r} (architectures="
+            f"{get('architectures')}); supported: {sorted(HF_ARCHITECTURES)}"
+        )
     if get("hidden_act", "silu") != "silu":
-        raise NotImplementedError(f"hidden_act={get('hidden_act')!r}: only silu (SwiGLU) is supported")
+        raise NotImplementedError(f"hidden_act={get('hidden_act')!r} is not supported: only silu (SwiGLU)")
     if get("mlp_bias", False):
-        raise NotImplementedError("mlp_bias=True is not supported")
+        raise NotImplementedError(f"mlp_bias={get('mlp_bias')!r} is not supported (no MLP biases)")
     if model_type != "qwen2" and get("attention_bias", False):
-        raise NotImplementedError(f"attention_bias=True for {model_type} (bias on o_proj too) is not supported")
-    layer_types = get("layer_types") or []
-    if get("use_sliding_window", False) or any(t != "full_attention" for t in layer_types):
-        raise NotImplementedError("sliding-window attention layers are not supported")
-    rope_params = dict(get("rope_parameters") or {})
-    theta = float(rope_params.pop("rope_theta", get("rope_theta", 10_000.0)))
-    rope_type = rope_params.get("rope_type", rope_params.get("type", "default"))
-    scaling = None if rope_type == "default" else rope_params
+        raise NotImplementedError(
+            f"attention_bias={get('attention_bias')!r} for {model_type} (a bias on o_proj too) is not supported"
+        )
+    num_layers = get("num_hidden_layers")
+    layer_types = get("layer_types")
+    if layer_types is None and get("use_sliding_window", False):  # a raw dict: derive as transformers does
+        first = get("max_window_layers", 0) or 0
+        layer_types = ["full_attention" if i < first else "sliding_attention" for i in range(num_layers)]
+    other = sorted({t for t in layer_types or () if t != "full_attention"})
+    if other:
+        raise NotImplementedError(
+            f"layer_types={list(layer_types)} (sliding_window={get('sliding_window')}): "
+            f"only full_attention layers are supported, not {other}"
+        )
+    rope_params = dict(get("rope_parameters") or get("rope_scaling") or {})
+    theta = float(rope_params.pop("rope_theta", None) or get("rope_theta", 10_000.0))
+    max_positions = get("max_position_embeddings", 4096)
+    scaling = rope.RopeScaling.from_hf(rope_params, max_position_embeddings=max_positions)
     num_heads = get("num_attention_heads")
     head_dim = get("head_dim") or get("hidden_size") // num_heads
-    rope.inverse_frequencies(head_dim, theta, scaling)  # fails now on an unsupported rope type
     if dtype is None:
         dtype = get("dtype") or get("torch_dtype") or "float32"
         dtype = str(dtype).removeprefix("torch.")
     dtype = jnp.dtype(dtype).name
-    eos = get("eos_token_id")
     return ModelConfig(
-        vocab_size=get("vocab_size"), hidden_size=get("hidden_size"),
-        intermediate_size=get("intermediate_size"), num_layers=get("num_hidden_layers"),
-        num_heads=num_heads, num_kv_heads=get("num_key_value_heads") or num_heads, head_dim=head_dim,
-        architecture=model_type, rope_theta=theta, rope_scaling=scaling,
+        vocab_size=get("vocab_size"),
+        hidden_size=get("hidden_size"),
+        intermediate_size=get("intermediate_size"),
+        num_layers=num_layers,
+        num_heads=num_heads,
+        num_kv_heads=get("num_key_value_heads") or num_heads,
+        head_dim=head_dim,
+        architecture=model_type,
+        rope_theta=theta,
+        rope_scaling=scaling,
         rms_norm_eps=float(get("rms_norm_eps", 1e-6)),
         tie_word_embeddings=bool(get("tie_word_embeddings", False)),
-        attention_bias=model_type == "qwen2", qk_norm=model_type == "qwen3",
-        max_position_embeddings=get("max_position_embeddings", 4096), dtype=dtype, param_dtype=dtype,
-        bos_token_id=get("bos_token_id"), eos_token_id=tuple(eos) if isinstance(eos, list) else eos,
-        pad_token_id=get("pad_token_id"))
+        attention_bias=model_type == "qwen2",
+        qk_norm=model_type == "qwen3",
+        max_position_embeddings=max_positions,
+        dtype=dtype,
+        param_dtype=dtype,
+        bos_token_id=get("bos_token_id"),
+        eos_token_id=get("eos_token_id"),
+        pad_token_id=get("pad_token_id"),
+    )
 
 
 def config_to_hf(cfg: ModelConfig):
     """The ``transformers`` config (LlamaConfig / Qwen2Config / Qwen3Config) describing ``cfg``."""
-    import transformers
-
     arch = cfg.architecture
     if cfg.attention_bias != (arch == "qwen2") or cfg.qk_norm != (arch == "qwen3"):
-        raise ValueError(f"{arch} checkpoints cannot express attention_bias={cfg.attention_bias}, "
-                         f"qk_norm={cfg.qk_norm}")
-    cls = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config,
-           "qwen3": transformers.Qwen3Config}[arch]
-    rope_parameters = {"rope_type": "default", **dict(cfg.rope_scaling or {}), "rope_theta": cfg.rope_theta}
+        raise ValueError(
+            f"{arch} checkpoints cannot express attention_bias={cfg.attention_bias}, qk_norm={cfg.qk_norm}"
+        )
+    cls = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config, "qwen3": transformers.Qwen3Config}[
+        arch
+    ]
+    scaling = {"rope_type": "default"} if cfg.rope_scaling is None else cfg.rope_scaling.to_hf()
+    rope_parameters = {**scaling, "rope_theta": cfg.rope_theta}
     eos = list(cfg.eos_token_id) if isinstance(cfg.eos_token_id, tuple) else cfg.eos_token_id
-    hf = cls(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
-             intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
-             num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
-             head_dim=cfg.head_dim, rms_norm_eps=cfg.rms_norm_eps, rope_parameters=rope_parameters,
-             tie_word_embeddings=cfg.tie_word_embeddings,
-             max_position_embeddings=cfg.max_position_embeddings, bos_token_id=cfg.bos_token_id,
-             eos_token_id=eos, pad_token_id=cfg.pad_token_id, hidden_act="silu")
+    hf = cls(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        head_dim=cfg.head_dim,
+        rms_norm_eps=cfg.rms_norm_eps,
+        rope_parameters=rope_parameters,
+        tie_word_embeddings=cfg.tie_word_embeddings,
+        max_position_embeddings=cfg.max_position_embeddings,
+        bos_token_id=cfg.bos_token_id,
+        eos_token_id=eos,
+        pad_token_id=cfg.pad_token_id,
+        hidden_act="silu",
+    )
     hf.architectures = [HF_ARCHITECTURES[arch]]
     hf.dtype = cfg.param_dtype
     return hf
@@ -167,8 +213,9 @@ def _to_hf(name: str, x: np.ndarray, hf_shape: tuple[int, ...]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------- loading
-def params_from_tensors(cfg: ModelConfig, get_tensor: Callable[[str], np.ndarray], names, *,
-                        mesh=None, source: str = "checkpoint") -> Decoder:
+def params_from_tensors(
+    cfg: ModelConfig, get_tensor: Callable[[str], np.ndarray], names, *, mesh=None, source: str = "checkpoint"
+) -> Decoder:
     """Builds a ``Decoder`` of ``cfg`` from HF-named tensors.
 
     Args:
@@ -186,11 +233,14 @@ def params_from_tensors(cfg: ModelConfig, get_tensor: Callable[[str], np.ndarray
     unexpected = names - expected - ({"lm_head.weight"} if cfg.tie_word_embeddings else set())
     unexpected = {n for n in unexpected if not n.endswith("rotary_emb.inv_freq")}
     if expected - names:
-        raise CheckpointError(f"{source}: missing tensors {sorted(expected - names)[:8]}"
-                              f"{' ...' if len(expected - names) > 8 else ''}")
+        raise CheckpointError(
+            f"{source}: missing tensors {sorted(expected - names)[:8]}{' ...' if len(expected - names) > 8 else ''}"
+        )
     if unexpected:
-        raise CheckpointError(f"{source}: unexpected tensors {sorted(unexpected)[:8]} for a "
-                              f"{cfg.architecture} config (wrong architecture or config?)")
+        raise CheckpointError(
+            f"{source}: unexpected tensors {sorted(unexpected)[:8]} for a "
+            f"{cfg.architecture} config (wrong architecture or config?)"
+        )
     pdt = cfg.storage_dtype
     by_var: dict[str, list] = {}
     for hf_name, var_name, layer, hf_shape in layout:
@@ -202,8 +252,9 @@ def params_from_tensors(cfg: ModelConfig, get_tensor: Callable[[str], np.ndarray
         for hf_name, layer, hf_shape in entries:
             x = get_tensor(hf_name)
             if tuple(x.shape) != hf_shape:
-                raise CheckpointError(f"{source}: tensor {hf_name!r} has shape {tuple(x.shape)}, "
-                                      f"expected {hf_shape} from the config")
+                raise CheckpointError(
+                    f"{source}: tensor {hf_name!r} has shape {tuple(x.shape)}, expected {hf_shape} from the config"
+                )
             ours = _to_ours(var_name, x, shape if layer is None else shape[1:])
             if layer is None:
                 host[...] = ours
@@ -250,8 +301,6 @@ def load_pretrained(path, *, dtype=None, mesh=None):
       dtype: storage and compute dtype (``"float32"``, ``"bfloat16"``); default: the checkpoint's.
       mesh: if given, every parameter is placed on its shard per ``jaxrl_llm.sharding.RULES``.
     """
-    import transformers
-
     path = os.fspath(path)
     config_file = os.path.join(path, "config.json")
     if not os.path.isfile(config_file):
@@ -268,8 +317,6 @@ def load_pretrained(path, *, dtype=None, mesh=None):
 
 def load_tokenizer(path):
     """``transformers.AutoTokenizer`` from ``path``, or None when it has no tokenizer files."""
-    import transformers
-
     if not any(os.path.isfile(os.path.join(path, f)) for f in _TOKENIZER_FILES):
         return None
     return transformers.AutoTokenizer.from_pretrained(path)
@@ -279,8 +326,6 @@ def load_tokenizer(path):
 def _host(x: jax.Array) -> np.ndarray:
     if x.is_fully_addressable:
         return np.asarray(x)
-    from jax.experimental import multihost_utils
-
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
@@ -296,8 +341,7 @@ def hf_tensors(model: Decoder, dtype=None) -> Iterator[tuple[str, np.ndarray]]:
         yield hf_name, _to_hf(var_name, x, hf_shape)
 
 
-def save_pretrained(model: Decoder, path, tokenizer=None, *, max_shard_size: int = 5 * 2**30,
-                    dtype=None) -> None:
+def save_pretrained(model: Decoder, path, tokenizer=None, *, max_shard_size: int = 5 * 2**30, dtype=None) -> None:
     """Writes a standard HF checkpoint that ``transformers`` (and vLLM / SGLang) load.
 
     Files: ``config.json`` (architectures, model_type, rope_parameters, tie flag, dtype),
@@ -306,8 +350,6 @@ def save_pretrained(model: Decoder, path, tokenizer=None, *, max_shard_size: int
     tokenizer's files when one is given. ``dtype`` converts the stored weights (default: as held).
     In a multi-process run every process must call this (parameters are gathered); process 0 writes.
     """
-    import transformers
-
     cfg = model.cfg if dtype is None else model.cfg.replace(param_dtype=jnp.dtype(dtype).name)
     tensors = list(hf_tensors(model, dtype))
     if jax.process_index() != 0:
@@ -316,8 +358,9 @@ def save_pretrained(model: Decoder, path, tokenizer=None, *, max_shard_size: int
     os.makedirs(path, exist_ok=True)
     config_to_hf(cfg).save_pretrained(path)
     eos = list(cfg.eos_token_id) if isinstance(cfg.eos_token_id, tuple) else cfg.eos_token_id
-    transformers.GenerationConfig(bos_token_id=cfg.bos_token_id, eos_token_id=eos,
-                                  pad_token_id=cfg.pad_token_id).save_pretrained(path)
+    transformers.GenerationConfig(
+        bos_token_id=cfg.bos_token_id, eos_token_id=eos, pad_token_id=cfg.pad_token_id
+    ).save_pretrained(path)
     shards: list[list[tuple[str, np.ndarray]]] = [[]]
     size = 0
     for name, x in tensors:
@@ -338,7 +381,8 @@ def save_pretrained(model: Decoder, path, tokenizer=None, *, max_shard_size: int
             safetensors_io.write(os.path.join(path, fn), shard, {"format": "pt"})
             weight_map.update({name: fn for name, _ in shard})
         with open(os.path.join(path, INDEX_FILE), "w") as f:
-            json.dump({"metadata": {"total_size": sum(x.nbytes for _, x in tensors)},
-                       "weight_map": weight_map}, f, indent=2)
+            json.dump(
+                {"metadata": {"total_size": sum(x.nbytes for _, x in tensors)}, "weight_map": weight_map}, f, indent=2
+            )
     if tokenizer is not None:
         tokenizer.save_pretrained(path)

@@ -60,8 +60,16 @@ def _shared_prompt_hidden(model, tokens, attention_mask, num_completion: int, gr
     return jnp.concatenate([last_prompt, completion_hidden[:, :-1]], axis=1)
 
 
-def completion_logprobs(model, tokens, attention_mask, num_completion: int, *,
-                        return_entropy: bool = False, chunk_size: int | None = 128, group_size: int = 1):
+def completion_logprobs(
+    model,
+    tokens,
+    attention_mask,
+    num_completion: int,
+    *,
+    return_entropy: bool = False,
+    chunk_size: int | None = 128,
+    group_size: int = 1,
+):
     """Log-probs [B, T] f32 (and entropies [B, T] f32 if asked) of the last T tokens.
 
     Args:
@@ -83,8 +91,8 @@ def completion_logprobs(model, tokens, attention_mask, num_completion: int, *,
     else:
         positions = positions_from_mask(attention_mask)
         hidden, _ = model.hidden_states(tokens, positions, attention_mask)
-        hidden = hidden[:, S - T - 1: S - 1]  # [B, T, D] predicts tokens[:, S-T:]
-    targets = tokens[:, S - T:]
+        hidden = hidden[:, S - T - 1 : S - 1]  # [B, T, D] predicts tokens[:, S-T:]
+    targets = tokens[:, S - T :]
     if chunk_size is None:
         logp, ent = _chunk_stats(model.unembed, hidden, targets, return_entropy)
         return (logp, ent) if return_entropy else logp

@@ -50,5 +50,9 @@ def shard_model(model, mesh):
 def cache_shardings(cache: cache_lib.KVCache, mesh) -> cache_lib.KVCache:
     """A ``KVCache`` of ``NamedSharding`` (k/v by ``KV_AXES``, valid by ``VALID_AXES``, index replicated)."""
     kv = sharding.divisible_sharding(mesh, cache_lib.KV_AXES, cache.k.shape)
-    return cache_lib.KVCache(k=kv, v=kv, valid=sharding.divisible_sharding(mesh, cache_lib.VALID_AXES, cache.valid.shape),
-                             index=sharding.named_sharding(mesh, ()))
+    return cache_lib.KVCache(
+        k=kv,
+        v=kv,
+        valid=sharding.divisible_sharding(mesh, cache_lib.VALID_AXES, cache.valid.shape),
+        index=sharding.named_sharding(mesh, ()),
+    )

@@ -15,15 +15,21 @@ from __future__ import annotations
 import json
 import os
 import struct
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import ml_dtypes
 import numpy as np
 
 _DTYPES = {
-    "F64": np.dtype(np.float64), "F32": np.dtype(np.float32), "F16": np.dtype(np.float16),
-    "BF16": np.dtype(ml_dtypes.bfloat16), "I64": np.dtype(np.int64), "I32": np.dtype(np.int32),
-    "I16": np.dtype(np.int16), "I8": np.dtype(np.int8), "U8": np.dtype(np.uint8),
+    "F64": np.dtype(np.float64),
+    "F32": np.dtype(np.float32),
+    "F16": np.dtype(np.float16),
+    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "I64": np.dtype(np.int64),
+    "I32": np.dtype(np.int32),
+    "I16": np.dtype(np.int16),
+    "I8": np.dtype(np.int8),
+    "U8": np.dtype(np.uint8),
     "BOOL": np.dtype(np.bool_),
 }
 _NAMES = {v: k for k, v in _DTYPES.items()}
@@ -68,10 +74,12 @@ class SafetensorsFile:
             if end > data_size:
                 raise SafetensorsError(
                     f"{self.path}: truncated, tensor {name!r} needs bytes [{begin}, {end}) of the data "
-                    f"section but only {data_size} are present")
+                    f"section but only {data_size} are present"
+                )
             if end - begin != int(np.prod(shape)) * dtype.itemsize:
-                raise SafetensorsError(f"{self.path}: tensor {name!r} has {end - begin} bytes, "
-                                       f"expected {shape} x {dtype.itemsize}")
+                raise SafetensorsError(
+                    f"{self.path}: tensor {name!r} has {end - begin} bytes, expected {shape} x {dtype.itemsize}"
+                )
             self._entries[name] = (dtype, shape, begin)
         self._map = np.memmap(self.path, dtype=np.uint8, mode="r") if size else None
 
@@ -96,8 +104,11 @@ def dtype_name(dtype) -> str:
     return _NAMES[np.dtype(dtype)]
 
 
-def write(path: str | os.PathLike, tensors: Iterable[tuple[str, np.ndarray]] | Mapping[str, np.ndarray],
-          metadata: Mapping[str, str] | None = None) -> None:
+def write(
+    path: str | os.PathLike,
+    tensors: Iterable[tuple[str, np.ndarray]] | Mapping[str, np.ndarray],
+    metadata: Mapping[str, str] | None = None,
+) -> None:
     """Writes ``tensors`` (name -> array, or (name, array) pairs) to ``path``.
 
     The header needs every shape up front, so ``tensors`` is materialized as a list of arrays
@@ -108,8 +119,11 @@ def write(path: str | os.PathLike, tensors: Iterable[tuple[str, np.ndarray]] | M
     offset = 0
     for name, arr in items:
         nbytes = arr.size * arr.dtype.itemsize
-        header[name] = {"dtype": dtype_name(arr.dtype), "shape": list(arr.shape),
-                        "data_offsets": [offset, offset + nbytes]}
+        header[name] = {
+            "dtype": dtype_name(arr.dtype),
+            "shape": list(arr.shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
         offset += nbytes
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-len(blob) % 8)  # the data section starts 8-byte aligned

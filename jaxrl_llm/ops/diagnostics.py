@@ -1,4 +1,5 @@
-"""Shared metrics of a policy loss, with the keys every method logs (STYLE.md).
+"""Shared metrics of a policy loss, with the keys every method logs (so plots line up across methods:
+``loss``, ``loss/policy``, ``kl``, ``loss/kl``, ``clip_frac``, ``ratio/*``, ``entropy``).
 
 Metrics returned by a ``loss`` obey the loss contract: each is a sum divided by a GLOBAL count
 (``num_tokens`` or ``num_seqs``), so values add up across micro-batches and devices; keys ending in

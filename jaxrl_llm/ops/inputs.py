@@ -6,7 +6,8 @@ missing or misshaped key fails with an error naming the key and the method.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import jax.numpy as jnp
 
@@ -38,10 +39,11 @@ def token_array(batch: Mapping[str, Any], key: str, mask: Array, where: str) -> 
     return x
 
 
-def policy_inputs(logprobs: Array, batch: Mapping[str, Any], where: str) -> dict[str, Array]:
+def policy_inputs(logprobs: Array, batch: Mapping[str, Any], where: str, ref: bool = False) -> dict[str, Array]:
     """The common loss inputs, f32: ``logprobs``, ``old_logprobs``, ``mask`` ``[B, T]``,
     ``advantages`` ``[B, T]`` (broadcast from ``[B]``), ``is_weights`` ``[B, T]`` (rollout-correction
-    weights from ``batch["is_weights"]``, ones if absent), ``num_tokens``, ``num_seqs`` (scalars)."""
+    weights from ``batch["is_weights"]``, ones if absent), ``num_tokens``, ``num_seqs`` (scalars),
+    and with ``ref=True`` (a loss whose KL weight is > 0) ``ref_logprobs`` ``[B, T]``."""
     require(batch, ("old_logprobs", "advantages", "mask", "num_tokens", "num_seqs"), where)
     mask = jnp.asarray(batch["mask"], jnp.float32)
     if mask.ndim != 2:
@@ -50,7 +52,7 @@ def policy_inputs(logprobs: Array, batch: Mapping[str, Any], where: str) -> dict
     if lp.shape != mask.shape:
         raise ValueError(f"{where}: logprobs has shape {lp.shape}; expected {mask.shape} like 'mask'")
     is_w = token_array(batch, "is_weights", mask, where) if "is_weights" in batch else jnp.ones_like(mask)
-    return {
+    x = {
         "logprobs": lp,
         "old_logprobs": token_array(batch, "old_logprobs", mask, where),
         "mask": mask,
@@ -59,6 +61,9 @@ def policy_inputs(logprobs: Array, batch: Mapping[str, Any], where: str) -> dict
         "num_tokens": jnp.asarray(batch["num_tokens"], jnp.float32),
         "num_seqs": jnp.asarray(batch["num_seqs"], jnp.float32),
     }
+    if ref:
+        x["ref_logprobs"] = ref_logprobs(batch, mask, where)
+    return x
 
 
 def ref_logprobs(batch: Mapping[str, Any], mask: Array, where: str) -> Array:

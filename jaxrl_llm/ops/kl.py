@@ -16,14 +16,23 @@ Tokens are sampled from pi_theta (in practice pi_old ~ pi_theta). With
 k1 and k3 are unbiased VALUE estimators of KL(pi_theta || pi_ref); only k2's gradient is the
 unbiased gradient of it (``E[(log pi_theta - log pi_ref) grad log pi_theta] = grad KL``). The
 ``+`` variants report the kX value while back-propagating k2's gradient (straight-through), the fix
-proposed in verl PR #2953 (whose own ``k3+`` does not dispatch; anchors_pytorch.md §1.3).
-``d`` is clamped to ``[-20, 20]`` before ``exp`` (as verl does) so a stale token cannot overflow.
+proposed in verl PR #2953 (https://github.com/volcengine/verl/pull/2953).
+
+Two clamps:
+  * the log-ratio ``d`` is always clamped to ``[-20, 20]`` before ``exp`` (as verl does), so a
+    stale token cannot overflow; beyond it the gradient is 0;
+  * the VALUE may be clamped to ``[-clamp, clamp]`` (``estimate(..., clamp=c)``; config field
+    ``kl_clamp`` of the methods with a KL option). verl clamps its k3 (``low_var_kl``) at 10
+    (``kl_clamp = 10`` reproduces it); Schulman's note, the GRPO paper and TRL do not, so the
+    default is ``None`` (no clamp). For plain estimators the clamp also zeroes the gradient of a
+    clamped token (``torch.clamp`` in verl does the same); for the ``+`` variants it bounds the
+    reported value only and the k2 gradient is kept (verl's ``k3+``).
 All functions: ``[...] -> [...]`` elementwise; aggregate with ``ops.aggregation``.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -79,13 +88,21 @@ ESTIMATORS: dict[str, Callable[[Array, Array], Array]] = {
 }
 
 
-def estimate(logprobs: Array, ref_logprobs: Array, estimator: str) -> Array:
-    """Per-token KL estimate by name (one of ``ESTIMATORS``). Shapes as inputs."""
+def estimate(logprobs: Array, ref_logprobs: Array, estimator: str, clamp: float | None = None) -> Array:
+    """Per-token KL estimate by name (one of ``ESTIMATORS``), its value clamped to ``[-clamp, clamp]``
+    when ``clamp`` is given (module docstring; verl's k3 uses 10). Shapes as inputs."""
     try:
         fn = ESTIMATORS[estimator]
     except KeyError:
         raise ValueError(f"unknown KL estimator {estimator!r}; known: {sorted(ESTIMATORS)}") from None
-    return fn(logprobs, ref_logprobs)
+    if clamp is None:
+        return fn(logprobs, ref_logprobs)
+    if not clamp > 0:
+        raise ValueError(f"KL value clamp must be > 0 (or None for no clamp), got {clamp!r}")
+    if estimator.endswith("+"):
+        value = jnp.clip(ESTIMATORS[estimator[:-1]](logprobs, ref_logprobs), -clamp, clamp)
+        return straight_through(value, logprobs, ref_logprobs)
+    return jnp.clip(fn(logprobs, ref_logprobs), -clamp, clamp)
 
 
 def penalty(
@@ -96,10 +113,12 @@ def penalty(
     mode: str,
     num_tokens: Array | float,
     num_seqs: Array | float,
-    norm_const: float | None = None,
+    norm_const: Array | float | None = None,
+    clamp: float | None = None,
 ) -> Array:
-    """The KL term of a loss: ``aggregation.aggregate(estimate(logprobs, ref_logprobs), mask, mode, ...)``.
+    """The KL term of a loss: ``aggregation.aggregate(estimate(logprobs, ref_logprobs, estimator, clamp), mask, mode, ...)``.
 
     ``[B, T]`` inputs -> scalar, aggregated like the policy term so it obeys the partition contract.
     """
-    return aggregation.aggregate(estimate(logprobs, ref_logprobs, estimator), mask, mode, num_tokens, num_seqs, norm_const)
+    per_token = estimate(logprobs, ref_logprobs, estimator, clamp)  # [B, T]
+    return aggregation.aggregate(per_token, mask, mode, num_tokens, num_seqs, norm_const)

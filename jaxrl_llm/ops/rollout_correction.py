@@ -79,7 +79,9 @@ def sequence_mask(
     return jnp.where(keep[:, None], mask, jnp.zeros_like(mask))
 
 
-def metrics(old_logprobs: Array, sampler_logprobs: Array, mask: Array, new_mask: Array | None = None) -> dict[str, Array]:
+def metrics(
+    old_logprobs: Array, sampler_logprobs: Array, mask: Array, new_mask: Array | None = None
+) -> dict[str, Array]:
     """Mismatch diagnostics over the whole batch: token IS-ratio mean/max/min, k3 KL(mu||pi_old) mean,
     and the fraction of tokens dropped by ``new_mask``."""
     lw = _log_w(old_logprobs, sampler_logprobs, mask)

@@ -1,6 +1,6 @@
 """Verifiable rewards for RL on language models.
 
-Contract: a reward function is ``fn(completion: str, example: tasks.Example) -> float``,
+Contract: a reward function is ``fn(completion: str, example: types.Example) -> float``,
 pure and picklable (a top-level function, a ``functools.partial`` of one, or a frozen
 dataclass with ``__call__``), so that ``RewardRunner`` can run it in worker processes.
 

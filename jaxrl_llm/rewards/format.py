@@ -3,9 +3,11 @@
 import re
 
 from jaxrl_llm.rewards import extract
-from jaxrl_llm.tasks.example import Example
+from jaxrl_llm.types import Example
 
-_THINK_ANSWER = re.compile(r"^\s*<think>(?:(?!</?think>).)*</think>\s*<answer>(?:(?!</?answer>).)*</answer>\s*$", re.DOTALL)
+_THINK_ANSWER = re.compile(
+    r"^\s*<think>(?:(?!</?think>).)*</think>\s*<answer>(?:(?!</?answer>).)*</answer>\s*$", re.DOTALL
+)
 
 
 def think_answer_format(completion: str, example: Example) -> float:

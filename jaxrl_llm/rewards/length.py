@@ -4,7 +4,7 @@ import dataclasses
 
 import numpy as np
 
-from jaxrl_llm.tasks.example import Example
+from jaxrl_llm.types import Example
 
 
 def overlong_penalty(lengths: np.ndarray, max_len: int, cache_len: int) -> np.ndarray:
@@ -15,17 +15,20 @@ def overlong_penalty(lengths: np.ndarray, max_len: int, cache_len: int) -> np.nd
              = -1                                if |y| > L_max
 
     Args:
-      lengths: [B] completion lengths (tokens, as the trainer counts them).
+      lengths: [B] completion lengths (tokens, as the trainer counts them): NumPy or jax.
       max_len: L_max; cache_len: L_cache, the width of the linear ramp (0 < L_cache <= L_max).
     Returns:
       [B] f32 penalties in [-1, 0].
     """
     if not 0 < cache_len <= max_len:
-        raise ValueError(f"overlong_penalty: need 0 < cache_len <= max_len, got cache_len={cache_len}, max_len={max_len}")
-    lengths = np.asarray(lengths, dtype=np.float64)
-    soft = max_len - cache_len
-    penalty = np.where(lengths <= soft, 0.0, (soft - lengths) / cache_len)
-    return np.where(lengths > max_len, -1.0, penalty).astype(np.float32)
+        raise ValueError(
+            f"overlong_penalty: need 0 < cache_len <= max_len, got cache_len={cache_len}, max_len={max_len}"
+        )
+    # The three cases are one clip: the ramp is >= 0 up to L_max - L_cache and reaches -1 at L_max.
+    # Written with array methods only, so NumPy lengths give NumPy and traced jax lengths (DAPO's
+    # ``shape_rewards`` under jit) give jax: the one implementation of the penalty.
+    lengths = lengths if hasattr(lengths, "clip") else np.asarray(lengths)
+    return (((max_len - cache_len) - lengths) / cache_len).clip(-1.0, 0.0).astype(np.float32)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,7 @@ import threading
 import math_verify
 
 from jaxrl_llm.rewards import extract
-from jaxrl_llm.tasks.example import Example
+from jaxrl_llm.types import Example
 
 
 def _in_main_thread() -> bool:

@@ -7,6 +7,14 @@ per-item deadline. A function that raises, returns a non-finite value, hangs pas
 deadline, or kills its worker gives reward 0 for that item and is counted; a hung or dead
 worker is killed and replaced. The trainer never blocks longer than about ``timeout_s`` per
 item and never sees an exception from a reward function.
+
+Sandboxed rewards (``sandbox.run_python`` / ``run_tests``) called in a worker get two guarantees
+(``sandbox.configure``): their wall-clock limit is cut to end ``sandbox_margin_s(timeout_s)``
+before the item's deadline, so the sandbox's own limit fires first and cleans up; and their
+directories live in a folder the runner made for that worker, which the runner empties (killing
+what runs there) whenever it kills or loses the worker, and removes on ``close``. Workers ignore
+SIGINT (a Ctrl-C reaches the whole process group; the parent shuts them down) and exit quietly
+on SIGTERM or when the parent goes away.
 """
 
 import dataclasses
@@ -14,13 +22,18 @@ import functools
 import math
 import multiprocessing
 import multiprocessing.connection
+import shutil
+import signal
 import time
+import weakref
 from collections import deque
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from jaxrl_llm.tasks.example import Example
+from jaxrl_llm.rewards import sandbox
+from jaxrl_llm.types import Example
 
 RewardFn = Callable[[str, Example], float]
 
@@ -76,31 +89,74 @@ def _evaluate(fn: RewardFn, completion: str, example: Example) -> tuple[str, flo
     return "ok", value
 
 
-def _worker_main(conn, fns: Sequence[RewardFn]) -> None:
-    conn.send("ready")
-    while True:
-        msg = conn.recv()
-        if msg is None:
-            return
-        job, fn_index, completion, example = msg
-        conn.send((job, *_evaluate(fns[fn_index], completion, example)))
+_MAX_STARTUP_DEATHS = 3
+
+
+def sandbox_margin_s(timeout_s: float) -> float:
+    """Time a sandboxed reward leaves, before the runner's per-item deadline, to kill its
+    processes and remove its directory: ``min(1 s, timeout_s / 4)``."""
+    return min(1.0, timeout_s / 4)
+
+
+def _exit_quietly(signum, frame) -> None:
+    raise SystemExit(0)
+
+
+def _worker_main(conn, fns: Sequence[RewardFn], scratch_root: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_quietly)
+    try:
+        conn.send("ready")
+        while True:
+            msg = conn.recv()
+            if msg is None:
+                return
+            job, fn_index, completion, example, deadline = msg
+            sandbox.configure(scratch_root=scratch_root, deadline=deadline)
+            conn.send((job, *_evaluate(fns[fn_index], completion, example)))
+    except (EOFError, OSError):  # the parent went away: nobody is left to answer
+        return
+    finally:
+        sandbox.remove_runs(scratch_root)
+        shutil.rmtree(scratch_root, ignore_errors=True)
 
 
 class _Worker:
     def __init__(self, ctx, fns):
+        self.scratch_root = sandbox.new_scratch_root()
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, fns), daemon=True)
-        self.proc.start()
-        child.close()
+        self.proc = ctx.Process(target=_worker_main, args=(child, fns, self.scratch_root), daemon=True)
+        try:
+            self.proc.start()
+        except BaseException:
+            shutil.rmtree(self.scratch_root, ignore_errors=True)
+            raise
+        finally:
+            child.close()
         self.ready = False
         self.job: tuple[int, int] | None = None
         self.deadline = math.inf
 
     def kill(self) -> None:
+        """Stop the process and remove what its sandboxes left (processes, directories)."""
         if self.proc.is_alive():
             self.proc.kill()
         self.proc.join()
         self.conn.close()
+        sandbox.remove_runs(self.scratch_root)
+        shutil.rmtree(self.scratch_root, ignore_errors=True)
+
+
+def _shutdown(workers: list[_Worker]) -> None:
+    for w in workers:
+        try:
+            w.conn.send(None)
+        except OSError:
+            pass
+    for w in workers:
+        w.proc.join(timeout=1.0)
+        w.kill()
+    workers.clear()
 
 
 class RewardRunner:
@@ -113,7 +169,8 @@ class RewardRunner:
       fns_with_weights: ``[(fn, weight), ...]``; function names (``reward_name``) must be unique.
       num_workers: worker processes; 0 runs in this process (exceptions are still caught, but
         hangs are not: for debugging only).
-      timeout_s: wall-clock limit per (function, item).
+      timeout_s: wall-clock limit per (function, item). A sandboxed reward inside gets
+        ``timeout_s - sandbox_margin_s(timeout_s)`` at most (see the module docstring).
       start_method: multiprocessing start method; ``forkserver`` (default) avoids forking a
         multithreaded JAX process.
 
@@ -136,6 +193,7 @@ class RewardRunner:
         self.num_workers = num_workers
         self.timeout_s = float(timeout_s)
         self.worker_restarts = 0
+        self._startup_deaths = 0  # workers in a row that died before saying "ready"
         self._ctx = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
             # Workers fork from the server with these already imported, so replacing a killed
@@ -146,6 +204,9 @@ class RewardRunner:
             self._ctx.set_forkserver_preload(sorted(modules))
         self._fns = [fn for fn, _ in self.fns_with_weights]
         self._workers = [_Worker(self._ctx, self._fns) for _ in range(num_workers)]
+        # Also at interpreter exit without close(): before multiprocessing SIGTERMs the workers
+        # (atexit runs this later-registered hook first), so their folders are removed.
+        self._shutdown = weakref.finalize(self, _shutdown, self._workers)
 
     def __enter__(self) -> "RewardRunner":
         return self
@@ -154,16 +215,8 @@ class RewardRunner:
         self.close()
 
     def close(self) -> None:
-        """Stop the workers (politely, then by force)."""
-        for w in self._workers:
-            try:
-                w.conn.send(None)
-            except OSError:
-                pass
-        for w in self._workers:
-            w.proc.join(timeout=1.0)
-            w.kill()
-        self._workers = []
+        """Stop the workers (politely, then by force) and remove their folders."""
+        self._shutdown()
 
     def score(self, completions: Sequence[str], examples: Sequence[Example]) -> tuple[np.ndarray, dict[str, Any]]:
         """Score ``completions[i]`` against ``examples[i]``.
@@ -223,13 +276,14 @@ class RewardRunner:
                     continue
                 job = pending.popleft()
                 k, i = job
+                deadline = time.monotonic() + self.timeout_s
                 try:
-                    w.conn.send((job, k, completions[i], examples[i]))
+                    w.conn.send((job, k, completions[i], examples[i], deadline - sandbox_margin_s(self.timeout_s)))
                 except OSError:  # died while idle: replace it and retry the job elsewhere
                     pending.appendleft(job)
                     self._replace(idx)
                     continue
-                w.job, w.deadline = job, time.monotonic() + self.timeout_s
+                w.job, w.deadline = job, deadline
             now = time.monotonic()
             wait_s = min([w.deadline for w in self._workers if w.job is not None], default=now + 0.1) - now
             ready = multiprocessing.connection.wait(
@@ -243,13 +297,20 @@ class RewardRunner:
                     except (EOFError, OSError):
                         msg = None
                     if msg == "ready":
-                        w.ready = True
+                        w.ready, self._startup_deaths = True, 0
                     elif msg is not None:
                         job, status, value = msg
                         w.job, w.deadline = None, math.inf
                         record(job, status, value)
                         continue
                 if not w.proc.is_alive():
+                    if not w.ready:
+                        self._startup_deaths += 1
+                        if self._startup_deaths >= _MAX_STARTUP_DEATHS:
+                            raise RuntimeError(
+                                f"RewardRunner: {self._startup_deaths} reward workers in a row died while "
+                                f"starting (last exit code {w.proc.exitcode}); their stderr above says why"
+                            )
                     if w.job is not None:
                         record(w.job, "error", f"worker died (exit code {w.proc.exitcode})")
                     self._replace(idx)

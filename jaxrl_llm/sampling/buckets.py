@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -40,11 +40,13 @@ def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int, bucket: int | Non
     longest = max(lengths)
     width = bucket_length(longest) if bucket is None else int(bucket)
     if width < longest:
-        raise ValueError(f"pad_prompts: bucket {width} is shorter than the longest prompt "
-                         f"({longest} tokens, prompt {lengths.index(longest)})")
+        raise ValueError(
+            f"pad_prompts: bucket {width} is shorter than the longest prompt "
+            f"({longest} tokens, prompt {lengths.index(longest)})"
+        )
     tokens = np.full((len(prompts), width), pad_id, np.int32)
     mask = np.zeros((len(prompts), width), np.int32)
     for i, p in enumerate(prompts):
-        tokens[i, width - len(p):] = np.asarray(p, np.int32)
-        mask[i, width - len(p):] = 1
+        tokens[i, width - len(p) :] = np.asarray(p, np.int32)
+        mask[i, width - len(p) :] = 1
     return tokens, mask

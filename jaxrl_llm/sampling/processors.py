@@ -44,10 +44,10 @@ def filtered_logits(logits, temperature, *, top_k: int = 0, top_p: float = 1.0, 
         kth = jax.lax.top_k(z, top_k)[0][:, -1:]
         z = jnp.where(z >= kth, z, NEG_INF)
     if top_p < 1.0:
-        z_sorted = -jnp.sort(-z, axis=-1)                                   # [B, V] descending
+        z_sorted = -jnp.sort(-z, axis=-1)  # [B, V] descending
         p_sorted = jax.nn.softmax(z_sorted, axis=-1)
         preceding = jnp.cumsum(p_sorted, axis=-1) - p_sorted
-        num_kept = jnp.sum(preceding < top_p, axis=-1, keepdims=True)       # >= 1
+        num_kept = jnp.sum(preceding < top_p, axis=-1, keepdims=True)  # >= 1
         threshold = jnp.take_along_axis(z_sorted, num_kept - 1, axis=-1)
         z = jnp.where(z >= threshold, z, NEG_INF)
     if min_p > 0.0:
@@ -96,7 +96,7 @@ def inverse_cdf_sample(logq, uniform, chunk: int = 256):
     batch, vocab = q.shape
     num_chunks = -(-vocab // chunk)
     q = jnp.pad(q, ((0, 0), (0, num_chunks * chunk - vocab))).reshape(batch, num_chunks, chunk)
-    totals = jnp.sum(q, axis=-1)                                        # [B, C]
+    totals = jnp.sum(q, axis=-1)  # [B, C]
     cum_totals = jnp.cumsum(totals, axis=-1)
     threshold = uniform * cum_totals[:, -1]
     c = jnp.sum(cum_totals <= threshold[:, None], axis=-1).astype(jnp.int32)
@@ -106,3 +106,14 @@ def inverse_cdf_sample(logq, uniform, chunk: int = 256):
     i = jnp.sum(before + jnp.cumsum(in_chunk, axis=-1) <= threshold[:, None], axis=-1).astype(jnp.int32)
     i = jnp.minimum(i, _last_positive(in_chunk))
     return c * chunk + i
+
+
+def draw(z, uniform, with_entropy: bool = True):
+    """One token per row from ``q = softmax(z)`` (z [B, V]: tempered, possibly filtered logits) by
+    inverting its CDF at ``uniform`` [B]: (token [B] int32, log q(token) [B], H(q) [B] or None)."""
+    if with_entropy:
+        logq, entropy = log_softmax_and_entropy(z)
+    else:
+        logq, entropy = jax.nn.log_softmax(z, axis=-1), None
+    token = inverse_cdf_sample(logq, uniform)
+    return token, jnp.take_along_axis(logq, token[:, None], axis=-1)[:, 0], entropy

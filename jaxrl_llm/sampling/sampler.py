@@ -47,7 +47,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -55,16 +56,16 @@ import numpy as np
 from flax import nnx, struct
 
 from jaxrl_llm import sharding
-from jaxrl_llm.kernels import cpu_matmul
-from jaxrl_llm.models.cache import KV_AXES, VALID_AXES, KVCache
 from jaxrl_llm.models import rope
+from jaxrl_llm.models.cache import KV_AXES, VALID_AXES, KVCache
 from jaxrl_llm.models.logprobs import positions_from_mask
+from jaxrl_llm.sampling import backend as backends
 from jaxrl_llm.sampling import decode, processors
 from jaxrl_llm.sampling.buckets import bucket_length
 
 # stop_reason codes
-STOP_TOKEN = 1       # the row emitted one of ``stop_token_ids`` (kept, with mask 1)
-STOP_LENGTH = 2      # the row reached ``max_new_tokens`` without a stop token
+STOP_TOKEN = 1  # the row emitted one of ``stop_token_ids`` (kept, with mask 1)
+STOP_LENGTH = 2  # the row reached ``max_new_tokens`` without a stop token
 STOP_REASONS = {STOP_TOKEN: "stop_token", STOP_LENGTH: "max_new_tokens"}
 
 TemperatureRule = Callable[[jax.Array, jax.Array], jax.Array]
@@ -85,6 +86,9 @@ class SamplingConfig:
     pad_id: written after a row has stopped.
     return_policy_logprobs: also return log pi(y_t) under the unmodified policy.
     return_entropies: return H(q) per step.
+    backend: the decode backend (``backend.py``): "auto" (the first registered optional backend
+      that supports the call and is built here, else "xla"), "xla" (the reference), or another
+      registered name (e.g. "cpu", registered by importing ``jaxrl_llm.kernels``).
     """
 
     max_new_tokens: int
@@ -97,20 +101,24 @@ class SamplingConfig:
     pad_id: int = 0
     return_policy_logprobs: bool = False
     return_entropies: bool = True
+    backend: str = "auto"
 
     def __post_init__(self):
         object.__setattr__(self, "stop_token_ids", tuple(int(t) for t in self.stop_token_ids))
         if self.max_new_tokens < 1:
             raise ValueError(f"SamplingConfig.max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if not self.greedy and not self.temperature > 0:
-            raise ValueError(f"SamplingConfig.temperature must be > 0 (use greedy=True for argmax), "
-                             f"got {self.temperature}")
+            raise ValueError(
+                f"SamplingConfig.temperature must be > 0 (use greedy=True for argmax), got {self.temperature}"
+            )
         if self.top_k < 0:
             raise ValueError(f"SamplingConfig.top_k must be >= 0 (0 = off), got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"SamplingConfig.top_p must be in (0, 1], got {self.top_p}")
         if not 0.0 <= self.min_p < 1.0:
             raise ValueError(f"SamplingConfig.min_p must be in [0, 1), got {self.min_p}")
+        if not isinstance(self.backend, str) or not self.backend:
+            raise ValueError(f"SamplingConfig.backend must be a backend name or 'auto', got {self.backend!r}")
 
 
 @struct.dataclass
@@ -134,8 +142,8 @@ class SampleOutput:
     tokens: jax.Array
     mask: jax.Array
     logprobs: jax.Array
-    policy_logprobs: Optional[jax.Array]
-    entropies: Optional[jax.Array]
+    policy_logprobs: jax.Array | None
+    entropies: jax.Array | None
     lengths: jax.Array
     prefix_lengths: jax.Array
     stop_reason: jax.Array
@@ -158,23 +166,29 @@ def _constrain(x, mesh, logical_axes):
 
 
 def _constrain_cache(cache: KVCache, mesh) -> KVCache:
-    return KVCache(k=_constrain(cache.k, mesh, KV_AXES), v=_constrain(cache.v, mesh, KV_AXES),
-                   valid=_constrain(cache.valid, mesh, VALID_AXES), index=cache.index)
+    return KVCache(
+        k=_constrain(cache.k, mesh, KV_AXES),
+        v=_constrain(cache.v, mesh, KV_AXES),
+        valid=_constrain(cache.valid, mesh, VALID_AXES),
+        index=cache.index,
+    )
 
 
 def _constrain_decode_cache(cache: decode.DecodeCache, mesh) -> decode.DecodeCache:
     kv = lambda xs, axes: tuple(_constrain(x, mesh, axes) for x in xs)
-    return decode.DecodeCache(k=kv(cache.k, decode.DECODE_K_AXES), v=kv(cache.v, decode.DECODE_V_AXES),
-                              valid=_constrain(cache.valid, mesh, VALID_AXES),
-                              index=cache.index)
+    return decode.DecodeCache(
+        k=kv(cache.k, decode.DECODE_K_AXES),
+        v=kv(cache.v, decode.DECODE_V_AXES),
+        valid=_constrain(cache.valid, mesh, VALID_AXES),
+        index=cache.index,
+    )
 
 
-def _choose(logits, step, uniform, cfg: SamplingConfig, temperature_rule, rule_params=None, weights=None):
+def _choose(logits, step, uniform, cfg: SamplingConfig, temperature_rule, backend: backends.Xla, rule_params=None):
     """One step's token [B] and its log q, log pi and H(q) ([B] f32 each; None where not asked).
 
-    With the CPU kernels (``weights.cpu_kernels``) and no top-k/top-p/min-p filter, the draw,
-    its log q and H(q) come from one fused pass per row (``decode.sample_rows``); the same inverse
-    CDF as ``processors.inverse_cdf_sample``, summed in another order."""
+    Without a top-k/top-p/min-p filter the backend draws (``Backend.draw``); a filtered draw is
+    the reference's ``processors`` path on every backend."""
     policy_logp = None
     if cfg.greedy:
         token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
@@ -187,28 +201,32 @@ def _choose(logits, step, uniform, cfg: SamplingConfig, temperature_rule, rule_p
             args = (logits, step) if rule_params is None else (logits, step, rule_params)
             temperature = jnp.asarray(temperature_rule(*args), jnp.float32)
             temperature = jnp.broadcast_to(temperature, logits.shape[:1])
-        unfiltered = cfg.top_k == 0 and cfg.top_p >= 1.0 and cfg.min_p <= 0.0
-        if weights is not None and weights.cpu_kernels and unfiltered:
-            token, logq_tok, entropy = decode.sample_rows(weights, logits, temperature, uniform)
-            entropy = entropy if cfg.return_entropies else None
+        if cfg.top_k == 0 and cfg.top_p >= 1.0 and cfg.min_p <= 0.0:
+            token, logq_tok, entropy = backend.draw(logits, temperature, uniform, cfg.return_entropies)
         else:
-            z = processors.filtered_logits(logits, temperature, top_k=cfg.top_k, top_p=cfg.top_p,
-                                           min_p=cfg.min_p)
-            if cfg.return_entropies:
-                logq, entropy = processors.log_softmax_and_entropy(z)
-            else:
-                logq, entropy = jax.nn.log_softmax(z, axis=-1), None
-            token = processors.inverse_cdf_sample(logq, uniform)
-            logq_tok = jnp.take_along_axis(logq, token[:, None], axis=-1)[:, 0]
+            z = processors.filtered_logits(logits, temperature, top_k=cfg.top_k, top_p=cfg.top_p, min_p=cfg.min_p)
+            token, logq_tok, entropy = processors.draw(z, uniform, cfg.return_entropies)
     if cfg.return_policy_logprobs:
         picked = jnp.take_along_axis(logits, token[:, None], axis=-1)[:, 0]
         policy_logp = picked - jax.nn.logsumexp(logits, axis=-1)
     return token, logq_tok, policy_logp, entropy
 
 
-def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, prefix_mask, key,
-                   cfg: SamplingConfig, num_samples: int, temperature_rule, mesh, use_cpu_kernel: bool = False,
-                   rule_params=None):
+def _generate_impl(
+    graphdef,
+    state,
+    prompt_tokens,
+    prompt_mask,
+    prefix_tokens,
+    prefix_mask,
+    key,
+    cfg: SamplingConfig,
+    num_samples: int,
+    temperature_rule,
+    mesh,
+    backend: backends.Xla,
+    rule_params=None,
+):
     _TRACES["count"] += 1
     model = nnx.merge(graphdef, state)
     P, Sp = prompt_tokens.shape
@@ -218,7 +236,7 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
     batch_seq = ("batch", "cache_seq")
 
     # ---- prefill the P contexts once
-    context = jnp.concatenate([prompt_tokens, prefix_tokens], axis=1)               # [P, S0]
+    context = jnp.concatenate([prompt_tokens, prefix_tokens], axis=1)  # [P, S0]
     context_mask = jnp.concatenate([prompt_mask, prefix_mask], axis=1).astype(jnp.bool_)
     context = _constrain(context, mesh, batch_seq)
     context_mask = _constrain(context_mask, mesh, batch_seq)
@@ -226,15 +244,15 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
     plan = decode.windows(model.cfg, B, S0, T)
     cache = _constrain_cache(model.init_cache(P, plan[0][1]), mesh)
     hidden, cache = model.hidden_states(context, positions_from_mask(context_mask), context_mask, cache)
-    last = S0 - 1 - jnp.argmax(context_mask[:, ::-1], axis=-1)                    # [P]
-    hidden_last = jnp.take_along_axis(hidden, last[:, None, None], axis=1)          # [P, 1, D]
-    logits = model.unembed(hidden_last)[:, 0]                                       # [P, V]
-    context_length = jnp.sum(context_mask, axis=-1, dtype=jnp.int32)                # [P]
+    last = S0 - 1 - jnp.argmax(context_mask[:, ::-1], axis=-1)  # [P]
+    hidden_last = jnp.take_along_axis(hidden, last[:, None, None], axis=1)  # [P, 1, D]
+    logits = model.unembed(hidden_last)[:, 0]  # [P, V]
+    context_length = jnp.sum(context_mask, axis=-1, dtype=jnp.int32)  # [P]
 
     # ---- the G samples of a prompt share its prefill
-    rows = jnp.repeat(jnp.arange(P), G)                                             # [B]
+    rows = jnp.repeat(jnp.arange(P), G)  # [B]
     cache = _constrain_decode_cache(decode.DecodeCache.from_cache(cache).take_rows(rows), mesh)
-    weights = decode.prepare_weights(model, use_cpu_kernel, mesh if mesh is not None and mesh.size > 1 else None)
+    weights = backend.prepare(model)
     logits = _constrain(logits[rows], mesh, ("batch", "vocab"))
     context_length = context_length[rows]
 
@@ -244,10 +262,11 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
     # Step t's uniforms are uniform(fold_in(key, t)), drawn for all T steps before the loop:
     # inside its body threefry ran as two nested while loops at every step (~3% of a tiny step).
     uniforms = jax.vmap(lambda t: jax.random.uniform(jax.random.fold_in(key, t), (B,), jnp.float32))(
-        jnp.arange(T))                                                              # [T, B]
+        jnp.arange(T)
+    )  # [T, B]
 
     def choose(logits, t):
-        return _choose(logits, t, uniforms[t], cfg, temperature_rule, rule_params, weights)
+        return _choose(logits, t, uniforms[t], cfg, temperature_rule, backend, rule_params)
 
     def record(carry, t, logits):
         done, lengths, stopped, bufs = carry
@@ -256,8 +275,7 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
         token = jnp.where(alive, token, pad)
         is_stop = alive & jnp.isin(token, stop_ids) if cfg.stop_token_ids else jnp.zeros_like(alive)
         values = {"tokens": token, "logprobs": logq, "policy_logprobs": policy_logp, "entropies": entropy}
-        bufs = {name: buf.at[:, t].set(jnp.where(alive, values[name], buf[:, t]))
-                for name, buf in bufs.items()}
+        bufs = {name: buf.at[:, t].set(jnp.where(alive, values[name], buf[:, t])) for name, buf in bufs.items()}
         return (done | is_stop, lengths + alive.astype(jnp.int32), stopped | is_stop, bufs), token
 
     def empty(dtype, fill=0):
@@ -278,15 +296,17 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
     # cos/sin of every position a step can reach, computed once: inside the step XLA fused them
     # into each layer's rotation, which then evaluated them anew per layer and head.
     mcfg = model.cfg
-    cos_table, sin_table = (c[0] for c in rope.cos_sin(jnp.arange(S0 + T)[None], mcfg.head_dim, mcfg.rope_theta,
-                                                       mcfg.rope_scaling))
+    cos_table, sin_table = (
+        c[0] for c in rope.cos_sin(jnp.arange(S0 + T)[None], mcfg.head_dim, mcfg.rope_theta, mcfg.rope_scaling)
+    )
 
     def body(state):
         t, cache, token, carry = state
         positions = (context_length + t - 1)[:, None]
         cos_sin = (jnp.take(cos_table, positions, axis=0), jnp.take(sin_table, positions, axis=0))
-        logits, cache = decode.decode_step(model, weights, token[:, None], positions, jnp.ones((B, 1), jnp.bool_), cache,
-                                           cos_sin=cos_sin)
+        logits, cache = decode.decode_step(
+            model, backend, weights, token[:, None], positions, jnp.ones((B, 1), jnp.bool_), cache, cos_sin=cos_sin
+        )
         carry, token = record(carry, t, logits[:, 0])
         return t + 1, cache, token, carry
 
@@ -300,7 +320,7 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
     stop_reason = jnp.where(stopped, STOP_TOKEN, STOP_LENGTH).astype(jnp.int32)
 
     # ---- lay out [prefix (compacted) | new tokens | pad] per row
-    prefix_lengths = jnp.sum(prefix_mask, axis=-1, dtype=jnp.int32)[rows]          # [B]
+    prefix_lengths = jnp.sum(prefix_mask, axis=-1, dtype=jnp.int32)[rows]  # [B]
     W = Tp + T
     col = jnp.arange(W)[None, :]
     new_idx = col - prefix_lengths[:, None]
@@ -309,7 +329,7 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
     if Tp:
         # compact each row's prefix: its real tokens, in order, to the left
         order = jnp.argsort(~prefix_mask.astype(jnp.bool_), axis=-1, stable=True)
-        compact = jnp.take_along_axis(prefix_tokens, order, axis=-1)[rows]        # [B, Tp]
+        compact = jnp.take_along_axis(prefix_tokens, order, axis=-1)[rows]  # [B, Tp]
         in_prefix = col < prefix_lengths[:, None]
         prefix_part = jnp.take_along_axis(compact, jnp.clip(col, 0, Tp - 1), axis=1)
         tokens = jnp.where(in_prefix, prefix_part, jnp.where(is_new, gather_new(bufs["tokens"]), pad))
@@ -322,14 +342,22 @@ def _generate_impl(graphdef, state, prompt_tokens, prompt_mask, prefix_tokens, p
         return jnp.where(is_new, gather_new(bufs[name]) if Tp else bufs[name], 0.0)
 
     return SampleOutput(
-        tokens=tokens.astype(jnp.int32), mask=is_new.astype(jnp.float32), logprobs=place("logprobs"),
-        policy_logprobs=place("policy_logprobs"), entropies=place("entropies"), lengths=lengths,
-        prefix_lengths=prefix_lengths, stop_reason=stop_reason, prompt_tokens=prompt_tokens[rows],
-        prompt_mask=prompt_mask[rows].astype(jnp.int32))
+        tokens=tokens.astype(jnp.int32),
+        mask=is_new.astype(jnp.float32),
+        logprobs=place("logprobs"),
+        policy_logprobs=place("policy_logprobs"),
+        entropies=place("entropies"),
+        lengths=lengths,
+        prefix_lengths=prefix_lengths,
+        stop_reason=stop_reason,
+        prompt_tokens=prompt_tokens[rows],
+        prompt_mask=prompt_mask[rows].astype(jnp.int32),
+    )
 
 
-_generate = jax.jit(_generate_impl, static_argnums=(0,), static_argnames=(
-    "cfg", "num_samples", "temperature_rule", "mesh", "use_cpu_kernel"))
+_generate = jax.jit(
+    _generate_impl, static_argnums=(0,), static_argnames=("cfg", "num_samples", "temperature_rule", "mesh", "backend")
+)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -379,31 +407,33 @@ def _place(mesh, arrays):
     return [jax.device_put(a, sharding.divisible_sharding(mesh, ("batch", None), a.shape)) for a in arrays]
 
 
-def _run(model, prompt, prompt_mask, prefix, prefix_mask, key, cfg, num_samples, temperature_rule, mesh,
-         rule_params=None):
+def _run(
+    model, prompt, prompt_mask, prefix, prefix_mask, key, cfg, num_samples, temperature_rule, mesh, rule_params=None
+):
     graphdef, state = nnx.split(model)
+    backend = backends.resolve(cfg.backend, model.cfg, mesh, prompt.shape[0] * int(num_samples))
     prompt, prompt_mask, prefix, prefix_mask = _place(mesh, [prompt, prompt_mask, prefix, prefix_mask])
-    return _generate(graphdef, state, prompt, prompt_mask, prefix, prefix_mask, key, cfg=cfg,
-                     num_samples=int(num_samples), temperature_rule=temperature_rule, mesh=mesh,
-                     use_cpu_kernel=cpu_kernel_applies(model, mesh, prompt.shape[0] * int(num_samples)),
-                     rule_params=rule_params)
+    return _generate(
+        graphdef,
+        state,
+        prompt,
+        prompt_mask,
+        prefix,
+        prefix_mask,
+        key,
+        cfg=cfg,
+        num_samples=int(num_samples),
+        temperature_rule=temperature_rule,
+        mesh=mesh,
+        backend=backend,
+        rule_params=rule_params,
+    )
 
 
-def cpu_kernel_applies(model, mesh, rows: int | None = None) -> bool:
-    """Whether decoding runs its matmuls and attention on ``jaxrl_llm.kernels.cpu_matmul``: f32
-    compute on CPU devices, either one (no mesh, or a one-device mesh) or a data-parallel mesh
-    (only "data" > 1, dividing the ``rows``; each device runs the kernels on its own rows under
-    ``shard_map``: the custom calls have no partitioning rule), and the kernel built
-    (``cpu_matmul.available``; ``JAXRL_LLM_CPU_KERNELS=0`` turns it off)."""
-    if model.cfg.compute_dtype != jnp.float32:
-        return False
-    devices = jax.devices()[:1] if mesh is None else list(mesh.devices.flat)
-    if any(d.platform != "cpu" for d in devices):
-        return False
-    if len(devices) > 1 and (mesh.shape["fsdp"] != 1 or mesh.shape["tensor"] != 1 or rows is None
-                             or rows % mesh.shape["data"]):
-        return False
-    return cpu_matmul.available()
+def resolve_backend(model, cfg: SamplingConfig, rows: int, mesh=None) -> backends.Xla:
+    """The decode backend a call with ``cfg`` of ``rows`` rows (P * G) on ``mesh`` runs on
+    (``backend.resolve``); ``.name`` names it."""
+    return backends.resolve(cfg.backend, model.cfg, mesh, rows)
 
 
 def _check_left_padded(mask, name):
@@ -416,9 +446,17 @@ def _check_left_padded(mask, name):
 
 
 # ----------------------------------------------------------------------------- public API
-def sample(model, prompt_tokens, prompt_mask, key, cfg: SamplingConfig, num_samples: int = 1,
-           temperature_rule: TemperatureRule | None = None, mesh=None,
-           temperature_rule_params: Any = None) -> SampleOutput:
+def sample(
+    model,
+    prompt_tokens,
+    prompt_mask,
+    key,
+    cfg: SamplingConfig,
+    num_samples: int = 1,
+    temperature_rule: TemperatureRule | None = None,
+    mesh=None,
+    temperature_rule_params: Any = None,
+) -> SampleOutput:
     """Samples ``num_samples`` completions of each prompt.
 
     Args:
@@ -454,13 +492,23 @@ def sample(model, prompt_tokens, prompt_mask, key, cfg: SamplingConfig, num_samp
     prompt = _pad_width(prompt, width, True, cfg.pad_id)
     mask = _pad_width(mask, width, True, 0)
     empty = np.zeros((prompt.shape[0], 0), np.int32)
-    return _run(model, prompt, mask, empty, empty, key, cfg, num_samples, temperature_rule, mesh,
-                temperature_rule_params)
+    return _run(
+        model, prompt, mask, empty, empty, key, cfg, num_samples, temperature_rule, mesh, temperature_rule_params
+    )
 
 
-def continue_from(model, prompt_tokens, prompt_mask, prefix_tokens, prefix_mask, key,
-                  cfg: SamplingConfig, num_samples: int = 1,
-                  temperature_rule: TemperatureRule | None = None, mesh=None) -> SampleOutput:
+def continue_from(
+    model,
+    prompt_tokens,
+    prompt_mask,
+    prefix_tokens,
+    prefix_mask,
+    key,
+    cfg: SamplingConfig,
+    num_samples: int = 1,
+    temperature_rule: TemperatureRule | None = None,
+    mesh=None,
+) -> SampleOutput:
     """Continues per-row prefixes: ``prompt + prefix`` is the context, new tokens follow.
 
     Serves dataset resets to a prefix of a reference answer (DR-PO), partial hints (IGPO) and
@@ -500,8 +548,17 @@ def continue_from(model, prompt_tokens, prompt_mask, prefix_tokens, prefix_mask,
     return _run(model, prompt, pmask, prefix, xmask, key, cfg, num_samples, temperature_rule, mesh)
 
 
-def branch(model, out: SampleOutput, rows, at, key, cfg: SamplingConfig, num_branches: int = 1,
-           temperature_rule: TemperatureRule | None = None, mesh=None) -> SampleOutput:
+def branch(
+    model,
+    out: SampleOutput,
+    rows,
+    at,
+    key,
+    cfg: SamplingConfig,
+    num_branches: int = 1,
+    temperature_rule: TemperatureRule | None = None,
+    mesh=None,
+) -> SampleOutput:
     """Branches ``num_branches`` (K) continuations from chosen positions of existing samples.
 
     Branch n keeps the prompt of row ``rows[n]`` of ``out`` and the first ``at[n]`` tokens of its
@@ -535,6 +592,15 @@ def branch(model, out: SampleOutput, rows, at, key, cfg: SamplingConfig, num_bra
         raise ValueError(f"branch: at[{n}] = {at[n]} but row {rows[n]} has {total[rows[n]]} completion tokens")
     prefix = np.asarray(out.tokens)[rows]
     prefix_mask = (np.arange(prefix.shape[1])[None, :] < at[:, None]).astype(np.int32)
-    return continue_from(model, np.asarray(out.prompt_tokens)[rows], np.asarray(out.prompt_mask)[rows],
-                         prefix, prefix_mask, key, cfg, num_samples=num_branches,
-                         temperature_rule=temperature_rule, mesh=mesh)
+    return continue_from(
+        model,
+        np.asarray(out.prompt_tokens)[rows],
+        np.asarray(out.prompt_mask)[rows],
+        prefix,
+        prefix_mask,
+        key,
+        cfg,
+        num_samples=num_branches,
+        temperature_rule=temperature_rule,
+        mesh=mesh,
+    )

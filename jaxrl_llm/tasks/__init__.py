@@ -12,7 +12,9 @@ Interface (what the trainer codes against):
   ``make_task(name, **kwargs)``: ``"rg:<reasoning_gym_task>"`` (kwargs pass through to the
   reasoning-gym config; e.g. ``make_task("rg:chain_sum", min_terms=2, max_terms=2,
   min_digits=1, max_digits=1)`` gives one-digit sums for tiny models), ``"gsm8k"`` /
-  ``"math"`` / ``"preference"`` (``path=``), ``"tfds:<name>"``, ``"humaneval"``.
+  ``"math"`` / ``"preference"`` (``path=``), ``"tfds:<name>"``, ``"humaneval"``; the learning
+  suite's ``"suite:partial_sums"``, ``"suite:tagged_arithmetic"``, ``"suite:number_arithmetic"``
+  (``tasks.suite``) and ``"suite:codegen"`` (``tasks.codegen``).
   ``render_prompt(example, tokenizer, system_prompt=None) -> str``.
 
 Bad input raises ``TaskDataError`` naming the file and line, the field and record, or the
@@ -21,13 +23,21 @@ empty source, at ``make_task`` time (before training starts).
 
 from typing import Any
 
+from jaxrl_llm.tasks import codegen, suite
 from jaxrl_llm.tasks.example import Example, TaskDataError, TrainIterator
 from jaxrl_llm.tasks.procedural import reasoning_gym_score, reasoning_gym_task
 from jaxrl_llm.tasks.prompt import render_prompt
 from jaxrl_llm.tasks.sources import gsm8k_task, humaneval_task, math_task, preference_task, tfds_task
 from jaxrl_llm.tasks.task import Task
 
-_BUILDERS = {"gsm8k": gsm8k_task, "math": math_task, "humaneval": humaneval_task, "preference": preference_task}
+_BUILDERS = {
+    "gsm8k": gsm8k_task,
+    "math": math_task,
+    "humaneval": humaneval_task,
+    "preference": preference_task,
+    "suite:codegen": codegen.codegen_task,
+    **suite.BUILDERS,
+}
 
 
 def make_task(name: str, **kwargs: Any) -> Task:

@@ -1,35 +1,18 @@
-"""The unit a task yields: one prompt with its reference answer, and the task iterator contract."""
+"""The unit a task yields (``Example``, defined in ``jaxrl_llm.types``) and the task iterator contract."""
 
 import dataclasses
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import grain
 
-ChatMessages = Sequence[Mapping[str, str]]
+from jaxrl_llm.types import ChatMessages, Example
+
+__all__ = ["ChatMessages", "Example", "TaskDataError", "TrainIterator"]
 
 
 class TaskDataError(ValueError):
     """Bad task input: malformed file line, missing field, empty source, bad iterator state."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Example:
-    """One prompt with its reference.
-
-    Attributes:
-      prompt: raw text, or chat messages ``[{"role": ..., "content": ...}, ...]`` that
-        ``render_prompt`` turns into text with the tokenizer's chat template.
-      answer: the reference answer a verifier compares against (``None`` when the task has
-        none, e.g. code tasks that are checked by tests, kept in ``metadata``).
-      metadata: whatever the task's reward functions need (the reasoning-gym entry and config,
-        HumanEval's tests and entry point, a preference pair's ``chosen``/``rejected``).
-      id: stable identifier, unique within a task and split.
-    """
-
-    prompt: str | ChatMessages
-    answer: str | None
-    metadata: Mapping[str, Any]
-    id: str
 
 
 class TrainIterator(Iterator[Example]):
@@ -39,17 +22,23 @@ class TrainIterator(Iterator[Example]):
     by the same task and seed resumes exactly: the next examples are the ones the saved
     iterator would have yielded. The engine is a grain ``DatasetIterator`` over
     ``MapDataset.range(n).shuffle(seed).repeat(None).map(example_at)``, so epoch ``e`` is a
-    fresh permutation and the position is a single integer.
+    fresh permutation and the position is a single integer. ``next_indexed()`` also gives the
+    training-example index of what it yields (a per-prompt state is keyed by it).
     """
 
     def __init__(self, task_name: str, seed: int, num_train: int, example_at: Callable[[int], Example]):
         self._task_name = task_name
         self._seed = int(seed)
-        dataset = grain.MapDataset.range(num_train).shuffle(seed=self._seed).repeat(None).map(example_at)
+        dataset = grain.MapDataset.range(num_train).shuffle(seed=self._seed).repeat(None).map(_Indexed(example_at))
         self._it = iter(dataset.to_iter_dataset())
 
     def __next__(self) -> Example:
-        return next(self._it)
+        return next(self._it)[1]
+
+    def next_indexed(self) -> tuple[int, Example]:
+        """The next training example and its index in ``[0, num_train)``."""
+        index, example = next(self._it)
+        return int(index), example
 
     def get_state(self) -> dict[str, Any]:
         return {"task": self._task_name, "seed": self._seed, "grain": self._it.get_state()}
@@ -64,3 +53,13 @@ class TrainIterator(Iterator[Example]):
                 f"cannot restore into task {self._task_name!r} seed {self._seed}"
             )
         self._it.set_state(dict(state["grain"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Indexed:
+    """Picklable ``i -> (i, example_at(i))``."""
+
+    example_at: Callable[[int], Example]
+
+    def __call__(self, i: int) -> tuple[int, Example]:
+        return int(i), self.example_at(int(i))

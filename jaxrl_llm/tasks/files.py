@@ -4,7 +4,8 @@ import dataclasses
 import gzip
 import json
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from jaxrl_llm.tasks.example import TaskDataError
 

