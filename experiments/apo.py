@@ -1,6 +1,6 @@
 """APO (text part: DADS + STCR) vs GRPO in the family-A learning regime (``experiments/bases/family_a.py``).
 
-Spec agentic_multimodal_judges.md §1. DADS relaxes the KL weight on positive samples of hard
+Paper: https://arxiv.org/abs/2506.21655 (method file: ``jaxrl_llm/algorithms/apo.py``). DADS relaxes the KL weight on positive samples of hard
 prompts. STCR penalizes the length of negative samples (weight ``stcr_base ** length``).
 ``stcr_base = 1.05``: the code's 1.00001 is invisible below ~100 tokens (spec note (b)).
 ``beta = 0.04``, the regime's KL weight in every run.

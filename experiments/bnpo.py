@@ -1,6 +1,6 @@
 """BNPO vs GRPO in the family-A learning regime (``experiments/bases/family_a.py``).
 
-Spec group_rlvr_and_credit.md §7. BNPO normalizes rewards with a Beta distribution whose
+Paper: https://arxiv.org/abs/2506.02864 (method file: ``jaxrl_llm/algorithms/bnpo.py``). BNPO normalizes rewards with a Beta distribution whose
 parameters it tracks during training (algorithm state, checkpointed), in place of GRPO's group
 z-score. It claims lower gradient variance. Paper defaults, plus the regime's KL weight 0.04
 (the paper uses none).

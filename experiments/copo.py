@@ -1,6 +1,6 @@
 """COPO vs GRPO in the family-A learning regime (``experiments/bases/family_a.py``).
 
-Spec group_rlvr_and_credit.md §8. A group whose outcomes all agree has no GRPO advantage. COPO
+Paper: https://arxiv.org/abs/2508.04138 (method file: ``jaxrl_llm/algorithms/copo.py``). A group whose outcomes all agree has no GRPO advantage. COPO
 gives it a global, cross-prompt advantage, blended with the local one by a sigmoid of the
 group's answer entropy. The trainer calls ``copo.host_extras`` to read each completion's answer
 (``answer_extraction = "auto"``: tag, else boxed, else the bare completion). Paper defaults, plus

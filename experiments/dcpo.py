@@ -1,6 +1,6 @@
 """DCPO vs GRPO in the family-A learning regime (``experiments/bases/family_a.py``).
 
-Spec group_rlvr_and_credit.md §4. DCPO gives each token clip bounds that depend on its
+Paper: https://arxiv.org/abs/2509.02333 (method file: ``jaxrl_llm/algorithms/dcpo.py``). DCPO gives each token clip bounds that depend on its
 probability, and standardizes advantages smoothly over the prompt's cumulative history (SAS),
 so that revisited all-equal groups still carry gradient. Paper defaults, plus the regime's KL
 weight 0.04 (the paper uses none). The SAS table covers the regime's 99,500 training indices

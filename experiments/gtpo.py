@@ -1,6 +1,6 @@
 """GTPO vs GRPO in the family-A learning regime (``experiments/bases/family_a.py``).
 
-Spec group_rlvr_and_credit.md §1. GRPO lowers the tokens that positive and negative completions
+Paper: https://arxiv.org/abs/2508.03772 (method file: ``jaxrl_llm/algorithms/gtpo.py``). GRPO lowers the tokens that positive and negative completions
 share (the conflict tokens: format tags, stop token, shared leading digits) in every wrong
 completion. GTPO protects them (weight W in correct completions, 0 in wrong ones) and filters
 high-entropy completions. Paper defaults (W = 2, gamma = 0.1, tau_H = 0.7, paper gate) plus the

@@ -1,6 +1,6 @@
 """HAPO vs GRPO in the family-A learning regime (``experiments/bases/family_a.py``).
 
-Spec group_rlvr_and_credit.md §10. HAPO samples each token at a temperature set by its entropy
+Paper: https://arxiv.org/abs/2509.16591 (method file: ``jaxrl_llm/algorithms/hapo.py``). HAPO samples each token at a temperature set by its entropy
 (the sampler's ``temperature_rule`` hook, from statistics of the previous step). It also uses a
 token-level group average, differential advantage redistribution and asymmetric adaptive
 clipping. Paper defaults, except ``dynamic_sampling = False`` (DAPO's filter would spend extra

@@ -1,8 +1,8 @@
 """HBPO on two-term one-digit chain sums, tiny model, vs GRPO (hbpo_grpo_baseline.py); the shared
 run is ``experiments/bases/family_a.py``, ``HBPO``.
 
-Budgets scaled to this model's completions (spec group_rlvr_and_credit.md §6, "minimal
-reproduction": budgets a fraction of L_max): 4 subgroups of 2 samples with budgets
+Budgets scaled to this model's completions (the paper's minimal reproduction:
+budgets a fraction of L_max): 4 subgroups of 2 samples with budgets
 {20, 24, 28, 32} tokens, L_max = 32 = max_new_tokens (the tokenizer is character level and the
 SFT answer "<answer>N</answer>" takes ~19 tokens); reward scale and alpha as in the paper
 (beta_reward = 4, alpha = 1/L_max rescaled to the shorter context). A compact budget phrase

@@ -1,6 +1,6 @@
 """RiskPO vs GRPO in the family-A learning regime (``experiments/bases/family_a.py``).
 
-Spec group_rlvr_and_credit.md §9. RiskPO maximizes a mixed value-at-risk of bundle scores
+Paper: https://arxiv.org/abs/2510.00911 (method file: ``jaxrl_llm/algorithms/riskpo.py``). RiskPO maximizes a mixed value-at-risk of bundle scores
 (``bundle_size`` questions per bundle, the k-th completions of a bundle's questions form a
 "paper") instead of the mean reward, with quantiles tracked in the algorithm state. It claims
 better pass@k. The MATH script's settings (``riskpo.Config``'s defaults): alpha 0.2, beta 0.9,

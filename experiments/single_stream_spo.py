@@ -1,6 +1,6 @@
 """Single-stream SPO vs GRPO in the family-A learning regime (``experiments/bases/family_a.py``).
 
-Spec group_rlvr_and_credit.md §3. No groups: one sample per prompt (128 prompts x 1 = GRPO's
+Paper: https://arxiv.org/abs/2509.13232 (method file: ``jaxrl_llm/algorithms/single_stream_spo.py``). No groups: one sample per prompt (128 prompts x 1 = GRPO's
 16 x 8 samples per step). A persistent KL-adaptive value tracker per prompt supplies the baseline
 (algorithm state, checkpointed), advantages are normalized over the whole batch, and prompts are
 drawn by priority. The tracker covers the regime's 99,500 training indices. ``n_offline = 0``

@@ -9,5 +9,3 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
-# Implicit rank promotion hides shape bugs ([B] + [B, T] silently broadcasting): make it an error.
-jax.config.update("jax_numpy_rank_promotion", "raise")
