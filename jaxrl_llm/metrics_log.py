@@ -358,3 +358,35 @@ def summary_table(rows: Mapping[str, Mapping[str, Any]], columns: Iterable[str] 
     line = lambda row: "  ".join(str(x).rjust(w) if i else str(x).ljust(w) for i, (x, w) in enumerate(zip(row, widths)))
     sep = "  ".join("-" * w for w in widths)
     return "\n".join([line(header), sep] + [line(r) for r in cells])
+
+
+def report_run(
+    directory: pathlib.Path,
+    eval_history: Mapping[str, Mapping[str, float]],
+    had_sft: bool,
+    counters: Mapping[str, Any],
+    summary: dict[str, Any],
+    summary_file: str,
+) -> None:
+    """A finished run's report: prints the before/after evaluation table, the greedy-accuracy
+    change, the mean time split of an RL step and the counters, and writes ``summary`` (with the
+    time split added) to ``directory / summary_file``."""
+    rows = {name: ev for name, ev in eval_history.items() if name in ("before", "after")}
+    if rows:
+        print(summary_table(rows), flush=True)
+    if len(rows) == 2:
+        before, after = rows["before"]["eval/accuracy"], rows["after"]["eval/accuracy"]
+        start = "after SFT" if had_sft else "at the start"
+        print(
+            f"held-out accuracy (greedy): {100 * before:.1f}% {start} -> {100 * after:.1f}% after RL "
+            f"({100 * (after - before):+.1f} points)",
+            flush=True,
+        )
+    records = [r for r in read_metrics(directory) if r.get("phase") == "rl"]
+    if records:
+        keys = ("time/sample", "time/reward", "time/update", "time/logprobs", "time/other", "time/step")
+        split = {k: float(np.mean([r[k] for r in records if k in r])) for k in keys if k in records[-1]}
+        print(summary_table({"seconds per RL step (mean)": split}), flush=True)
+        summary["time_split"] = split
+    print(f"wall time {summary['wall_time_s']:.1f} s; counters {dict(counters)}", flush=True)
+    (pathlib.Path(directory) / summary_file).write_text(json.dumps(summary, indent=2, default=float))

@@ -26,7 +26,6 @@ run repeats an uninterrupted run's metrics.
 
 from __future__ import annotations
 
-import json
 import pathlib
 import signal
 import sys
@@ -376,39 +375,14 @@ def train(cfg: Config, stop_after: int | None = None, extend: bool = False) -> d
         "counters": st.counters,
     }
     if tr.is_main and status == "finished":
-        _finish(tr, summary)
+        metrics_log.report_run(
+            tr.run_dir, tr.state.eval_history, bool(tr.cfg.sft.steps), tr.state.counters, summary, run_dir.SUMMARY_FILE
+        )
     return summary
 
 
 def _fmt(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k.removeprefix('eval/')}={v:.3f}" for k, v in metrics.items())
-
-
-def _finish(tr: Trainer, summary: dict[str, Any]) -> None:
-    """Prints the summary table and writes ``summary.json`` (the CLI draws ``curves.png``)."""
-    rows = {name: ev for name, ev in tr.state.eval_history.items() if name in ("before", "after")}
-    if rows:
-        print(metrics_log.summary_table(rows), flush=True)
-    if len(rows) == 2:
-        before, after = rows["before"]["eval/accuracy"], rows["after"]["eval/accuracy"]
-        start = "after SFT" if tr.cfg.sft.steps else "at the start"
-        print(
-            f"held-out accuracy (greedy): {100 * before:.1f}% {start} -> {100 * after:.1f}% after RL "
-            f"({100 * (after - before):+.1f} points)",
-            flush=True,
-        )
-    records = [r for r in metrics_log.read_metrics(tr.run_dir) if r.get("phase") == "rl"]
-    if records:
-        keys = [
-            k
-            for k in ("time/sample", "time/reward", "time/update", "time/logprobs", "time/other", "time/step")
-            if k in records[-1]
-        ]
-        split = {k: float(np.mean([r[k] for r in records if k in r])) for k in keys}
-        print(metrics_log.summary_table({"seconds per RL step (mean)": split}), flush=True)
-        summary["time_split"] = split
-    print(f"wall time {summary['wall_time_s']:.1f} s; counters {tr.state.counters}", flush=True)
-    (tr.run_dir / run_dir.SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=float))
 
 
 if __name__ == "__main__":
