@@ -289,6 +289,8 @@ def train(cfg: Config, stop_after: int | None = None, extend: bool = False) -> d
     if restored is not None:
         resume_step, tree, meta = restored
         tr.load(tree, meta)
+        if "after" in st.eval_history and st.step < tr.total_steps:  # extended (--extend) past its old end:
+            st.eval_history[str(st.step)] = st.eval_history.pop("after")  # that was an eval at this step
         if tr.is_main:
             print(
                 f"resumed from {tr.run_dir}/checkpoints/{resume_step} (phase {st.phase})", file=sys.stderr, flush=True

@@ -206,6 +206,10 @@ def test_a_run_directory_end_to_end(tmp_path, capsys):
         "train.steps=3",
         "--set",
         f"compilation_cache_dir={tmp_path / 'xla'}",
+        "--set",
+        "eval.num_examples=4",
+        "--set",
+        "eval.k=0",
     ]  # later runs load the programs
     assert cli.main([*base, "--stop-after", "2"]) == 0
     assert "stopped after step 2" in capsys.readouterr().err
@@ -230,6 +234,9 @@ def test_a_run_directory_end_to_end(tmp_path, capsys):
     assert [r["step"] for r in metrics_log.read_metrics(run) if r["phase"] == "rl"] == [1, 2, 3, 4]
     assert len((run / "config_history.jsonl").read_text().splitlines()) == 2
     assert json.loads((run / "summary-step3.json").read_bytes()) == json.loads(summary)
+    # The extension evaluates its new end: the old end's "after" is kept as the eval at step 3.
+    assert [r["step"] for r in metrics_log.read_metrics(run) if r["phase"] == "eval"][-1] == 4
+    assert set(json.loads((run / "summary.json").read_bytes())["eval"]) == {"before", "3", "after"}
 
     capsys.readouterr()
     assert cli.main(["eval", str(run), "--set", "eval.num_examples=4", "--set", "eval.k=0"]) == 0
