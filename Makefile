@@ -1,6 +1,7 @@
 # The two quickstart commands: `make train` and `make test`. Each creates .venv if needed,
 # installs what it needs (pinned ranges in pyproject.toml) and runs: `train` the package alone,
-# `test` the package with its test extras (torch and accelerate as numerics references, pytest).
+# `test` the package with its test extras (torch and accelerate as numerics references, pytest)
+# and the control (gymnax, brax) and diffusion (scikit-learn) extras, whose tests skip without them.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -19,7 +20,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,control,diffusion]"
 	touch $@
 
 install: $(VENV)/.installed

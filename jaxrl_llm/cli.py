@@ -8,7 +8,9 @@
   jaxrl-llm plot RUN_DIR [RUN_DIR ...] [--out F.png]   curves comparing runs
 
 EXPERIMENT is a file in ``experiments/`` (by stem, e.g. ``smollm2_grpo``) or a path to a ``.py``
-file with ``get_config()``. A run lives in ``runs/<name>`` (``--run-dir`` to choose): its
+file with ``get_config()`` (one that returns a ``jaxrl_llm.control.config.ControlConfig`` trains a
+control policy on a JAX environment: ``jaxrl_llm.control.train``). A run lives in ``runs/<name>``
+(``--run-dir`` to choose): its
 ``config.json``, checkpoints, ``metrics.jsonl``, TensorBoard events under ``tb/`` (view them with
 ``pip install 'jaxrl_llm[tensorboard]'`` then ``tensorboard --logdir runs``), ``summary.json`` and
 ``curves.png``. A run directory holds one config: running again with the same config resumes it
@@ -35,6 +37,8 @@ import jax
 from jaxrl_llm import config as config_lib
 from jaxrl_llm import distributed, errors, evaluate, models, plot, run_dir, tasks, train
 from jaxrl_llm import policy as policy_lib
+from jaxrl_llm.control import config as control_config
+from jaxrl_llm.control import train as control_train
 from jaxrl_llm.models import hf_io, safetensors_io
 from jaxrl_llm.types import Example
 
@@ -244,7 +248,9 @@ def _run_command(args: argparse.Namespace) -> int:
         return 0
 
     if args.command == "train":
-        cfg = config_lib.load_experiment(args.experiment)
+        cfg = control_config.load_experiment(args.experiment)
+        if isinstance(cfg, control_config.ControlConfig):  # an env-control experiment (jaxrl_llm.control)
+            return control_train.run_cli(cfg, args)
         if args.run_dir:
             cfg = dataclasses.replace(cfg, run_dir=args.run_dir)
         cfg = config_lib.apply_overrides(cfg, args.overrides)

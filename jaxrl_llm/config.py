@@ -177,6 +177,23 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class EnvConfig:
+    """The multi-turn environment of the ``episode`` rollout kind (``jaxrl_llm.envs``)."""
+
+    name: str = "gridworld"  # a name in jaxrl_llm.envs.ENVS
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    max_turns: int = 8  # environment steps per episode (K)
+    max_episode_tokens: int = 512  # token budget after the first prompt: the row width T
+    system_prompt: str = ""
+    invalid_penalty: float = 0.0  # subtracted from the step reward of an invalid action
+    rows: Literal["episode", "step"] = "episode"  # one row per episode, or one per environment step
+    tools: tuple[str, ...] = ()  # names in jaxrl_llm.envs.tools.TOOLS
+    max_tool_calls: int = 2  # tool calls per turn; a further closing tag is an ordinary action
+    max_tool_output_tokens: int = 64  # a tool result (with its <output> wrapper) is cut to this
+    kv_cache: Literal["grow", "reprefill"] = "grow"  # grow each episode's cache across turns (1 device)
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole run."""
 
@@ -199,6 +216,7 @@ class Config:
     mesh: MeshConfig = field(default_factory=MeshConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
 
     @property
     def resolved_run_dir(self) -> str:
@@ -216,6 +234,8 @@ _POSITIVE = {
     "train.num_minibatches",
     "train.max_sampling_rounds",
     "sampling.max_new_tokens",
+    "env.max_turns",
+    "env.max_episode_tokens",
     "task.max_prompt_len",
     "sft.batch_size",
     "eval.batch_size",
@@ -240,6 +260,8 @@ _NON_NEGATIVE = {
     "eval.num_examples",
     "reward.num_workers",
     "mesh.num_devices",
+    "env.max_tool_calls",
+    "env.max_tool_output_tokens",
 }
 
 
@@ -520,12 +542,13 @@ def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
 EXPERIMENTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "experiments"
 
 
-def load_experiment(spec: str | None) -> Config:
-    """Loads ``get_config()`` from an experiment: ``None`` or ``"default"`` = the embedded default
-    (``default_config``); otherwise a path to a ``.py`` file or the stem of a file in
-    ``experiments/``."""
+def experiment_config(spec: str | None) -> Any:
+    """What ``get_config()`` of an experiment returns, not yet checked or validated: ``None`` or
+    ``"default"`` = the embedded default (``default_config``); otherwise a path to a ``.py`` file or
+    the stem of a file in ``experiments/``. ``load_experiment`` (LLM runs) and
+    ``jaxrl_llm.control.config.load_experiment`` (control runs) check and validate it."""
     if spec in (None, "", "default"):
-        return validate(default_config())
+        return default_config()
     path = pathlib.Path(spec)
     if not path.suffix:
         path = EXPERIMENTS_DIR / f"{spec}.py"
@@ -547,9 +570,14 @@ def load_experiment(spec: str | None) -> Config:
         sys.modules.pop(module_spec.name, None)
     if not hasattr(module, "get_config"):
         raise ConfigError(f"experiment {path} has no get_config()")
-    cfg = module.get_config()
+    return module.get_config()
+
+
+def load_experiment(spec: str | None) -> Config:
+    """The validated ``Config`` of an experiment (``experiment_config``)."""
+    cfg = experiment_config(spec)
     if not isinstance(cfg, Config):
-        raise ConfigError(f"{path}: get_config() returned {type(cfg).__name__}, expected Config")
+        raise ConfigError(f"experiment {spec}: get_config() returned {type(cfg).__name__}, expected Config")
     return validate(cfg)
 
 

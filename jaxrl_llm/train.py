@@ -189,10 +189,16 @@ def score_rollout(tr: Trainer, rollout: Rollout, share: int) -> tuple[Rollout, d
     )
 
 
-def rl_update(tr: Trainer, batch: Batch, key: jax.Array, share: int) -> dict[str, float]:
-    """``num_iterations`` epochs of ``num_minibatches`` optimizer updates over the batch's rows."""
+def rl_update(
+    tr: Trainer, batch: Batch, key: jax.Array, share: int, inputs: tuple[np.ndarray, np.ndarray]
+) -> dict[str, float]:
+    """``num_iterations`` epochs of ``num_minibatches`` optimizer updates over the batch's rows.
+
+    ``inputs``: the rows' ``[prompt | completion]`` tokens and attention mask (``model_inputs`` of
+    the ROLLOUT: the batch's ``mask`` is the loss mask, which leaves out tokens the model must still
+    attend to, such as forced prefixes, earlier windows and observations)."""
     c, st, p = tr.cfg, tr.state, tr.policy
-    tokens, attention = model_inputs(batch)
+    tokens, attention = inputs
     T, B = batch.tokens.shape[1], batch.tokens.shape[0]
     rows_batch = batch.without("prompt_tokens", "prompt_mask", "num_tokens", "num_seqs")
     loss = tr.rl_loss(T, share)
@@ -252,7 +258,7 @@ def rl_step(tr: Trainer, timer: metrics_log.Timer) -> dict[str, float]:
         batch = jax.tree.map(np.asarray, batch)
     metrics.update({k: float(v) for k, v in {**adv_metrics, **correction_metrics}.items()})
     with timer("update"):
-        metrics.update(rl_update(tr, batch, key, share))
+        metrics.update(rl_update(tr, batch, key, share, model_inputs(rollout)))
     if tr.algo.has_state:
         with timer("logprobs"):
             batch = tr.kind.state_inputs(tr.ctx, batch, st.algo_arrays())

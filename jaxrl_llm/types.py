@@ -6,7 +6,9 @@ S = Sp + T full length, V vocabulary, L layers.
 A row is the unit a loss sees: a completion, a tree edge, an episode turn, one side of a pair.
 Group structure is data: ``group_ids`` [B] says which rows are compared with each other; for the
 ``group`` rollout kind rows are group-major (row ``b`` belongs to group ``b // G``) and the static
-``group_size`` is G (1 when rows are not grouped).
+``group_size`` is G (1 when rows are not grouped). A preference pair (the ``pairs`` rollout kind)
+is a group of two rows sharing a prompt, with ``extras["chosen"]`` [B] f32 1 on the preferred
+response and 0 on the other (``ops.sequence`` computes pair quantities from these two arrays).
 
 ``Rollout`` (what a rollout kind returns, host NumPy arrays; a typed pytree):
 

@@ -7,5 +7,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
+# Implicit rank promotion ([3, 13, 1] * [4] broadcasting silently) is an error in tests: every
+# broadcast between arrays of different ranks is written out (issue #15 item 10).
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+@pytest.fixture
+def allow_rank_promotion():
+    """NumPy-style rank broadcasting for code not yet written out (``jaxrl_llm/diffusion/``)."""
+    with jax.numpy_rank_promotion("allow"):
+        yield

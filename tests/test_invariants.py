@@ -276,7 +276,8 @@ def test_masked_values_are_inert(name, cfg):
 @pytest.mark.parametrize("name", NAMES)
 def test_on_policy_gradient_is_reinforce(name):
     mod = algorithms.get(name)
-    cfg = dataclasses.replace(mod.Config(), beta=0.0)
+    # ``KL_IN_OBJECTIVE`` (the DPO family): beta scales the loss itself, not a separable KL term; kept.
+    cfg = mod.Config() if getattr(mod.module, "KL_IN_OBJECTIVE", False) else dataclasses.replace(mod.Config(), beta=0.0)
     rollout = make_rollout(mod)
     batch = make_batch(mod, cfg, rollout)
     lp = batch["old_logprobs"]  # ratio exactly 1

@@ -50,6 +50,8 @@ def _np_aggregate(x, m, mode, nt, ns, norm_const):
         return np.sum(m * x) / ns
     if mode == "seq_sum_token_mean":
         return np.sum(np.sum(m * x, 1) / np.maximum(m.sum(1), 1.0)) / norm_const
+    if mode == "token_sum":
+        return np.sum(m * x) / (1.0 if norm_const is None else norm_const)
     return np.sum(m * x) / (ns * (x.shape[1] if norm_const is None else norm_const))
 
 
@@ -164,7 +166,7 @@ def test_errors_name_the_method():
     with pytest.raises(ValueError, match=r"mymethod: batch\['entropies'\] has shape"):
         _composed(jnp.asarray(lp), bad_ent, eps_low, eps_high, "token_mean", where="mymethod")
     with pytest.raises(ValueError, match="unknown aggregation mode"):
-        _composed(jnp.asarray(lp), batch, eps_low, eps_high, "token_sum")
+        _composed(jnp.asarray(lp), batch, eps_low, eps_high, "token_total")
 
 
 # ---------- the k3 value clamp (verl's low_var_kl clamps at +-10; the paper and TRL do not) ----------

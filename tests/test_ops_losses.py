@@ -33,8 +33,15 @@ def test_kl_spec_case():
 def test_kl_values_and_gradients_match_formulas(name):
     lp, ref = _lp(50), _lp(50)
     d = ref - lp
-    value = {"k1": -d, "k2": 0.5 * d**2, "k3": np.exp(d) - 1 - d, "k1+": -d, "k3+": np.exp(d) - 1 - d}[name]
-    grad = {"k1": np.ones_like(d), "k2": -d, "k3": 1 - np.exp(d), "k1+": -d, "k3+": -d}[name]
+    value = {
+        "k1": -d,
+        "k2": 0.5 * d**2,
+        "k3": np.exp(d) - 1 - d,
+        "abs": np.abs(d),
+        "k1+": -d,
+        "k3+": np.exp(d) - 1 - d,
+    }[name]
+    grad = {"k1": np.ones_like(d), "k2": -d, "k3": 1 - np.exp(d), "abs": -np.sign(d), "k1+": -d, "k3+": -d}[name]
     np.testing.assert_allclose(kl.estimate(jnp.asarray(lp), jnp.asarray(ref), name), value, rtol=1e-5, atol=1e-6)
     g = jax.grad(lambda x: jnp.sum(kl.estimate(x, jnp.asarray(ref), name)))(jnp.asarray(lp))
     np.testing.assert_allclose(g, grad, rtol=1e-5, atol=1e-6)
@@ -160,6 +167,7 @@ def test_aggregation_matches_numpy_and_weights(mode):
         "seq_mean_token_sum": (x * m).sum() / ns,
         "seq_mean_token_sum_norm": (x * m).sum() / (ns * c),
         "seq_sum_token_mean": ((x * m).sum(1) / m.sum(1)).sum() / c,
+        "token_sum": (x * m).sum() / c,
     }[mode]
     out = aggregation.aggregate(jnp.asarray(x), jnp.asarray(m), mode, nt, ns, norm_const=c)
     np.testing.assert_allclose(out, ref, rtol=1e-5)

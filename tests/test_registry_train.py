@@ -17,7 +17,17 @@ TASK = (
 # Settings a method needs beyond the shared tiny run (its defaults are sized for real models).
 NEEDS = {
     "hbpo": ["algo.budgets=[1, 2]", "algo.l_max=2", "task.max_prompt_len=128"],
+    "gigpo": ["env.max_turns=2", "env.max_episode_tokens=64"],
     "single_stream_spo": ["algo.max_response_len=2", "algo.num_prompts=8", "algo.n_offline=2"],
+    "tppo": ["algo.num_slots=4", "algo.max_prompt_len=40", "algo.max_response_len=2", "algo.window=1"],
+    "spo_tree": [
+        "algo.branching=[2, 2]",
+        "algo.segment_len=1",
+        "algo.last_segment_len=2",
+        "algo.buffer_size=16",
+        "algo.replay_rows=4",
+    ],
+    "spo_chain": ["algo.num_continuations=2"],
 }
 
 

@@ -40,15 +40,26 @@ def test_records_read_like_dicts_and_are_pytrees():
 
 
 def test_kinds_registry_and_every_method_names_a_known_kind():
-    assert {"group", "single_stream", "budgeted"} <= set(rollouts.KINDS)
+    assert {
+        "group",
+        "single_stream",
+        "budgeted",
+        "greedy_baseline",
+        "pairs",
+        "reset",
+        "window",
+        "tree",
+        "chain",
+        "episode",
+    } <= set(rollouts.KINDS)
     for name, algo in algorithms.REGISTRY.items():
         kind = rollouts.get(algo.rollout)
         missing = [h for h in kind.hooks if h not in algo.hooks and h != "host_extras" and h != "with_offline_prior"]
         assert not missing, (name, missing)
     assert algorithms.get("single_stream_spo").rollout == "single_stream"
     assert algorithms.get("hbpo").rollout == "budgeted"
-    with pytest.raises(KeyError, match="unknown rollout kind 'tree'"):
-        rollouts.get("tree")
+    with pytest.raises(KeyError, match="unknown rollout kind 'no_such_kind'"):
+        rollouts.get("no_such_kind")
     new = rollouts.Kind(name="t1_test_kind", collect=group.collect)
     assert rollouts.register(new) is new and rollouts.get("t1_test_kind") is new
     with pytest.raises(ValueError, match="already registered"):

@@ -12,8 +12,10 @@ and its directory has a size limit.
 """
 
 import os
+import pathlib
 import resource
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,10 +117,15 @@ def test_fork_bomb_is_contained(limits):
     res = sandbox.run_python(bomb, limits)
     assert time.monotonic() - start < limits.timeout_s + 5
     assert not res.passed
-    time.sleep(0.2)
     # No survivors. Other tests may run in parallel (pytest-xdist), so count only new processes
-    # that are the bomb's: our descendants or processes of a sandbox-private uid.
-    survivors = [p for p in set(_pids()) - before if _is_sandbox_process(p)]
+    # that are the bomb's: our descendants or processes of a sandbox-private uid; another test's
+    # sandbox (also a private uid) ends within its own limits, a leaked bomb never does.
+    deadline = time.monotonic() + 10
+    while True:
+        time.sleep(0.2)
+        survivors = [p for p in set(_pids()) - before if _is_sandbox_process(p)]
+        if not survivors or time.monotonic() > deadline:
+            break
     assert survivors == []
     # This process can still fork.
     assert sandbox.run_python("print('alive')", FAST).stdout == "alive\n"
@@ -408,8 +415,9 @@ if __name__ == "__main__":
 def test_reward_workers_exit_quietly_on_sigint(tmp_path):
     script = tmp_path / "interrupted.py"
     script.write_text(_SIGINT_SCRIPT)
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
+    # A short scratch path: multiprocessing's forkserver binds an AF_UNIX socket under TMPDIR, and
+    # pytest's tmp_path under xdist can exceed the 108-byte socket-path limit.
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix="jxs"))
     env = {**os.environ, "TMPDIR": str(scratch), "HF_HUB_OFFLINE": "1"}
     res = subprocess.run(
         [sys.executable, str(script)],
@@ -426,4 +434,6 @@ def test_reward_workers_exit_quietly_on_sigint(tmp_path):
     )
     assert "Traceback" not in res.stderr and "KeyboardInterrupt" not in res.stderr, res.stderr
     time.sleep(0.5)
-    assert os.listdir(scratch) == []
+    left = os.listdir(scratch)
+    shutil.rmtree(scratch, ignore_errors=True)
+    assert left == []

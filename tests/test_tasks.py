@@ -172,7 +172,8 @@ def test_preference_pairs(tmp_path):
     task = make_task("preference", path=_write_jsonl(tmp_path / "pairs.jsonl", rows), num_eval=1)
     ex = task.train_example(0)
     i = int(ex.prompt[0]["content"][1:])
-    assert ex.metadata == {"chosen": f"good{i}", "rejected": f"bad{i}"} and task.reward_fns == ()
+    assert ex.metadata == {"chosen": f"good{i}", "rejected": f"bad{i}"}
+    assert [fn(t, ex) for fn, _ in task.reward_fns for t in (f" good{i}\n", f"bad{i}")] == [1.0, 0.0]
 
 
 def test_humaneval_split():

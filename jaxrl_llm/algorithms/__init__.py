@@ -47,11 +47,14 @@ Each ``jaxrl_llm/algorithms/<name>.py`` has:
       to ``advantages``).
     - ``batch_extras(rollout, cfg) -> dict`` of extra ``[B]``/``[B, T]`` arrays the loss needs that
       are computed once on the whole rollout (PPO: ``returns``, ``old_values``); the trainer merges
-      them into the batch.
+      them into the batch. A module with ``BATCH_EXTRAS_NEED_STATE = True`` gets the state too,
+      ``batch_extras(rollout, cfg, state)`` (PPO's adaptive KL coefficient enters its returns).
     - ``DIFFERENTIABLE_BATCH_KEYS``: batch keys besides ``logprobs`` that are model outputs the loss
       is differentiated through (PPO: ``values``, the critic head's output for ``batch["tokens"]``).
     - ``example_extras(key, batch_size, seq_len, group_size) -> dict``: random arrays for the extra
       rollout/batch keys the method needs, so the invariant suite can build inputs for it.
+    - ``KL_IN_OBJECTIVE = True`` (the DPO family): ``beta`` is the scale of the implicit reward
+      inside the loss, not the weight of a separable KL term, so the on-policy check keeps it.
     - ``reinforce_loss(logprobs, batch, cfg)``: the REINFORCE surrogate whose gradient the loss must
       equal on-policy (ratio 1, no KL), when it is not
       ``aggregate(-advantages * logprobs, mask, cfg.aggregation, ...)``.
@@ -89,20 +92,41 @@ from jaxrl_llm.algorithms import (
     apo,
     bnpo,
     cispo,
+    cispo_seq,
+    clip_cov,
     copo,
     dapo,
     dcpo,
+    dpo,
+    dppo,
     dr_grpo,
+    drpo,
+    gigpo,
+    gmpo,
+    gpg,
     grpo,
     gspo,
     gtpo,
     hapo,
     hbpo,
+    inpo,
+    ipo,
+    kl_cov,
+    online_dpo,
+    opo,
+    p3o,
+    pass_at_k,
     ppo,
     reinforce_pp,
+    remax,
     riskpo,
     rloo,
+    sapo,
     single_stream_spo,
+    spo_chain,
+    spo_tree,
+    tppo,
+    vespo,
 )
 from jaxrl_llm.types import Batch, Metrics, Rollout
 
@@ -124,10 +148,39 @@ _MODULES = (
     riskpo,
     hapo,
     bnpo,
+    drpo,
+    gigpo,
+    dpo,
+    ipo,
+    online_dpo,
+    p3o,
+    inpo,
+    sapo,
+    gmpo,
+    gpg,
+    clip_cov,
+    kl_cov,
+    dppo,
+    opo,
+    pass_at_k,
+    vespo,
+    spo_tree,
+    spo_chain,
+    tppo,
+    cispo_seq,
+    remax,
 )
 
 # Hooks a rollout kind may ask of a method (``Algorithm.hooks``); a new kind adds its names here.
-ROLLOUT_HOOKS = ("host_extras", "select_prompts", "replay_tokens", "group_prompts", "with_offline_prior")
+ROLLOUT_HOOKS = (
+    "host_extras",
+    "select_prompts",
+    "replay_tokens",
+    "group_prompts",
+    "with_offline_prior",
+    "pairing",
+    "select_edges",
+)
 
 
 def _keep_all(rollout: Rollout, cfg: Any) -> np.ndarray:
@@ -207,6 +260,7 @@ class Algorithm:
     init_state: Callable = _no_state
     update_state: Callable = _same_state
     batch_extras: Callable = _no_extras
+    batch_extras_need_state: bool = False
     temperature: Callable = _plain_temperature
     check_config: Callable = _no_check
     differentiable_batch_keys: tuple[str, ...] = ()
@@ -241,6 +295,7 @@ def _record(mod: ModuleType) -> Algorithm:
         init_state=hook("init_state", _no_state),
         update_state=hook("update_state", _same_state),
         batch_extras=hook("batch_extras", _no_extras),
+        batch_extras_need_state=bool(getattr(mod, "BATCH_EXTRAS_NEED_STATE", False)),
         temperature=_temperature(mod),
         check_config=hook("check_config", _no_check),
         differentiable_batch_keys=tuple(getattr(mod, "DIFFERENTIABLE_BATCH_KEYS", ())),
@@ -284,7 +339,7 @@ def make_batch(
             rewards=jnp.asarray(algo.shape_rewards(rollout["rewards"], rollout, cfg), jnp.float32)
         )
     adv, metrics = algo.advantages(rollout, cfg, state)
-    extras = algo.batch_extras(rollout, cfg)
+    extras = algo.batch_extras(rollout, cfg, state) if algo.batch_extras_need_state else algo.batch_extras(rollout, cfg)
     loss_mask = rollout.loss_mask if rollout.loss_mask is not None else rollout.mask
     fields = {name: getattr(rollout, name) for name in Rollout.field_names()}
     batch = Batch(**fields).with_items(

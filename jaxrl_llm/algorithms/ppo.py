@@ -27,6 +27,15 @@ Differs from GRPO in:
   4. An added clipped value loss ``c_v * L_v`` (and optional dual-clip on the policy term).
   5. Token-level normalization (``token_mean``).
 
+Adaptive KL (Ziegler et al., "Fine-Tuning Language Models from Human Preferences", 2019,
+https://arxiv.org/abs/1909.08593, Sec. 2.2): with ``kl_target`` set, ``beta`` is the INITIAL
+coefficient and the method's state carries ``beta_t``, updated after each step by
+``ops.kl_controller.update`` from the rollout's KL (token mean of ``log pi_old - log pi_ref``) with
+``n_t = B`` rows per step, as verl's ``AdaptiveKLController`` (``kl_ctrl.type=adaptive``,
+``target_kl``, ``horizon``; verl's KL_t is the mean of per-sequence token means, ours the token
+mean of the batch, the same normalization as the loss; Ziegler et al. use the per-sample sum).
+The trainer checkpoints the state, so a resumed run continues the schedule. ``kl_target = None`` (default) keeps ``beta`` fixed: PPO as before.
+
 Defaults (Huang et al. 2024): ``beta = 0.05``, ``gamma = 1``, ``lam = 0.95``, ``eps = 0.2``,
 ``eps_v = 0.2``, ``c_v = 0.1``; ``clip_c = None`` (dual-clip off, as there; verl uses 3.0).
 Whitening uses the population variance and 1e-8 inside the sqrt, over unmasked tokens only (the
@@ -42,13 +51,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl_llm.ops import advantages as adv_ops
-from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, masked, ratios
+from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, kl_controller, masked, ratios
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "ppo"
 PAPER = "Proximal Policy Optimization Algorithms"
 PAPER_URL = "https://arxiv.org/abs/1707.06347"
 DIFFERENTIABLE_BATCH_KEYS = ("values",)
+BATCH_EXTRAS_NEED_STATE = True  # the returns use the adaptive KL coefficient of the state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,9 +73,16 @@ class Config:
     c_v: float = 0.1  # value-loss coefficient
     whiten_advantages: bool = True
     aggregation: str = "token_mean"
+    kl_target: float | None = None  # KL_target of the adaptive controller; None = fixed beta
+    kl_horizon: float = 10000.0  # horizon (samples) of the adaptive controller (Ziegler et al.; verl)
 
 
-def _gae(rollout: Rollout, cfg: Config) -> tuple[Array, Array, Array]:
+def _beta(cfg: Config, state: Any) -> Array | float:
+    """The KL coefficient of this step: the state's ``beta_t`` under the adaptive controller, else ``cfg.beta``."""
+    return cfg.beta if state is None else state["beta"]
+
+
+def _gae(rollout: Rollout, cfg: Config, beta: Array | float) -> tuple[Array, Array, Array]:
     where = f"{NAME}.advantages"
     inputs.require(rollout, ("values", "rewards", "mask"), where)
     mask = jnp.asarray(rollout["mask"], jnp.float32)
@@ -77,7 +94,7 @@ def _gae(rollout: Rollout, cfg: Config) -> tuple[Array, Array, Array]:
         inputs.require(rollout, (key,), where)
         old = inputs.token_array(rollout, key, mask, where)
         kl_tok = masked.where_mask(kl.k1(old, inputs.ref_logprobs(rollout, mask, where)), mask)
-        token_rewards = token_rewards - cfg.beta * kl_tok
+        token_rewards = token_rewards - beta * kl_tok
     adv, returns = adv_ops.gae(token_rewards, values, mask, cfg.gamma, cfg.lam)
     return adv, returns, masked.masked_mean(kl_tok, mask)
 
@@ -89,18 +106,42 @@ def advantages(rollout: Rollout, cfg: Config, state: Any = None) -> tuple[Array,
     and ``ref_logprobs`` when ``beta > 0``.
     """
     mask = jnp.asarray(rollout["mask"], jnp.float32)
-    adv, _, kl_mean = _gae(rollout, cfg)
+    adv, _, kl_mean = _gae(rollout, cfg, _beta(cfg, state))
     if cfg.whiten_advantages:
         adv = masked.whiten(adv, mask, eps=1e-8)
     metrics = adv_ops.stats(adv, mask)
     metrics["kl"] = kl_mean
+    if state is not None:
+        metrics["kl_coef"] = state["beta"]
     return adv, metrics
 
 
-def batch_extras(rollout: Rollout, cfg: Config) -> dict[str, Array]:
+def batch_extras(rollout: Rollout, cfg: Config, state: Any = None) -> dict[str, Array]:
     """``returns`` ``R_t = A_t + V_old`` (unwhitened GAE) and ``old_values`` ``= rollout["values"]``, ``[B, T]``."""
-    _, returns, _ = _gae(rollout, cfg)
+    _, returns, _ = _gae(rollout, cfg, _beta(cfg, state))
     return {"returns": returns, "old_values": jnp.asarray(rollout["values"], jnp.float32)}
+
+
+def init_state(cfg: Config) -> dict[str, Array] | None:
+    """``{"beta": beta_0}`` when the adaptive KL controller is on (``kl_target`` set), else ``None``."""
+    if cfg.kl_target is None:
+        return None
+    if not cfg.beta > 0:
+        raise ValueError(f"ppo.Config.kl_target={cfg.kl_target} needs an initial beta > 0, got beta={cfg.beta}")
+    return {"beta": kl_controller.init(cfg.beta)}
+
+
+def update_state(state: dict[str, Array] | None, rollout: Rollout, cfg: Config) -> dict[str, Array] | None:
+    """``beta_{t+1} = kl_controller.update(beta_t, KL_t, kl_target, kl_horizon, n_t = B)`` with ``KL_t`` the
+    token mean of ``log pi_old - log pi_ref`` over the step's rollout; ``None`` (fixed beta) passes through."""
+    if state is None or cfg.kl_target is None:
+        return state
+    where = f"{NAME}.update_state"
+    mask = jnp.asarray(rollout["mask"], jnp.float32)
+    old = inputs.token_array(rollout, "old_logprobs", mask, where)
+    kl_now = masked.masked_mean(kl.k1(old, inputs.ref_logprobs(rollout, mask, where)), mask)  # KL_t
+    beta = kl_controller.update(state["beta"], kl_now, cfg.kl_target, cfg.kl_horizon, mask.shape[0])
+    return {"beta": beta}
 
 
 def value_loss(values: Array, old_values: Array, returns: Array, eps_v: float) -> Array:

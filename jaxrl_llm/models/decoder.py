@@ -74,7 +74,7 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
     dtype = x.dtype
     x32 = x.astype(jnp.float32)
     x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + eps)
-    return weight.astype(dtype) * x32.astype(dtype)
+    return jnp.expand_dims(weight.astype(dtype), tuple(range(x.ndim - weight.ndim))) * x32.astype(dtype)
 
 
 class Decoder(nnx.Module):
@@ -180,9 +180,9 @@ class Decoder(nnx.Module):
         k = jnp.einsum("bsd,dhk->bshk", h, p["wk"].astype(cdt))
         v = jnp.einsum("bsd,dhk->bshk", h, p["wv"].astype(cdt))
         if "bq" in p:
-            q = q + p["bq"].astype(cdt)
-            k = k + p["bk"].astype(cdt)
-            v = v + p["bv"].astype(cdt)
+            q = q + p["bq"].astype(cdt)[None, None]  # [H, Dh] over [B, S, H, Dh]
+            k = k + p["bk"].astype(cdt)[None, None]
+            v = v + p["bv"].astype(cdt)[None, None]
         if "q_norm" in p:
             q = rms_norm(q, p["q_norm"], cfg.rms_norm_eps)
             k = rms_norm(k, p["k_norm"], cfg.rms_norm_eps)

@@ -222,7 +222,7 @@ def cos_sin(positions: jax.Array, head_dim: int, theta: float, scaling: RopeScal
     """cos, sin of shape [B, S, head_dim] in f32 for integer ``positions`` [B, S]
     (times ``scaling.attention_scale`` for YaRN)."""
     inv_freq = jnp.asarray(inverse_frequencies(head_dim, theta, scaling))
-    angles = positions.astype(jnp.float32)[..., None] * inv_freq
+    angles = positions.astype(jnp.float32)[..., None] * inv_freq.reshape((1,) * positions.ndim + (-1,))
     angles = jnp.concatenate([angles, angles], axis=-1)
     cos, sin = jnp.cos(angles), jnp.sin(angles)
     scale = 1.0 if scaling is None else scaling.attention_scale

@@ -1,4 +1,4 @@
-"""Per-token KL(pi_theta || pi_ref) estimators k1, k2, k3 and their straight-through variants.
+"""Per-token KL(pi_theta || pi_ref) estimators k1, k2, k3, abs and their straight-through variants.
 
 Tokens are sampled from pi_theta (in practice pi_old ~ pi_theta). With
 ``d_t = log pi_ref(y_t) - log pi_theta(y_t)`` (Schulman, "Approximating KL Divergence", 2020):
@@ -9,6 +9,7 @@ Tokens are sampled from pi_theta (in practice pi_old ~ pi_theta). With
   k1      ``-d``                 ``1``                     0 in expectation (score function)
   k2      ``d^2 / 2``            ``-d``                    grad KL(pi_theta || pi_ref)  (unbiased)
   k3      ``e^d - 1 - d``        ``1 - e^d``               grad KL(pi_ref || pi_theta)  (reverse KL)
+  abs     ``|d|``                ``-sign(d)``              none (a distance, verl's ``abs``)
   k1+     value of k1            ``-d`` (k2's)             grad KL(pi_theta || pi_ref)
   k3+     value of k3            ``-d`` (k2's)             grad KL(pi_theta || pi_ref)
   ======  =====================  ========================  ======================================
@@ -16,7 +17,15 @@ Tokens are sampled from pi_theta (in practice pi_old ~ pi_theta). With
 k1 and k3 are unbiased VALUE estimators of KL(pi_theta || pi_ref); only k2's gradient is the
 unbiased gradient of it (``E[(log pi_theta - log pi_ref) grad log pi_theta] = grad KL``). The
 ``+`` variants report the kX value while back-propagating k2's gradient (straight-through), the fix
-proposed in verl PR #2953 (https://github.com/volcengine/verl/pull/2953).
+proposed in verl PR #2953 (https://github.com/volcengine/verl/pull/2953). ``abs`` is verl's
+``kl_penalty="abs"`` (``verl/trainer/ppo/core_algos.py: kl_penalty_forward``): not an estimator of
+the KL value, a penalty on the size of the log-ratio (KL-Cov penalizes ``|log pi_theta - log pi_old|``
+the same way); its gradient at ``d = 0`` is 0.
+
+TRL's ``use_bias_correction_kl`` (``trl/trainer/grpo_trainer.py: _compute_loss``; DeepSeek-AI,
+"DeepSeek-V3.2", https://arxiv.org/abs/2512.02556): tokens come from
+pi_old, not pi_theta, so the KL term is importance-weighted, ``rho_t * k_t`` with the (differentiated)
+ratio ``rho_t = pi_theta / pi_old``: ``penalty(..., ratio=rho)`` does that.
 
 Two clamps:
   * the log-ratio ``d`` is always clamped to ``[-20, 20]`` before ``exp`` (as verl does), so a
@@ -63,6 +72,15 @@ def k3(logprobs: Array, ref_logprobs: Array) -> Array:
     return jnp.expm1(d) - d
 
 
+def abs_kl(logprobs: Array, ref_logprobs: Array) -> Array:
+    """``|log pi_theta - log pi_ref|`` (verl's ``abs``). Not unbiased for the KL value; a distance penalty.
+
+    Written ``d * sign(d)`` so the gradient at ``d = 0`` is 0, as ``torch.abs`` (``jnp.abs`` gives 1
+    there, which would make an on-policy step move tokens that sit exactly at the reference)."""
+    d = _d(logprobs, ref_logprobs)
+    return d * jnp.sign(d)
+
+
 def straight_through(value: Array, logprobs: Array, ref_logprobs: Array) -> Array:
     """``value + k2 - sg[k2]``: forward value ``value``, gradient of ``k2`` (the unbiased KL gradient)."""
     g = k2(logprobs, ref_logprobs)
@@ -83,6 +101,7 @@ ESTIMATORS: dict[str, Callable[[Array, Array], Array]] = {
     "k1": k1,
     "k2": k2,
     "k3": k3,
+    "abs": abs_kl,
     "k1+": k1_st,
     "k3+": k3_st,
 }
@@ -115,10 +134,17 @@ def penalty(
     num_seqs: Array | float,
     norm_const: Array | float | None = None,
     clamp: float | None = None,
+    ratio: Array | None = None,
 ) -> Array:
     """The KL term of a loss: ``aggregation.aggregate(estimate(logprobs, ref_logprobs, estimator, clamp), mask, mode, ...)``.
 
     ``[B, T]`` inputs -> scalar, aggregated like the policy term so it obeys the partition contract.
+    ``ratio`` ``[B, T]`` (optional): the importance ratio ``pi_theta / pi_old`` that multiplies each
+    token's estimate, ``rho_t * k_t`` (TRL's ``use_bias_correction_kl``: the tokens were sampled
+    from pi_old, so the plain mean estimates the KL under pi_old, not pi_theta). The ratio is
+    differentiated, as in TRL.
     """
     per_token = estimate(logprobs, ref_logprobs, estimator, clamp)  # [B, T]
+    if ratio is not None:
+        per_token = ratio * per_token  # rho_t k_t
     return aggregation.aggregate(per_token, mask, mode, num_tokens, num_seqs, norm_const)

@@ -7,7 +7,19 @@ kind (``tree``, ``episode``, ``pairs``, ``window``, ``vision``...) without touch
 See ``base.py`` for the contract and ``correction.py`` for the sampler/trainer mismatch weights.
 """
 
-from jaxrl_llm.rollouts import budgeted, correction, group, single_stream
+from jaxrl_llm.rollouts import (
+    budgeted,
+    chain,
+    correction,
+    episode,
+    greedy_baseline,
+    group,
+    pairs,
+    reset,
+    single_stream,
+    tree,
+    window,
+)
 from jaxrl_llm.rollouts.base import Context, Kind
 
 KINDS: dict[str, Kind] = {}
@@ -29,7 +41,18 @@ def get(name: str) -> Kind:
         raise KeyError(f"unknown rollout kind {name!r}; known: {sorted(KINDS)}") from None
 
 
-for _kind in (group.KIND, single_stream.KIND, budgeted.KIND):
+for _kind in (
+    group.KIND,
+    single_stream.KIND,
+    budgeted.KIND,
+    episode.KIND,
+    reset.KIND,
+    pairs.KIND,
+    tree.KIND,
+    chain.KIND,
+    window.KIND,
+    greedy_baseline.KIND,
+):
     register(_kind)
 
 __all__ = ["Context", "KINDS", "Kind", "correction", "get", "register"]

@@ -113,14 +113,24 @@ def windows(cfg, rows: int, context: int, new_tokens: int, steps_per_window: int
 
 
 def decode_step(
-    model, backend: Xla, weights: DecodeWeights, tokens, positions, attention_mask, cache: DecodeCache, cos_sin=None
+    model,
+    backend: Xla,
+    weights: DecodeWeights,
+    tokens,
+    positions,
+    attention_mask,
+    cache: DecodeCache,
+    cos_sin=None,
+    last=None,
 ):
     """Logits [B, S, V] f32 of S new tokens written at cache slots ``[index, index + S)``.
 
     Same contract as ``Decoder.__call__(tokens, positions, attention_mask, cache)`` with the
     weights of ``backend.prepare(model)`` and a ``DecodeCache``; returns ``(logits, cache)``.
     ``cos_sin``: ``rope.cos_sin(positions, ...)`` computed by the caller (a loop computes them for
-    all its steps once; see the sampler), else here.
+    all its steps once; see the sampler), else here. ``last``: optional [B] int32 column per row;
+    then only that column is unembedded and the logits are [B, 1, V] (a multi-token extension of
+    a cache needs the next-token logits only, not [B, S, V]).
     """
     cfg = model.cfg
     cdt = cfg.compute_dtype
@@ -145,7 +155,7 @@ def decode_step(
         q, k, v = backend.project(weights, l, "qkv", h)
         q, k, v = q.reshape(B, S, H, Dh), k.reshape(B, S, K, Dh), v.reshape(B, S, K, Dh)
         if "bq" in p:
-            q, k, v = q + p["bq"], k + p["bk"], v + p["bv"]
+            q, k, v = q + p["bq"][None, None], k + p["bk"][None, None], v + p["bv"][None, None]  # [H, Dh]
         if "q_norm" in p:
             q = rms_norm(q, p["q_norm"], eps)
             k = rms_norm(k, p["k_norm"], eps)
@@ -162,4 +172,6 @@ def decode_step(
         gate, up = backend.project(weights, l, "gate_up", h)
         x, h = backend.project_residual_norm(weights, l, "down", (gate, up), x, next_norms[l], eps)
     cache = DecodeCache(k=tuple(new_k), v=tuple(new_v), valid=valid, index=cache.index + S)
+    if last is not None:
+        h = jnp.take_along_axis(h, last[:, None, None], axis=1)  # [B, 1, D]
     return backend.unembed(weights, model, h), cache

@@ -143,10 +143,19 @@ def _preference_example(record: Record) -> Example:
     )
 
 
+def preference_match(completion: str, example: Example) -> float:
+    """1 when the completion is the pair's ``chosen`` response (surrounding whitespace ignored),
+    else 0: the held-out metric of a preference task (does the policy produce the preferred answer)."""
+    return float(completion.strip() == str(example.metadata["chosen"]).strip())
+
+
 def preference_task(path: str, eval_path: str | None = None, num_eval: int = 0, split_seed: int = 0) -> Task:
     """``preference``: pairs from local jsonl, fields ``prompt`` (text or chat messages),
-    ``chosen``, ``rejected`` (in ``metadata``), for DPO-style methods. No reward functions."""
-    return _file_task("preference", path, eval_path, _preference_example, num_eval, split_seed, ())
+    ``chosen``, ``rejected`` (in ``metadata``), for DPO-style methods (the ``pairs`` rollout kind
+    turns each into a chosen and a rejected row). Reward (evaluation only): ``preference_match``."""
+    return _file_task(
+        "preference", path, eval_path, _preference_example, num_eval, split_seed, ((preference_match, 1.0),)
+    )
 
 
 def _decode(value: Any) -> Any:
