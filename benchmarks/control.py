@@ -1,38 +1,33 @@
-"""Control loop throughput (env steps/s): our jitted PPO / MDPO train steps against the environment
+"""Control loop throughput (env steps/s): our jitted PPO / MDPO train steps against a reference PPO
+(PureJaxRL's loop, reimplemented in ``benchmarks/purejaxrl_ppo.py``) and against the environment
 alone (the ceiling: the same ``lax.scan`` of vectorized env steps with uniform random actions and
 no policy, no learning).
 
 Command: python benchmarks/control.py [--env point_mass] [--num-envs 64] [--num-steps 128] [--reps 5]
-Each measurement is one jitted call timed after a warm-up call (compilation excluded), best of
-``--reps``. Prints a table and writes benchmarks/results/control.json with the CPU model and its
-vector extensions. ``gymnax:Pendulum-v1`` needs the ``control`` extra.
+         [--hidden 64]
+Each measurement is one jitted call of one iteration (rollout of num_envs x num_steps, advantages,
+4 epochs x 4 minibatches for both PPOs) timed after a warm-up call (compilation excluded), best of
+``--reps``; ours and the reference use the same env object, batch, epochs, minibatches and network
+width (``--hidden``, two hidden layers each for actor and critic). Prints a table and writes
+benchmarks/results/control.json with the machine record (``_machine.machine_info``), the ratio
+ours / reference and each row's fraction of env-only. ``gymnax:Pendulum-v1`` needs the ``control``
+extra.
 """
 
 import argparse
 import json
 import os
-import platform
 import time
 
+import _machine
 import jax
 import jax.numpy as jnp
+import purejaxrl_ppo
 
 from jaxrl_llm.control import envs, mdpo, ppo, rollout
 
-
-def _cpu() -> dict:
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-    except OSError:
-        pass
-    return {"model": model, "isa": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_tile"})}
+OURS = "ppo (ours; 4 epochs x 4 minibatches)"
+REFERENCE = "purejaxrl ppo (reference; 4 epochs x 4 minibatches)"
 
 
 def _best(fn, args, reps: int) -> float:
@@ -51,6 +46,7 @@ def main() -> None:
     p.add_argument("--num-envs", type=int, default=64)
     p.add_argument("--num-steps", type=int, default=128)
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--hidden", type=int, default=64, help="width of both hidden layers, ours and the reference")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "control.json"))
     args = p.parse_args()
     env = envs.make(args.env)
@@ -67,32 +63,41 @@ def main() -> None:
         return jnp.sum(traj.reward)
 
     rows = {"env_only": _best(jax.jit(env_only), (jax.random.key(0),), args.reps)}
+    hidden = (args.hidden, args.hidden)
+    ref_init, ref_step = purejaxrl_ppo.make(
+        env, purejaxrl_ppo.Config(num_envs=n, num_steps=t, update_epochs=4, num_minibatches=4, hidden=args.hidden)
+    )
+    rows[REFERENCE] = _best(jax.jit(ref_step), (jax.jit(ref_init)(jax.random.key(0)),), args.reps)
     agents = {
-        "ppo (4 epochs x 4 minibatches)": ppo.make(
-            env, ppo.Config(num_envs=n, num_steps=t, update_epochs=4, num_minibatches=4), 1
-        ),
-        "mdpo (10 + 5 full-batch steps)": mdpo.make(env, mdpo.Config(num_envs=n, num_steps=t), 100),
+        OURS: ppo.make(env, ppo.Config(num_envs=n, num_steps=t, update_epochs=4, num_minibatches=4, hidden=hidden), 1),
+        "mdpo (10 + 5 full-batch steps)": mdpo.make(env, mdpo.Config(num_envs=n, num_steps=t, hidden=hidden), 100),
     }
     for name, agent in agents.items():
         state = jax.jit(agent.init)(jax.random.key(0))
         rows[name] = _best(jax.jit(agent.step), (state, jax.random.key(1)), args.reps)
     ceiling = steps / rows["env_only"]
+    machine = _machine.machine_info()
     result = {
         "env": args.env,
         "num_envs": n,
         "num_steps": t,
+        "hidden": hidden,
         "env_steps_per_call": steps,
-        "cpu": _cpu(),
+        "machine": machine,
+        "cpu": _machine.legacy_cpu(machine),
         "jax": jax.__version__,
         "loadavg_1min": os.getloadavg()[0],
+        "ours_over_reference": rows[REFERENCE] / rows[OURS],
+        "target_ours_over_reference": 1.0,
         "results": {
             k: {"seconds": v, "env_steps_per_s": steps / v, "fraction_of_env_only": (steps / v) / ceiling}
             for k, v in rows.items()
         },
     }
-    print(f"{'':34s} {'s/call':>9s} {'env steps/s':>12s} {'of env-only':>11s}")
+    print(f"{'':52s} {'s/call':>9s} {'env steps/s':>12s} {'of env-only':>11s}")
     for k, r in result["results"].items():
-        print(f"{k:34s} {r['seconds']:9.4f} {r['env_steps_per_s']:12.0f} {r['fraction_of_env_only']:11.3f}")
+        print(f"{k:52s} {r['seconds']:9.4f} {r['env_steps_per_s']:12.0f} {r['fraction_of_env_only']:11.3f}")
+    print(f"ours / reference env steps/s: {result['ours_over_reference']:.2f}x (target >= 1x)")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)

@@ -32,6 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # busy-wait after each of its steps and take the cores from the JAX step that follows.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import _machine  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -191,6 +192,7 @@ def main():
         },
         "weights": args.weights,
         "device_kind": device.device_kind(),
+        "machine": _machine.machine_info(),
         "peer_attn_implementation": peer.config._attn_implementation if peer_tps else None,
     }
     rows = [("ours (JAX)", tps, result["fraction_of_peak"])]

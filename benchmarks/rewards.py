@@ -12,9 +12,9 @@ runs the tests, ``sandbox.run_tests``); before the judge/candidate split it star
 import argparse
 import json
 import os
-import platform
 import time
 
+import _machine
 import numpy as np
 
 from jaxrl_llm import rewards
@@ -81,22 +81,6 @@ def _measure(fn, comps, exs, workers: int, timeout_s: float) -> dict:
     }
 
 
-def cpu() -> dict:
-    """Model name and the vector extensions that decide CPU throughput, from /proc/cpuinfo."""
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-    except OSError:
-        pass
-    return {"model": model, "isa": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_tile"})}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--math-items", type=int, default=400)
@@ -121,10 +105,10 @@ def main() -> None:
             f"{row['mean_reward']:7.3f} {row['failures'] + row['timeouts']:5d}"
         )
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    machine = _machine.machine_info()
     meta = {
-        "cpu_count": os.cpu_count(),
-        "cpu": cpu(),
-        "python": platform.python_version(),
+        **machine,
+        "cpu": _machine.legacy_cpu(machine),
         "isolation": rewards.sandbox.isolation(),
     }
     with open(args.out, "w") as f:

@@ -198,6 +198,7 @@ def main(argv=None) -> int:
     p.add_argument("--skip-peer", action="store_true", help="do not run TRL")
     args = p.parse_args(argv)
 
+    import _machine
     import jax
 
     ours = run_ours(args.steps)
@@ -215,6 +216,7 @@ def main(argv=None) -> int:
         "new_tokens": NEW_TOKENS,
         "steps_timed": args.steps,
         "device": str(jax.devices()[0].device_kind),
+        "machine": _machine.machine_info(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "load_avg_1m_at_end": os.getloadavg()[0],

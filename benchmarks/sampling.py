@@ -78,6 +78,7 @@ if (
 
 import argparse  # noqa: E402
 
+import _machine  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -427,6 +428,7 @@ def main():
     )
     out = {
         "machine": {
+            **_machine.machine_info(),
             "cpus": os.cpu_count(),
             **rates,
             "load_before": load_before,

@@ -40,6 +40,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import _machine  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -51,10 +52,10 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "t
 
 
 def cpu_info() -> dict:
-    """``lscpu``'s model name and flags (the machines of this project differ: AVX-512 or AVX2)."""
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    return {"model": fields.get("Model name", "").strip(), "flags": fields.get("Flags", "").strip()}
+    """The model name and flags of ``_machine``'s record (the machines of this project differ:
+    AVX-512 or AVX2)."""
+    model, flags = _machine.cpu_model_and_flags()
+    return {"model": model, "flags": " ".join(sorted(flags))}
 
 
 def load_average() -> str:
@@ -220,6 +221,7 @@ def main():
             print(f"| {name} | {t:.2f} | {total / t:.1f} | {t / t_cached:.2f}x |")
     out = {
         "machine": {
+            **_machine.machine_info(),
             "cpus": os.cpu_count(),
             "cpu": cpu_info(),
             "load_before": load_before,

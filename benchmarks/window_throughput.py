@@ -34,6 +34,7 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import _machine  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxrl_llm import config as C  # noqa: E402
@@ -46,18 +47,10 @@ TASK = (
 
 
 def cpu_info() -> dict[str, str]:
-    """``lscpu``-style model name and SIMD flags (from /proc/cpuinfo)."""
-    model, flags = platform.processor() or "unknown", ""
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = " ".join(f for f in line.split(":", 1)[1].split() if f.startswith(("avx", "fma", "amx")))
-                break
-    except OSError:
-        pass
-    return {"model": model, "simd_flags": flags, "cores": str(os.cpu_count())}
+    """The model name and SIMD flags (avx*, fma*, amx*) of ``_machine``'s record."""
+    model, flags = _machine.cpu_model_and_flags()
+    simd = " ".join(sorted(f for f in flags if f.startswith(("avx", "fma", "amx"))))
+    return {"model": model, "simd_flags": simd, "cores": str(os.cpu_count())}
 
 
 def trainer(algorithm: str, args, run_dir: str) -> train.Trainer:
@@ -171,6 +164,7 @@ def main() -> None:
         "ratio_tppo_over_ppo": ratio,
         "target": 1.5,
         "cpu": cpu_info(),
+        "machine": _machine.machine_info(),
         "loadavg_end": os.getloadavg(),
         "python": platform.python_version(),
     }

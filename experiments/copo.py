@@ -2,8 +2,9 @@
 
 Paper: https://arxiv.org/abs/2508.04138 (method file: ``jaxrl_llm/algorithms/copo.py``). A group whose outcomes all agree has no GRPO advantage. COPO
 gives it a global, cross-prompt advantage, blended with the local one by a sigmoid of the
-group's answer entropy. The trainer calls ``copo.host_extras`` to read each completion's answer
-(``answer_extraction = "auto"``: tag, else boxed, else the bare completion). Paper defaults, plus
+group's answer entropy. The group rollout reads each completion's answer as the task's reward
+does (``Task.answer_fn``; reasoning-gym ``answer_format = "auto"``: tag, else boxed, else the bare
+completion) and groups equal answers (``rewards.extract.answer_classes``). Paper defaults, plus
 the regime's KL weight 0.04.
 
 Command (the whole comparison, or this run alone):
@@ -14,8 +15,8 @@ Hardware: the project's 2-core CPU machine, f32. Time: ~390 s.
 
 Expected result, measured once (seed 0, 2026-11-27): every row carries gradient
 (``frac_signal_rows`` = 1.0, against GRPO's 0.76). Greedy held-out accuracy 43.4% -> 60.9% after
-400 RL steps, against GRPO's 53.5% / 59.0% (within noise). With ``answer_extraction = "tagged"``
-(the reading before the fix) every bare answer reads as "no answer": accuracy fell to 37.1%.
+400 RL steps, against GRPO's 53.5% / 59.0% (within noise). With tag-only reading (the COPO code's;
+now ``task.kwargs.answer_format=tags``, then ``copo.Config.answer_extraction="tagged"``, the reading before the fix) every bare answer reads as "no answer": accuracy fell to 37.1%.
 Details: ``experiments/results/copo.md``.
 """
 

@@ -205,7 +205,7 @@ SUITE: tuple[SuiteTask, ...] = (
         {"num_eval": 500},
         max_prompt_len=160,
         max_new_tokens=24,
-        sft=SftRecipe(steps=150),
+        sft=SftRecipe(steps=300),
     ),
     SuiteTask(
         "codegen",

@@ -117,6 +117,14 @@ class TrainConfig:
     # (initialised from the policy at RL start) with a linear head; "shared" = a linear head on the
     # policy's own trunk (the value loss then also trains the policy's trunk).
     critic: Literal["separate", "shared"] = "separate"
+    # Off-policy training (``jaxrl_llm/offpolicy.py``): the update at policy version t consumes the
+    # rollout sampled by version t - staleness (bounded staleness k; 0 = synchronous). With k > 0,
+    # pi_old is recomputed under the learner's params and ``rollout_correction`` corrects for the
+    # sampler's older policy mu. partial_rollout_tokens > 0 (k > 0, ``group`` kind): every queued
+    # generation advances by at most this many tokens per version, so one response's tokens come
+    # from successive versions (their per-token versions are recorded).
+    staleness: int = 0
+    partial_rollout_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -161,6 +169,10 @@ class MeshConfig:
     fsdp: int = 1
     tensor: int = 1
     num_devices: int = 0  # use the first N devices (0 = all)
+    # Disaggregated placement: the last N of those devices form the sampler's mesh (all on "data",
+    # ``tensor`` as above), the rest the learner's; weights are pushed learner -> sampler after each
+    # update (``jaxrl_llm/offpolicy.py``). 0 = the sampler runs on the learner's mesh.
+    sampler_devices: int = 0
 
 
 @dataclass(frozen=True)
@@ -260,6 +272,9 @@ _NON_NEGATIVE = {
     "eval.num_examples",
     "reward.num_workers",
     "mesh.num_devices",
+    "mesh.sampler_devices",
+    "train.staleness",
+    "train.partial_rollout_tokens",
     "env.max_tool_calls",
     "env.max_tool_output_tokens",
 }
@@ -319,6 +334,11 @@ def validate(cfg: Config) -> Config:
             "train.rollout_correction_cap must be > 0 and 0 <= rollout_correction_low < "
             f"rollout_correction_high, got {t.rollout_correction_cap}, {t.rollout_correction_low}, "
             f"{t.rollout_correction_high}"
+        )
+    if t.partial_rollout_tokens and not t.staleness:
+        raise ConfigError(
+            f"train.partial_rollout_tokens={t.partial_rollout_tokens} needs train.staleness > 0 (a generation is "
+            "cut only at a version boundary, and with staleness 0 none falls inside it)"
         )
     if not cfg.algorithm:
         raise ConfigError("algorithm must name a registered algorithm")
@@ -512,6 +532,14 @@ def _set(obj: Any, parts: list[str], text: str, path: str) -> Any:
     return dataclasses.replace(obj, **{name: _parse_value(path, text, hint)})
 
 
+def set_field(obj: Any, dotted_key: str, text: str) -> Any:
+    """A copy of the (nested) config dataclass ``obj`` with the field at ``dotted_key`` (``"a.b.c"``)
+    set to ``text`` parsed by the field's type hint; raises ``ConfigError`` naming an unknown key, a
+    section given in place of a field, or text the type cannot parse. The walker behind every
+    ``--set key=value`` (LLM configs here, ``jaxrl_llm.control.config`` for control runs)."""
+    return _set(obj, dotted_key.split("."), text, dotted_key)
+
+
 def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
     """Applies ``["a.b=value", ...]`` in order and validates. ``algo.*`` keys are checked against
     the algorithm's own ``Config``; ``algorithm=`` resets ``algo`` to the new algorithm's defaults
@@ -532,7 +560,7 @@ def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
             cfg = resolve_algo(cfg)
             cfg = dataclasses.replace(cfg, algo=_set(cfg.algo, parts[1:], text, key))
             continue
-        cfg = _set(cfg, parts, text, key)
+        cfg = set_field(cfg, key, text)
     return validate(cfg)
 
 

@@ -60,9 +60,30 @@ def build_model(cfg: Config):
     return model, tokenizer
 
 
+def _run_devices(cfg: Config) -> tuple[list[jax.Device], list[jax.Device]]:
+    """(learner devices, sampler devices) of ``mesh.num_devices`` / ``mesh.sampler_devices``."""
+    devices = jax.devices()[: cfg.mesh.num_devices] if cfg.mesh.num_devices else jax.devices()
+    n = cfg.mesh.sampler_devices
+    if n and n >= len(devices):
+        raise ValueError(f"mesh.sampler_devices={n} leaves no learner device of the {len(devices)} in use")
+    return devices[: len(devices) - n], devices[len(devices) - n :]
+
+
 def make_mesh(cfg: Config) -> jax.sharding.Mesh:
-    devices = jax.devices()[: cfg.mesh.num_devices] if cfg.mesh.num_devices else None
-    return sharding.make_mesh({"data": cfg.mesh.data, "fsdp": cfg.mesh.fsdp, "tensor": cfg.mesh.tensor}, devices)
+    """The learner's mesh: the run's devices less the sampler's (``mesh.sampler_devices``)."""
+    m = cfg.mesh
+    return sharding.make_mesh({"data": m.data, "fsdp": m.fsdp, "tensor": m.tensor}, _run_devices(cfg)[0])
+
+
+def make_sampler_mesh(cfg: Config) -> jax.sharding.Mesh | None:
+    """The sampler's own mesh (disaggregated placement): the last ``mesh.sampler_devices`` devices,
+    all on ``data`` but ``tensor`` (no ``fsdp``: the sampler holds whole weights per data shard);
+    None when the sampler shares the learner's mesh."""
+    devices = _run_devices(cfg)[1]
+    if not devices:
+        return None
+    tensor = cfg.mesh.tensor if len(devices) % cfg.mesh.tensor == 0 else 1
+    return sharding.make_mesh({"data": -1, "tensor": tensor}, devices)
 
 
 def variable_shardings(mesh: jax.sharding.Mesh, state: Any) -> Any:
@@ -129,6 +150,17 @@ class Policy:
         graphdef, state = nnx.split(model)
         shardings = variable_shardings(mesh, state)
         return cls(cfg, graphdef, jax.device_put(state, shardings), tokenizer, mesh, shardings)
+
+    def on_mesh(self, mesh: jax.sharding.Mesh) -> Policy:
+        """A copy of this policy on another mesh (the sampler's), its params placed there by the
+        rules table; ``push`` refreshes them."""
+        shardings = variable_shardings(mesh, self.params)
+        return Policy(self.cfg, self.graphdef, jax.device_put(self.params, shardings), self.tokenizer, mesh, shardings)
+
+    def push(self, params: Any) -> None:
+        """Takes ``params`` (another mesh's, e.g. the learner's after an update) as this policy's,
+        resharded onto this policy's mesh (``jax.device_put`` copies across devices)."""
+        self.params = jax.device_put(params, self.param_shardings)
 
     # ------------------------------------------------------------------ model
     def shardings_of(self, tree: Any) -> Any:

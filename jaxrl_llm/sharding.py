@@ -32,6 +32,12 @@ RULES: Mapping[str, str | tuple[str, ...] | None] = {
     "cache_seq": None,
     "layers": None,
     "norm": None,
+    # the vision tower (models/vision.py): small beside the decoder, split the same way
+    "vision_embed": "fsdp",
+    "vision_mlp": "tensor",
+    "vision_heads": "tensor",
+    "patch_pixels": None,
+    "image_patches": None,
 }
 
 

@@ -8,13 +8,16 @@
   2. SFT warm start (``sft.steps`` > 0, ``sft.py``);
   3. evaluate on the held-out split ("before", ``evaluate.py``);
   4. for each RL step:
-       rollout     the kind's ``collect(ctx, key, algo_state)`` -> rows (``types.Rollout``)
+       rollout     the kind's ``collect(ctx, key, algo_state)`` -> rows (``types.Rollout``); off-policy
+                   (``train.staleness`` k > 0 or ``mesh.sampler_devices`` > 0, ``offpolicy.py``): the
+                   rollout the sampler produced k steps ago, while it samples the one k steps ahead
        log-probs   pi_old (the sampler's, or recomputed), pi_ref when ``beta`` > 0, the critic's
                    values V_old for methods with one, the rollout correction (``is_weights``)
        advantages  ``algorithms.make_batch``: reward shaping, advantages, the loss ``Batch``
        update      ``num_iterations`` epochs of ``num_minibatches`` optimizer updates, gradients
                    accumulated over micro-batches inside one jitted, donated step (``update.py``)
-       state       the kind's ``state_inputs`` and the method's ``update_state``
+       state       the kind's ``state_inputs`` and the method's ``update_state``; off-policy: the
+                   learner's params pushed to the sampler
        log / eval / checkpoint
   5. evaluate again ("after"), print the summary table, write ``summary.json``.
 
@@ -36,7 +39,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl_llm import algorithms, distributed, evaluate, metrics_log, rollouts, run_dir, sft, state, tasks, update
+from jaxrl_llm import (
+    algorithms,
+    distributed,
+    evaluate,
+    metrics_log,
+    offpolicy,
+    rollouts,
+    run_dir,
+    sft,
+    state,
+    tasks,
+    update,
+)
 from jaxrl_llm import checkpoint as checkpoint_lib
 from jaxrl_llm import config as config_lib
 from jaxrl_llm.config import Config
@@ -75,6 +90,7 @@ class Trainer:
         self.rewards = evaluate.make_scorer(self.task, cfg)
         self.data = self.task.train_iter(cfg.seed)
         self.ctx = rollouts.Context(cfg, self.algo, self.policy, self.task, self.data, self.rewards.score)
+        self.offpolicy = offpolicy.Pipeline(cfg, self.ctx, self.kind, self.policy) if offpolicy.enabled(cfg) else None
         self.sft_tx, self.rl_tx = state.optimizers(cfg)
         self.total_sft, self.total_steps = cfg.sft.steps, cfg.sft.steps + cfg.train.steps
         self._updaters: dict[str, update.Updater] = {}
@@ -116,21 +132,31 @@ class Trainer:
 
     def restore_target(self, meta: dict[str, Any]) -> dict[str, Any]:
         init_critic = lambda params: state.new_critic(self.cfg, params, self.policy.shardings_of)
-        return state.restore_target(
+        target = state.restore_target(
             meta, self.cfg, self.algo, self.policy.params, self.init_opt_state, init_critic, self.state.key
         )
+        if "inflight" in meta:
+            target["inflight"] = offpolicy.restore_target(meta["inflight"])
+        return target
 
     def load(self, tree: dict[str, Any], meta: dict[str, Any]) -> None:
         self.policy.params = self.state.load(tree, meta)
         self.data.set_state(meta["data"])
+        if self.offpolicy is not None:
+            self.offpolicy.load(tree.get("inflight"), meta.get("inflight", []))
         for u in self._updaters.values():
             u.forget()
 
     def checkpoint(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        return self.state.tree(self.policy.params), self.state.meta(self.data.get_state(), self.cfg)
+        tree, meta = self.state.tree(self.policy.params), self.state.meta(self.data.get_state(), self.cfg)
+        if self.offpolicy is not None:  # the rollouts sampled ahead (in flight)
+            tree["inflight"], meta["inflight"] = self.offpolicy.tree(), self.offpolicy.meta()
+        return tree, meta
 
     def close(self) -> None:
-        """Stops the reward workers."""
+        """Stops the reward workers (and the off-policy sampler's thread)."""
+        if self.offpolicy is not None:
+            self.offpolicy.close()
         self.rewards.close()
 
     # ------------------------------------------------------------------ RL pieces
@@ -141,14 +167,24 @@ class Trainer:
 
     def rl_loss(self, num_completion: int, group_size: int):
         """``(trainable, inputs, batch) -> (loss, metrics)``: the method's loss of the policy's
-        log-probs, with the critic's current ``values`` for methods with one."""
+        log-probs, with the critic's current ``values`` for methods with one, and the policy's
+        full-vocabulary ``entropies`` [B, T] for methods that differentiate them (EPO)."""
         p, algo, layout, has_critic = self.policy, self.algo, self.cfg.train.critic, self.algo.needs_critic
+        with_entropy = "entropies" in algo.differentiable_batch_keys
 
         def fn(trainable, inputs, batch):
             params, critic = state.split(trainable, True if has_critic else None)
             logp = p.completion_logprobs(
-                p.model(params), inputs["tokens"], inputs["attention_mask"], num_completion, group_size=group_size
+                p.model(params),
+                inputs["tokens"],
+                inputs["attention_mask"],
+                num_completion,
+                group_size=group_size,
+                return_entropy=with_entropy,
             )
+            if with_entropy:
+                logp, entropies = logp
+                batch = batch.with_items(entropies=entropies)
             if has_critic:
                 batch = batch.with_items(
                     values=critic_lib.values(
@@ -175,7 +211,7 @@ def score_rollout(tr: Trainer, rollout: Rollout, share: int) -> tuple[Rollout, d
     tokens, attention = model_inputs(rollout)
     T = rollout.tokens.shape[1]
     old = rollout.policy_logprobs
-    if c.train.old_logprobs == "recompute" or old is None:
+    if c.train.old_logprobs == "recompute" or old is None or c.train.staleness > 0:  # stale: the learner's pi_old
         old = p.logprobs(p.params, tokens, attention, T, share)
     rollout = rollout.replace(old_logprobs=old)
     if st.ref_params is not None:
@@ -239,7 +275,12 @@ def rl_step(tr: Trainer, timer: metrics_log.Timer) -> dict[str, float]:
     """One RL step: rollout -> log-probs -> advantages -> update -> algorithm state."""
     c, st = tr.cfg, tr.state
     key = jax.random.fold_in(st.key, st.step)
-    rollout, metrics = tr.kind.collect(tr.ctx, key, st.algo_arrays())
+    if tr.offpolicy is None:
+        rollout, metrics = tr.kind.collect(tr.ctx, key, st.algo_arrays())
+    else:  # sampled ahead by the version st.step - staleness (offpolicy.py)
+        rollout, metrics = tr.offpolicy.next(
+            st.key, st.step, st.step - tr.total_sft, st.algo_arrays(), tr.policy.params
+        )
     timer.add("sample", metrics.pop("time/sample"))
     timer.add("reward", metrics.pop("time/reward"))
     st.counters["reward_failures"] += int(metrics["reward/failures"])
@@ -263,6 +304,8 @@ def rl_step(tr: Trainer, timer: metrics_log.Timer) -> dict[str, float]:
         with timer("logprobs"):
             batch = tr.kind.state_inputs(tr.ctx, batch, st.algo_arrays())
         st.algo_state = tr._update_state(st.algo_arrays(), batch, c.algo)
+    if tr.offpolicy is not None:
+        metrics.update(tr.offpolicy.after_update(tr.policy.params))
     return metrics
 
 

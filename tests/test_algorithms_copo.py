@@ -11,13 +11,16 @@ import numpy as np
 import pytest
 
 from jaxrl_llm.algorithms import copo
+from jaxrl_llm.rewards import extract
+from jaxrl_llm.tasks import procedural
+from jaxrl_llm.types import Example
 
 
 def spec_rollout():
     answers = ["7", "7", "7", "7", "7", "3", "3", "5"]
     return {
         "rewards": jnp.array([1, 1, 1, 1, 1, 0, 0, 0], jnp.float32),
-        "answer_ids": jnp.asarray(copo.answer_ids_from_strings(answers, 4)),
+        "answer_ids": jnp.asarray(extract.answer_classes(answers, 4)),
         "mask": jnp.ones((8, 3), jnp.float32),
         "group_size": 4,
     }
@@ -37,11 +40,11 @@ def test_spec_case():
 
 
 def test_answer_ids_and_entropy():
-    ids = copo.answer_ids_from_strings(["a", None, "a", None, "x", "y", "z", "w"], 4)
+    ids = extract.answer_classes(["a", None, "a", None, "x", "y", "z", "w"], 4)
     np.testing.assert_array_equal(ids, [0, 1, 0, 1, 0, 1, 2, 3])
     np.testing.assert_allclose(copo.answer_entropy(jnp.asarray(ids), 4), [1.0, 2.0], atol=1e-6)
     with pytest.raises(ValueError, match="whole number of groups"):
-        copo.answer_ids_from_strings(["a"] * 5, 4)
+        extract.answer_classes(["a"] * 5, 4)
 
 
 def ref_components(rewards, answers, g, cfg):
@@ -74,7 +77,7 @@ def test_random_against_numpy(consistency_coef):
     cfg = copo.Config(consistency_coef=consistency_coef, k=5.0, b=1.0)
     rollout = {
         "rewards": jnp.asarray(rewards),
-        "answer_ids": jnp.asarray(copo.answer_ids_from_strings(answers, g)),
+        "answer_ids": jnp.asarray(extract.answer_classes(answers, g)),
         "mask": jnp.ones((p * g, 2)),
         "group_size": g,
     }
@@ -172,7 +175,7 @@ def test_degenerate_group_carries_gradient_unlike_grpo():
     assert float(m["frac_signal_rows"]) == 1.0 and float(m["frac_signal_rows/local"]) == 0.5
 
 
-def test_host_extras_from_completions():
+def test_answer_classes_from_the_reward_side():
     completions = [
         "<answer>7</answer>",
         "so <answer>7</answer>",
@@ -183,19 +186,21 @@ def test_host_extras_from_completions():
         "\\boxed{1}",
         "<answer>2</answer>",
     ]
-    ids = copo.host_extras(completions, 4, copo.Config())["answer_ids"]
+    ids = extract.answer_classes([extract.auto_answer(c) for c in completions], 4)
     np.testing.assert_array_equal(ids, [0, 0, 2, 3, 0, 0, 0, 3])
     np.testing.assert_allclose(copo.answer_entropy(jnp.asarray(ids), 4), [1.5, 0.8112781], atol=1e-6)
 
 
-def test_host_extras_reads_bare_answers_like_the_reward():
-    # A model trained to emit only the answer (the default run's format): "auto" reads "-2" as the
-    # answer, as the reasoning-gym reward does; "tagged" lumps every bare answer into "no answer".
+def test_answer_classes_read_answers_as_the_reward_does():
+    # A model trained to emit only the answer (the default run's format): a reasoning-gym task with
+    # answer_format "auto" reads "-2" as the answer, as its reward does; with "tags" (the COPO
+    # code's reading) every bare answer is the one class "no answer".
     completions = ["-2", " -2 ", "3", "<answer>3</answer>", "7", "7", "7", "7"]
-    auto = copo.host_extras(completions, 4, copo.Config())["answer_ids"]
-    np.testing.assert_array_equal(auto, [0, 0, 2, 2, 0, 0, 0, 0])
-    np.testing.assert_allclose(copo.answer_entropy(jnp.asarray(auto), 4), [1.0, 0.0], atol=1e-6)
-    tagged = copo.host_extras(completions, 4, copo.Config(answer_extraction="tagged"))["answer_ids"]
-    np.testing.assert_array_equal(tagged, [0, 0, 0, 3, 0, 0, 0, 0])
-    with pytest.raises(ValueError, match="answer_extraction"):
-        copo.host_extras(completions, 4, copo.Config(answer_extraction="exact"))
+
+    def classes(answer_format):
+        example = Example(prompt="q", answer="0", metadata={"answer_format": answer_format}, id="q0")
+        return extract.answer_classes([procedural.reasoning_gym_answer(c, example) for c in completions], 4)
+
+    np.testing.assert_array_equal(classes("auto"), [0, 0, 2, 2, 0, 0, 0, 0])
+    np.testing.assert_allclose(copo.answer_entropy(jnp.asarray(classes("auto")), 4), [1.0, 0.0], atol=1e-6)
+    np.testing.assert_array_equal(classes("tags"), [0, 0, 0, 3, 0, 0, 0, 0])

@@ -1,6 +1,7 @@
 """Hand-computed cases for the verl/TRL parity methods (issue #22, objectives part):
 sapo, gmpo, gpg, clip_cov, kl_cov, dppo, opo, pass_at_k, vespo, cispo_seq, remax; and the KL / aggregation ops they
-added (``abs`` estimator, ratio-weighted KL, ``token_sum``).
+added (``abs`` estimator, ratio-weighted KL, ``token_sum``); gdpo, optimal_token_baseline,
+tir_optimal_token_baseline and dro.
 
 Each case gives the numbers worked by hand (in comments) or by NumPy in the test, following the
 peer's convention named in the method's docstring (verl ``core_algos.py`` / TRL ``grpo_trainer.py``).
@@ -14,10 +15,27 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl_llm import algorithms, train
+from jaxrl_llm import algorithms, models, train
 from jaxrl_llm import config as C
-from jaxrl_llm.algorithms import cispo_seq, clip_cov, dppo, gmpo, gpg, kl_cov, opo, pass_at_k, remax, sapo, vespo
+from jaxrl_llm.algorithms import (
+    cispo_seq,
+    clip_cov,
+    dppo,
+    dro,
+    gdpo,
+    gmpo,
+    gpg,
+    kl_cov,
+    opo,
+    optimal_token_baseline,
+    pass_at_k,
+    remax,
+    sapo,
+    tir_optimal_token_baseline,
+    vespo,
+)
 from jaxrl_llm.ops import aggregation, covariance, kl
+from jaxrl_llm.rollouts import token_stats
 
 
 def _batch(adv, mask, old, **extra):
@@ -438,3 +456,284 @@ def test_greedy_baseline_kind_scores_one_greedy_decode_per_prompt(tmp_path):
         np.testing.assert_allclose(metrics["reward/greedy_mean"], np.mean(want))
     finally:
         tr.close()
+
+
+# ------------------------------------------------------------------------------- gdpo (issue #22, P2)
+
+
+def _gdpo_rollout(components, mask, group_size):
+    comps = jnp.asarray(components, jnp.float32)
+    return {
+        "rewards": comps.sum(axis=1),
+        "reward_components": comps,
+        "mask": jnp.asarray(mask, jnp.float32),
+        "group_size": group_size,
+    }
+
+
+def test_gdpo_keeps_reward_combinations_apart_that_grpo_collapses():
+    # The paper's example (G = 2): group 0 has totals (0, 1) from components r1 = (0, 1), r2 = (0, 0);
+    # group 1 has totals (0, 2) from r1 = (0, 1), r2 = (0, 1). GRPO gives both groups (-1/sqrt2, 1/sqrt2).
+    # GDPO: a 2-sample z-score (ddof 1) is +-1/sqrt2 per varying component, 0 for a constant one:
+    # S = (-a, a, -2a, 2a), a = 1/sqrt2. Token whitening (2 tokens a row): mean 0,
+    # var = 2 (a^2 + a^2 + 4a^2 + 4a^2) / (8 - 1) = 10/7 -> A = S / sqrt(10/7).
+    comps = [[0, 0], [1, 0], [0, 0], [1, 1]]
+    ro = _gdpo_rollout(comps, np.ones((4, 2)), 2)
+    a, m = gdpo.advantages(ro, gdpo.Config())
+    s = np.array([-1, 1, -2, 2]) / math.sqrt(2)  # the group eps (std + 1e-6) scales all of S: whitening cancels it
+    np.testing.assert_allclose(a, s / math.sqrt(10 / 7 + 1e-8), rtol=1e-6)
+    grpo_a, _ = algorithms.get("grpo").advantages(ro, algorithms.get("grpo").Config())
+    np.testing.assert_allclose(grpo_a[:2], grpo_a[2:], rtol=1e-6)  # GRPO: the two groups collapse
+    np.testing.assert_allclose(m["reward/component_1"], 0.25)
+    # TRL's convention: whiten over completions, (S - mean) / (std(ddof 1) + 1e-4): std = sqrt(5/3)
+    a, _ = gdpo.advantages(ro, gdpo.Config(whiten="sequence"))
+    np.testing.assert_allclose(a, s / (math.sqrt(5 / 3) + 1e-4), rtol=1e-5)
+
+
+def test_gdpo_weights_and_token_whitening_match_a_numpy_reference():
+    rng = np.random.default_rng(0)
+    P, G, C, T = 3, 4, 3, 5
+    comps = rng.integers(0, 3, size=(P * G, C)).astype(np.float32)
+    comps[:G, 0] = 1.0  # a constant component in group 0 contributes exactly 0 there
+    lengths = rng.integers(1, T + 1, size=P * G)
+    mask = (np.arange(T)[None] < lengths[:, None]).astype(np.float32)
+    w = (1.0, 0.5, 2.0)
+    a, _ = gdpo.advantages(_gdpo_rollout(comps, mask, G), gdpo.Config(weights=w))
+    # reference, in verl's convention: per group and component (r - mean) / (std(ddof 1) + 1e-6),
+    # weighted sum, then whiten every TOKEN's copy of it (Bessel over the token count, 1e-8 in the sqrt)
+    s = np.zeros(P * G)
+    for p in range(P):
+        rows = slice(p * G, (p + 1) * G)
+        for k in range(C):
+            r = comps[rows, k].astype(np.float64)
+            z = np.zeros(G) if r.std() == 0 else (r - r.mean()) / (r.std(ddof=1) + 1e-6)
+            s[rows] += w[k] * z
+    tok = np.repeat(s, lengths)
+    want = (s - tok.mean()) / np.sqrt(tok.var(ddof=1) + 1e-8)
+    np.testing.assert_allclose(a, want, rtol=1e-5, atol=1e-6)
+
+
+def test_gdpo_input_errors_name_the_problem():
+    ro = _gdpo_rollout([[0, 1], [1, 0]], np.ones((2, 2)), 2)
+    with pytest.raises(ValueError, match="3 entries for 2 reward components"):
+        gdpo.advantages(ro, gdpo.Config(weights=(1.0, 1.0, 1.0)))
+    with pytest.raises(KeyError, match="reward_components"):
+        gdpo.advantages({k: v for k, v in ro.items() if k != "reward_components"}, gdpo.Config())
+    with pytest.raises(ValueError, match="whiten"):
+        gdpo.Config(whiten="group")
+
+
+# -------------------------------------------------------------------------------- dro (issue #22, P2)
+
+
+def test_dro_token_loss_and_gradient_by_hand():
+    # verl's docs/algo/dro.md: l = -(log pi A - beta/2 (log pi - log pi_old)^2), token_mean.
+    # t0: -(-0.8 * 2 - 0.025 * 0.04) = 1.601 ; t1: -(-0.9 * -1.5 - 0.025 * 0.04) = -1.349 ; t2 masked.
+    # d l / d log pi = -A + beta (log pi - log pi_old): t0 -2 + 0.01 = -1.99, t1 1.5 - 0.01 = 1.49; / 2 tokens.
+    b = _batch([[2.0, -1.5, 9.0]], [[1, 1, 0]], [[-1.0, -0.7, -0.2]])
+    loss, m, g = _value_and_grad(dro, [[-0.8, -0.9, -0.1]], b, dro.Config(dro_beta=0.05))
+    np.testing.assert_allclose(loss, (1.601 - 1.349) / 2, rtol=1e-5)
+    np.testing.assert_allclose(g, [[-0.995, 0.745, 0.0]], rtol=1e-5)
+    np.testing.assert_allclose(m["dro/log_ratio_sq"], 0.04, rtol=1e-5)
+    # the penalty acts where A = 0 too (a soft trust region on every loss token)
+    b = _batch([[0.0, 0.0]], [[1, 1]], [[-1.0, -1.0]])
+    loss, _, _ = _value_and_grad(dro, [[-0.5, -1.0]], b, dro.Config(dro_beta=0.2))
+    np.testing.assert_allclose(loss, 0.1 * 0.25 / 2, rtol=1e-5)
+    with pytest.raises(ValueError, match="dro_beta must be > 0"):
+        dro.Config(dro_beta=0.0)
+
+
+# ------------------------------------------------------------ optimal token baseline (issue #22, P2)
+
+
+def _otb_rollout(rewards, mask, pi, sum_pi_sq, group_size, **extra):
+    return {
+        "rewards": jnp.asarray(rewards, jnp.float32),
+        "mask": jnp.asarray(mask, jnp.float32),
+        "old_logprobs": jnp.log(jnp.asarray(pi, jnp.float32)),
+        "sum_pi_squared": jnp.asarray(sum_pi_sq, jnp.float32),
+        "group_size": group_size,
+        **extra,
+    }
+
+
+def test_optimal_token_baseline_by_hand():
+    # Row 0: r = 1, 3 tokens, pi = 0.5, sum pi^2 = 0.5 -> w = 1 - 1 + 0.5 = 0.5 -> W = (0.5, 1, 1.5).
+    # Row 1: r = 0, 2 tokens, pi = 0.25, sum pi^2 = (0.25, 0.5) -> w = (0.75, 1.0) -> W = (0.75, 1.75).
+    # b0 = 0.5 / 1.25 = 0.4 ; b1 = 1 / 2.75 ; t = 2: only row 0 is alive and strictly the longest:
+    # zero_tail -> b = 0 there (without it b = 1.5 / 1.5 = 1 and its advantage vanishes).
+    ro = _otb_rollout(
+        [1.0, 0.0], [[1, 1, 1], [1, 1, 0]], [[0.5] * 3, [0.25, 0.25, 1.0]], [[0.5] * 3, [0.25, 0.5, 0.0]], 2
+    )
+    a, _ = optimal_token_baseline.advantages(ro, optimal_token_baseline.Config())
+    b1 = 1 / 2.75
+    np.testing.assert_allclose(a, [[0.6, 1 - b1, 1.0], [-0.4, -b1, 0.0]], rtol=1e-6)
+    a, _ = optimal_token_baseline.advantages(ro, optimal_token_baseline.Config(zero_tail=False))
+    np.testing.assert_allclose(a, [[0.6, 1 - b1, 0.0], [-0.4, -b1, 0.0]], rtol=1e-6, atol=1e-7)
+    # a group of one row: no baseline (A = r); rollout correction scales w by rho^2
+    one = _otb_rollout([2.0], [[1, 1]], [[0.5, 0.5]], [[0.5, 0.5]], 1)
+    np.testing.assert_allclose(optimal_token_baseline.advantages(one, optimal_token_baseline.Config())[0], [[2, 2]])
+    rho = jnp.asarray([[1.0, 1.0, 1.0], [2.0, 1.0, 1.0]])  # row 1's first w: 0.75 * 4 = 3
+    a, _ = optimal_token_baseline.advantages(dict(ro, is_weights=rho), optimal_token_baseline.Config())
+    np.testing.assert_allclose(a[:, 0], [1 - 0.5 / 3.5, -0.5 / 3.5], rtol=1e-6)
+
+
+def test_tir_optimal_token_baseline_indexes_the_policy_tokens_by_hand():
+    # Row 0 (r = 1): loss tokens at columns 0, 2, 3 (an observation at column 1); row 1 (r = 0): columns 0, 1.
+    # w = 0.5 everywhere (pi = sum pi^2 = 0.5). Multi-turn: k-th loss token vs k-th loss token:
+    # k = 0: W = (0.5, 0.5) -> b = 0.5 ; k = 1: W = (1, 1) -> b = 0.5 ; k = 2: row 0 alone, zero tail -> 0.
+    mask = [[1, 0, 1, 1], [1, 1, 0, 0]]
+    ro = _otb_rollout([1.0, 0.0], mask, np.full((2, 4), 0.5), np.full((2, 4), 0.5), 2)
+    a, _ = tir_optimal_token_baseline.advantages(ro, tir_optimal_token_baseline.Config())
+    np.testing.assert_allclose(a, [[0.5, 0.0, 0.5, 1.0], [-0.5, -0.5, 0.0, 0.0]], rtol=1e-6)
+    # single-turn OTB compares columns: column 1 has only row 1 (b = 0), column 2 only row 0 (zero tail)
+    a, _ = optimal_token_baseline.advantages(ro, optimal_token_baseline.Config())
+    np.testing.assert_allclose(a, [[0.5, 0.0, 1.0, 1.0], [-0.5, 0.0, 0.0, 0.0]], rtol=1e-6)
+    # an empty row does not count in its group (multi-turn): the other row is alone -> A = r
+    ro = _otb_rollout([1.0, 0.0], [[1, 1, 0, 0], [0, 0, 0, 0]], np.full((2, 4), 0.5), np.full((2, 4), 0.5), 2)
+    a, _ = tir_optimal_token_baseline.advantages(ro, tir_optimal_token_baseline.Config())
+    np.testing.assert_allclose(a, [[1.0, 1.0, 0.0, 0.0], [0.0] * 4])
+
+
+def _otb_loop_reference(r, mask, w, G, multi_turn, zero_tail=True, eps=1e-8):
+    """A per-group loop over compacted positions, written from verl's documented algorithm."""
+    B, T = mask.shape
+    adv = np.zeros((B, T))
+    cum = np.cumsum(w * mask, axis=1)
+    for p in range(B // G):
+        rows = [i for i in range(p * G, (p + 1) * G) if not multi_turn or mask[i].sum() > 0]
+        cols = {i: (np.flatnonzero(mask[i]) if multi_turn else np.arange(int(mask[i].sum()))) for i in rows}
+        width = max([len(c) for c in cols.values()] + [0])
+        Wk = np.zeros((len(rows), width))
+        Rk = np.zeros((len(rows), width))
+        for j, i in enumerate(rows):
+            Wk[j, : len(cols[i])] = cum[i, cols[i]]
+            Rk[j, : len(cols[i])] = r[i]
+        base = np.zeros((len(rows), width))
+        if len(rows) > 1:
+            base[:] = (Rk * Wk).sum(0) / (Wk.sum(0) + eps)
+            lens = sorted(len(cols[i]) for i in rows)
+            longest = [j for j, i in enumerate(rows) if len(cols[i]) == lens[-1]]
+            if zero_tail and len(longest) == 1 and lens[-1] > lens[-2]:
+                base[longest[0], lens[-2] :] = 0.0
+        for j, i in enumerate(rows):
+            adv[i, cols[i]] = (Rk[j] - base[j])[: len(cols[i])]
+    return adv
+
+
+@pytest.mark.parametrize("multi_turn", [False, True])
+def test_optimal_token_baseline_matches_a_loop_reference(multi_turn):
+    rng = np.random.default_rng(1 + multi_turn)
+    P, G, T = 3, 4, 6
+    lengths = rng.integers(1, T + 1, size=P * G)
+    lengths[5] = 0  # an empty row
+    mask = (np.arange(T)[None] < lengths[:, None]).astype(np.float32)
+    if multi_turn:  # observation gaps inside rows
+        mask = mask * (rng.random((P * G, T)) > 0.3)
+    pi = rng.uniform(0.05, 0.95, size=(P * G, T))
+    s = pi**2 + rng.uniform(0, 1, size=pi.shape) * (1 - pi) ** 2  # a valid sum_v pi_v^2
+    r = rng.integers(0, 2, size=P * G).astype(np.float32)
+    mod = tir_optimal_token_baseline if multi_turn else optimal_token_baseline
+    a, _ = mod.advantages(_otb_rollout(r, mask, pi, s, G), mod.Config())
+    want = _otb_loop_reference(r, mask, 1 - 2 * pi + s, G, multi_turn)
+    np.testing.assert_allclose(a, want, rtol=1e-5, atol=1e-6)
+
+
+def test_sum_pi_squared_from_logits():
+    z = jnp.log(jnp.asarray([[0.5, 0.25, 0.25], [1.0, 1e-12, 1e-12]]))
+    np.testing.assert_allclose(token_stats.sum_pi_squared_from_logits(z), [0.375, 1.0], rtol=1e-6)
+
+
+def test_p2_methods_are_registered_with_their_peers():
+    for name in ("gdpo", "optimal_token_baseline", "tir_optimal_token_baseline", "dro"):
+        algo = algorithms.get(name)
+        doc = algo.module.__doc__
+        assert "verl:" in doc and "TRL:" in doc, name
+        assert algo.paper_url in doc
+        assert dataclasses.is_dataclass(algo.Config())
+    assert algorithms.get("gdpo").rollout_extras == ("reward_components",)
+    assert algorithms.get("optimal_token_baseline").rollout_extras == ("sum_pi_squared",)
+
+
+@pytest.mark.slow
+def test_group_kind_builds_reward_components_and_sum_pi_squared(tmp_path):
+    """The ``group`` kind on a task with two reward functions (correctness + tag format): GDPO's
+    ``reward_components`` are each function's raw reward (their weighted sum is ``rewards``), and
+    the optimal token baseline's ``sum_pi_squared`` is ``sum_v pi_old(v)^2`` of the full softmax."""
+    cfg = C.apply_overrides(
+        C.default_config(),
+        [
+            f"run_dir={tmp_path / 'gdpo'}",
+            "model.name=tiny",
+            "task.name=suite:tagged_arithmetic",
+            'task.kwargs={"min_terms": 2, "max_terms": 2, "format_weight": 0.5, "num_eval": 4, "size": 24}',
+            "task.max_prompt_len=256",
+            "sft.steps=0",
+            "train.prompts_per_step=2",
+            "train.group_size=2",
+            "sampling.max_new_tokens=3",
+            "eval.num_examples=0",
+            "reward.num_workers=0",
+            "log.progress=false",
+            "log.tensorboard=false",
+            "mesh.num_devices=1",
+            "algorithm=gdpo",
+        ],
+    )
+    tr = train.Trainer(cfg)
+    try:
+        rollout, _ = tr.kind.collect(tr.ctx, jax.random.key(0), None)
+        comps = np.asarray(rollout["reward_components"])
+        assert comps.shape == (4, 2)
+        np.testing.assert_allclose(comps @ np.array([1.0, 0.5]), rollout.rewards, rtol=1e-6)
+        completions = tr.ctx.policy.decode(rollout.tokens, rollout.lengths)
+        examples = [tr.task.train_example(int(i)) for i in np.asarray(rollout.prompt_ids)]
+        fns = [fn for fn, _ in tr.task.reward_fns]
+        want = [[float(fn(c, e)) for fn in fns] for c, e in zip(completions, examples)]
+        np.testing.assert_allclose(comps, want)
+
+        otb_ctx = dataclasses.replace(tr.ctx, algo=algorithms.get("optimal_token_baseline"))
+        rollout, _ = tr.kind.collect(otb_ctx, jax.random.key(1), None)
+        got = np.asarray(rollout["sum_pi_squared"])
+        p = tr.ctx.policy
+        tokens, attention = train.model_inputs(rollout)
+        model = p.model(p.params)
+        hidden, _ = model.hidden_states(tokens, models.positions_from_mask(attention), attention)
+        T = rollout.tokens.shape[1]
+        probs = jax.nn.softmax(model.unembed(hidden[:, -T - 1 : -1]), axis=-1)
+        want = np.asarray(jnp.sum(probs**2, axis=-1)) * np.asarray(rollout.mask)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+        pi = np.exp(p.logprobs(p.params, tokens, attention, T))
+        assert np.all((1 - 2 * pi + got)[np.asarray(rollout.mask) != 0] >= -1e-5)  # ||e_o - pi||^2 >= 0
+    finally:
+        tr.close()
+
+
+# ------------------------------------------------------ shared pieces of clip_cov/kl_cov and opo/remax
+
+
+def test_covariance_rollout_selection_bounds_and_logprob_source():
+    # A = (1, -1) per row; log pi_old = (-1, -3 | -2, -2): means 0 and -2, Cov = A (lp + 2):
+    # row 0: (1, -1), row 1: (-0, -0) -> top-1 is (0, 0); with bounds (0.5, 5) only (0, 0) is eligible.
+    mask = jnp.ones((2, 2))
+    lp = jnp.asarray([[-1.0, -3.0], [-2.0, -2.0]])
+    adv = jnp.asarray([1.0, -1.0])
+    for key in ("old_logprobs", "sampler_logprobs"):
+        sel = covariance.rollout_selection({"mask": mask, key: lp}, adv, 0.25, "t")
+        np.testing.assert_array_equal(sel, [[1, 0], [0, 0]])
+    sel = covariance.rollout_selection({"mask": mask, "old_logprobs": lp}, adv, 1.0, "t", bounds=(-0.5, 0.5))
+    np.testing.assert_array_equal(sel, [[0, 0], [1, 1]])  # Cov = 0 on row 1: inside (-0.5, 0.5)
+    with pytest.raises(KeyError, match="where_x: batch is missing"):
+        covariance.rollout_selection({"mask": mask}, adv, 0.5, "where_x")
+
+
+def test_clipped_terms_reference_kl_only_with_beta():
+    b = _batch([1.0, -1.0], [[1, 1], [1, 0]], [[-1.0, -1.0], [-1.0, -1.0]], ref_logprobs=jnp.full((2, 2), -1.5))
+    lp = jnp.asarray([[-1.0, -1.2], [-0.8, 0.0]])
+    for mod in (opo, remax, gdpo):
+        _, m0 = mod.loss(lp, b, mod.Config())
+        assert "kl" not in m0 and "loss/kl" not in m0
+        loss, m = mod.loss(lp, b, mod.Config(beta=0.1, kl_estimator="k1"))
+        want_kl = aggregation.aggregate(lp - b["ref_logprobs"], b["mask"], mod.Config().aggregation, 3.0, 2.0)
+        np.testing.assert_allclose(m["kl"], want_kl, rtol=1e-6)
+        np.testing.assert_allclose(loss, m0["loss"] + 0.1 * want_kl, rtol=1e-6)

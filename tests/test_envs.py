@@ -2,10 +2,12 @@
 resets, N copies from one seed, moves and anchors, invalid actions reported (never raised), and
 hostile tool calls (a hang, a flood, a malformed call, a tool that raises) turned into text."""
 
+import math
+
 import pytest
 
 from jaxrl_llm import envs
-from jaxrl_llm.envs import grid, tools
+from jaxrl_llm.envs import grid, search, tools
 
 
 def test_parse_move():
@@ -17,7 +19,15 @@ def test_parse_move():
     assert grid.parse_move("up", letters=True) == "up"  # "u" first
 
 
-@pytest.mark.parametrize("name", sorted(envs.ENVS))
+BUILTIN = (
+    "gridworld",
+    "keydoor",
+    "frozenlake",
+    "keydoor_strategy",
+)  # the adapters (optional extras): test_envs_adapters.py
+
+
+@pytest.mark.parametrize("name", BUILTIN)
 def test_group_reset_from_one_seed_is_identical(name):
     copies, observations = envs.reset_group(lambda: envs.make(name), 4, seed=123)
     assert len(set(observations)) == 1 and len({e.anchor for e in copies}) == 1
@@ -98,3 +108,34 @@ def test_malformed_and_raising_calls_become_error_text():
     assert tools.run_call(f, "<calc>1+1</calc>") == "error: RuntimeError: disk on fire"
     flood = tools.FunctionTool("echo", lambda t: t * 10_000, max_chars=50)
     assert len(tools.run_call(flood, "<echo>abc</echo>")) < 120
+
+
+def test_bm25_scores_match_the_formula_by_hand():
+    idx = search.BM25Index([("a", "x y"), ("b", "x x z w"), ("c", "q")], k1=1.5, b=0.75)
+    # terms: a: [a, x, y] (3), b: [b, x, x, z, w] (5), c: [c, q] (2); avgdl = 10/3; n(x) = 2, N = 3
+    idf = math.log(1 + (3 - 2 + 0.5) / (2 + 0.5))
+    s_a = idf * 1 * 2.5 / (1 + 1.5 * (1 - 0.75 + 0.75 * 3 / (10 / 3)))
+    s_b = idf * 2 * 2.5 / (2 + 1.5 * (1 - 0.75 + 0.75 * 5 / (10 / 3)))
+    got = idx.scores("X?")
+    assert set(got) == {0, 1} and math.isclose(got[0], s_a) and math.isclose(got[1], s_b)
+    assert idx.search("x", 1) == [1] and idx.search("nothing", 3) == []
+
+
+def test_search_tool_finds_bundled_passages():
+    tool = tools.make(("search",))["</search>"]
+    out = tools.run_call(tool, "I will look it up: <search>What is the capital of Peru?</search>")
+    assert out.splitlines()[0] == "[Peru (country)] The capital of Peru is Lima." and len(out.splitlines()) == 3
+    assert "atomic number 26" in tool.run("iron element symbol").splitlines()[0]
+    assert len(search.load_corpus()) >= 300
+
+
+def test_hostile_search_calls_become_error_text():
+    tool = search.SearchTool()
+    assert tool.run("   ?!  ").startswith("error: empty query")
+    assert tools.run_call(tool, "capital of Peru</search>").startswith("error: </search> without <search>")
+    flood = tool.run("capital " * 10_000)
+    assert flood.startswith("note: query cut to 300 characters") and "The capital of" in flood
+    slow = search.SearchTool(timeout_s=-1.0)  # any search is past its deadline
+    assert slow.run("capital of Peru") == "error: search timed out after -1.0s"
+    assert search.SearchTool(corpus="/nonexistent.tsv").run("x").startswith("error: the search index failed")
+    assert tool.run("zzzzqqq") == "no results"

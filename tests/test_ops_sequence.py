@@ -68,3 +68,53 @@ def test_jit_equals_eager_and_example_pairs():
     f = lambda x: sequence.pair_margin(x, p["group_ids"], p["chosen"])
     np.testing.assert_allclose(jax.jit(f)(x), f(x))
     np.testing.assert_allclose(np.abs(np.asarray(f(x))), 1.0)
+
+
+def _pair_batch():
+    # pair 0 = rows 0, 1 (row 1 chosen), pair 1 = rows 2, 3 (row 2 chosen); row 3 has 1 token
+    lp = jnp.asarray([[-1.0, -2.0], [-0.5, -0.5], [-1.0, -1.0], [-3.0, 42.0]])
+    ref = jnp.asarray([[-1.5, -1.5], [-1.0, -1.0], [-0.5, -0.5], [-2.0, 0.0]])
+    mask = jnp.asarray([[1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [1.0, 0.0]])
+    batch = {
+        "old_logprobs": ref,
+        "ref_logprobs": ref,
+        "mask": mask,
+        "advantages": jnp.zeros(4),
+        "num_tokens": jnp.sum(mask),
+        "num_seqs": jnp.float32(4),
+        "group_ids": jnp.asarray([0, 0, 1, 1]),
+        "chosen": jnp.asarray([0.0, 1.0, 1.0, 0.0]),
+    }
+    return lp, batch
+
+
+def test_pair_objective_summed_and_length_normalized_by_hand():
+    # log pi/pi_ref per row: 0.5 - 0.5 = 0, 1, -1, -1 (row 3: its masked 42 is inert).
+    # summed margins: pair 0: 1 - 0 = 1; pair 1: -1 - (-1) = 0. Length-averaged: 1/2 - 0 = 0.5; -1/2 + 1 = 0.5.
+    lp, batch = _pair_batch()
+    cfg = type("Cfg", (), {"beta": 0.5})()
+    square = lambda h, c: (h - 2.0) ** 2
+    loss, m = sequence.pair_objective(lp, batch, square, cfg, "pairs_test")
+    np.testing.assert_allclose(loss, ((1 - 2) ** 2 + (0 - 2) ** 2) / 2, rtol=1e-6)
+    np.testing.assert_allclose(m["rewards/margin"], 0.5 * (1 + 0) / 2, rtol=1e-6)
+    np.testing.assert_allclose(m["rewards/accuracy"], 0.5)
+    assert m["loss"] == loss and m["loss/policy"] == loss
+    loss, _ = sequence.pair_objective(lp, batch, square, cfg, "pairs_test", length_normalized=True)
+    np.testing.assert_allclose(loss, ((0.5 - 2) ** 2 + (0.5 - 2) ** 2) / 2, rtol=1e-6)
+    with pytest.raises(KeyError, match="pairs_test.*chosen"):
+        sequence.pair_objective(lp, {k: v for k, v in batch.items() if k != "chosen"}, square, cfg, "pairs_test")
+
+
+@pytest.mark.parametrize("length_normalized", [False, True])
+def test_pair_implicit_advantages_are_the_pair_objective_gradient_at_pi_old(length_normalized):
+    """At logprobs = old_logprobs the REINFORCE loss -sum_b A_b log pi(y_b) / num_seqs has the pair
+    objective's gradient (the on-policy reduction the invariant suite checks for dpo / ipo)."""
+    lp, batch = _pair_batch()
+    batch = dict(batch, old_logprobs=lp)
+    cfg = type("Cfg", (), {"beta": 0.3})()
+    ell = lambda h, c: -jax.nn.log_sigmoid(c.beta * h)
+    adv, metrics = sequence.pair_implicit_advantages(dict(batch, loss_mask=batch["mask"]), ell, cfg, length_normalized)
+    assert set(metrics) == {"adv/mean", "adv/std", "adv/max", "adv/min"}
+    obj = lambda x: sequence.pair_objective(x, batch, ell, cfg, "t", length_normalized)[0]
+    reinforce = lambda x: -jnp.sum(adv * sequence.sequence_logprobs(x, batch["mask"])) / 4.0
+    np.testing.assert_allclose(jax.grad(obj)(lp), jax.grad(reinforce)(lp), rtol=1e-5, atol=1e-7)

@@ -18,6 +18,11 @@ TASK = (
 NEEDS = {
     "hbpo": ["algo.budgets=[1, 2]", "algo.l_max=2", "task.max_prompt_len=128"],
     "gigpo": ["env.max_turns=2", "env.max_episode_tokens=64"],
+    "epo": ["env.max_turns=2", "env.max_episode_tokens=64"],
+    "epo_strategic": ["env.name=keydoor_strategy", "env.max_turns=2", "env.max_episode_tokens=64"],
+    "poad": ["env.max_turns=2", "env.max_episode_tokens=64"],
+    "arpo": ['env.tools=["python"]', "algo.initial_rollouts=1"],
+    "dialtree": ["algo.branching=2", "algo.width=2", "algo.max_turns=2"],
     "single_stream_spo": ["algo.max_response_len=2", "algo.num_prompts=8", "algo.n_offline=2"],
     "tppo": ["algo.num_slots=4", "algo.max_prompt_len=40", "algo.max_response_len=2", "algo.window=1"],
     "spo_tree": [

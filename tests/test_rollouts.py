@@ -54,7 +54,7 @@ def test_kinds_registry_and_every_method_names_a_known_kind():
     } <= set(rollouts.KINDS)
     for name, algo in algorithms.REGISTRY.items():
         kind = rollouts.get(algo.rollout)
-        missing = [h for h in kind.hooks if h not in algo.hooks and h != "host_extras" and h != "with_offline_prior"]
+        missing = [h for h in kind.hooks if h not in algo.hooks and h != "with_offline_prior"]
         assert not missing, (name, missing)
     assert algorithms.get("single_stream_spo").rollout == "single_stream"
     assert algorithms.get("hbpo").rollout == "budgeted"

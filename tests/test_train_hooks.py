@@ -1,5 +1,5 @@
 """The rollout kinds' and the trainer's calls to the algorithms' optional hooks: prompt ids,
-``select_prompts``, ``replay_tokens``, ``group_prompts``, ``host_extras``, ``temperature_rule``, the
+``select_prompts``, ``replay_tokens``, ``group_prompts``, COPO's ``answer_ids``, ``temperature_rule``, the
 start-up checks of per-prompt state sizes, and an exact resume of a stateful method's state from a
 checkpoint."""
 
@@ -13,7 +13,7 @@ import pytest
 from jaxrl_llm import checkpoint as checkpoint_lib
 from jaxrl_llm import config as C
 from jaxrl_llm import metrics_log, train
-from jaxrl_llm.algorithms import copo, hapo, single_stream_spo
+from jaxrl_llm.algorithms import hapo, single_stream_spo
 from jaxrl_llm.rewards import extract
 from jaxrl_llm.rollouts import single_stream
 from jaxrl_llm.sampling import sampler
@@ -97,16 +97,16 @@ def test_num_prompts_is_set_or_checked_against_the_task():
         hook_config("/tmp/unused", "single_stream_spo", "algo.num_prompts=24", "algo.max_response_len=8")
 
 
-def test_copo_host_extras_reach_the_rollout(tmp_path):
+def test_copo_answer_classes_reach_the_rollout_from_the_reward_side(tmp_path):
     tr = make_trainer(tmp_path, "copo")
     try:
         rollout, _ = collect(tr, jax.random.key(0))
         completions = tr.policy.decode(rollout["tokens"], rollout["lengths"])
-        # answer_extraction="auto" (default): the tagged / boxed answer, else the bare completion
-        answers = [extract.final_answer(c) for c in completions]
-        answers = [a if a is not None else c.strip() for a, c in zip(answers, completions)]
-        want = copo.answer_ids_from_strings(answers, 2)
-        np.testing.assert_array_equal(rollout["answer_ids"], want)
+        examples = [tr.task.train_example(int(i)) for i in rollout["prompt_ids"]]
+        # the answer the task's reward reads (reasoning-gym "auto": tag, else boxed, else the bare completion)
+        answers = [tr.task.answer_fn(c, e) for c, e in zip(completions, examples)]
+        assert answers == [extract.auto_answer(c) for c in completions]
+        np.testing.assert_array_equal(rollout["answer_ids"], extract.answer_classes(answers, 2))
         assert len(set(answers)) > 1  # the untrained model's bare completions differ: not one "no answer" class
     finally:
         tr.close()

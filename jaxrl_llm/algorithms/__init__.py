@@ -62,8 +62,13 @@ Each ``jaxrl_llm/algorithms/<name>.py`` has:
       state as a traced argument) or ``temperature_rule(cfg, state) -> rule`` (static).
     - ``check_config(run_cfg) -> str | None``: why the run config cannot train this method (``None``
       when it can); ``config.validate`` reports it in one line.
-    - Rollout-kind hooks, read when the method's kind uses them: ``host_extras(completions, G, cfg)``
-      (arrays from the decoded text), ``select_prompts(state, P, key, cfg)`` and
+    - ``ROLLOUT_EXTRAS``: rollout keys the method asks its kind to build from the reward side;
+      ``("answer_ids",)`` (COPO): per-row answer classes within each group, from the task's
+      ``answer_fn`` (the answer its reward reads) and ``rewards.extract.answer_classes``. Methods
+      never parse completion text themselves. ``("reward_components",)`` (GDPO): the raw reward of
+      each reward function ``[B, C]``; ``("sum_pi_squared",)`` (optimal token baseline):
+      ``sum_v pi_old(v)^2`` ``[B, T]`` from one forward pass (``rollouts.token_stats``).
+    - Rollout-kind hooks, read when the method's kind uses them: ``select_prompts(state, P, key, cfg)`` and
       ``replay_tokens(state, rollout, cfg)`` (``single_stream``), ``group_prompts(prompt, G, cfg)``
       (``budgeted``), ``with_offline_prior(state, rewards [N, cfg.n_offline], cfg)`` (``single_stream``).
 
@@ -90,6 +95,7 @@ import numpy as np
 
 from jaxrl_llm.algorithms import (
     apo,
+    arpo,
     bnpo,
     cispo,
     cispo_seq,
@@ -97,10 +103,16 @@ from jaxrl_llm.algorithms import (
     copo,
     dapo,
     dcpo,
+    dialtree,
     dpo,
     dppo,
     dr_grpo,
+    dro,
     drpo,
+    epo,
+    epo_strategic,
+    gdpo,
+    gepo,
     gigpo,
     gmpo,
     gpg,
@@ -112,11 +124,17 @@ from jaxrl_llm.algorithms import (
     inpo,
     ipo,
     kl_cov,
+    lspo,
+    mpo,
     online_dpo,
     opo,
+    optimal_token_baseline,
     p3o,
+    papo,
     pass_at_k,
+    poad,
     ppo,
+    refuel,
     reinforce_pp,
     remax,
     riskpo,
@@ -125,7 +143,9 @@ from jaxrl_llm.algorithms import (
     single_stream_spo,
     spo_chain,
     spo_tree,
+    tir_optimal_token_baseline,
     tppo,
+    urpo,
     vespo,
 )
 from jaxrl_llm.types import Batch, Metrics, Rollout
@@ -150,6 +170,8 @@ _MODULES = (
     bnpo,
     drpo,
     gigpo,
+    epo,
+    epo_strategic,
     dpo,
     ipo,
     online_dpo,
@@ -169,11 +191,23 @@ _MODULES = (
     tppo,
     cispo_seq,
     remax,
+    gdpo,
+    optimal_token_baseline,
+    tir_optimal_token_baseline,
+    dro,
+    poad,
+    arpo,
+    dialtree,
+    lspo,
+    gepo,
+    urpo,
+    mpo,
+    refuel,
+    papo,
 )
 
 # Hooks a rollout kind may ask of a method (``Algorithm.hooks``); a new kind adds its names here.
 ROLLOUT_HOOKS = (
-    "host_extras",
     "select_prompts",
     "replay_tokens",
     "group_prompts",
@@ -264,6 +298,7 @@ class Algorithm:
     temperature: Callable = _plain_temperature
     check_config: Callable = _no_check
     differentiable_batch_keys: tuple[str, ...] = ()
+    rollout_extras: tuple[str, ...] = ()
     hooks: Mapping[str, Callable] = dataclasses.field(default_factory=dict)
     has_filter: bool = False
     has_state: bool = False
@@ -299,6 +334,7 @@ def _record(mod: ModuleType) -> Algorithm:
         temperature=_temperature(mod),
         check_config=hook("check_config", _no_check),
         differentiable_batch_keys=tuple(getattr(mod, "DIFFERENTIABLE_BATCH_KEYS", ())),
+        rollout_extras=tuple(getattr(mod, "ROLLOUT_EXTRAS", ())),
         hooks={name: getattr(mod, name) for name in ROLLOUT_HOOKS if hasattr(mod, name)},
         has_filter=hasattr(mod, "filter_groups"),
         has_state=hasattr(mod, "update_state"),

@@ -78,17 +78,14 @@ def advantages(rollout: Rollout, cfg: Config, state: Any = None) -> tuple[Array,
 
 
 def batch_extras(rollout: Rollout, cfg: Config) -> dict[str, Array]:
-    """``cov_select`` ``[B, T]`` (1 for tokens in ``S``), from the whole rollout's advantages and
-    ``old_logprobs`` (``sampler_logprobs`` when absent)."""
-    where = f"{NAME}.batch_extras"
-    mask = jnp.asarray(rollout["mask"], jnp.float32)
-    key = "old_logprobs" if "old_logprobs" in rollout else "sampler_logprobs"
-    inputs.require(rollout, (key,), where)
+    """``cov_select`` ``[B, T]`` (1 for tokens in ``S``: the top-n by ``Cov`` among those with
+    ``omega_low < Cov < omega_high``), from the whole rollout's advantages and ``old_logprobs``
+    (``sampler_logprobs`` when absent; ``ops.covariance.rollout_selection``)."""
     adv, _ = advantages(rollout, cfg)
-    cov = covariance.token_covariance(adv, inputs.token_array(rollout, key, mask, where), mask)  # Cov [B, T]
-    eligible = (mask != 0) & (cov > cfg.omega_low) & (cov < cfg.omega_high)
-    n = covariance.selection_count(mask, cfg.clip_cov_ratio)
-    return {"cov_select": covariance.top_n(cov, eligible, n).astype(jnp.float32)}
+    select = covariance.rollout_selection(
+        rollout, adv, cfg.clip_cov_ratio, f"{NAME}.batch_extras", bounds=(cfg.omega_low, cfg.omega_high)
+    )  # 1[S] [B, T]
+    return {"cov_select": select}
 
 
 def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:

@@ -33,8 +33,12 @@ Differs from GRPO in:
 
 The trainer's view: ``advantages`` returns ``A^loc`` [B]; ``batch_extras`` returns ``adv_global``
 [B] (``A^glob`` of each row's prompt) and ``local_weight`` [B] (``w_i``), computed once on the whole
-rollout so micro-batches see the batch-level statistics; ``answer_ids`` [B] comes from the host:
-the trainer calls ``host_extras(completions, group_size, cfg)`` on the decoded completions.
+rollout so micro-batches see the batch-level statistics; ``answer_ids`` [B] comes from the reward
+side (``ROLLOUT_EXTRAS``): the rollout kind reads each completion's answer with the task's
+``answer_fn``, the answer its reward scores (reasoning-gym tasks: their ``answer_format``; default
+``rewards.extract.auto_answer``: ``<answer>`` tag, else the last ``\\boxed{}``, else the stripped
+completion), and groups equal strings with ``rewards.extract.answer_classes``. The COPO code's
+reading (tag or boxed only, anything else is "no answer") is the task's ``answer_format="tags"``.
 
 Defaults and why:
   * ``global_mode = "soft_with_forced"``: the paper's description (degenerate groups use only the
@@ -57,16 +61,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxrl_llm.ops import advantages as adv_ops
 from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, masked, ratios
-from jaxrl_llm.rewards import extract
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "copo"
@@ -74,11 +75,7 @@ PAPER = "COPO: Consistency-Aware Policy Optimization (Han et al., 2025)"
 PAPER_URL = "https://arxiv.org/abs/2508.04138"
 
 GLOBAL_MODES = ("soft_with_forced", "soft", "forced", "global_only", "local_only")
-# How host_extras reads a completion's answer: "auto" = the ``<answer>`` tag, else the last
-# ``\boxed{}``, else the whole stripped completion (what the reasoning-gym reward scores with its
-# "auto" format, so a model that emits only the answer is read too); "tagged" = tag or boxed only,
-# anything else is the one class "no answer" (the COPO code's behaviour).
-ANSWER_EXTRACTIONS = ("auto", "tagged")
+ROLLOUT_EXTRAS = ("answer_ids",)  # answer classes from the reward side (module docstring)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,48 +92,11 @@ class Config:
     global_mode: str = "soft_with_forced"  # one of GLOBAL_MODES
     consistency_coef: bool = False  # R^glob = (1 - lambda H) * accuracy instead of accuracy
     aggregation: str = "seq_mean_token_mean"  # one of ops.aggregation.MODES
-    answer_extraction: str = "auto"  # one of ANSWER_EXTRACTIONS (host_extras)
 
 
 def _check(cfg: Config) -> None:
     if cfg.global_mode not in GLOBAL_MODES:
         raise ValueError(f"copo: unknown global_mode {cfg.global_mode!r}; known: {GLOBAL_MODES}")
-    if cfg.answer_extraction not in ANSWER_EXTRACTIONS:
-        raise ValueError(f"copo: unknown answer_extraction {cfg.answer_extraction!r}; known: {ANSWER_EXTRACTIONS}")
-
-
-def answer_ids_from_strings(answers: Sequence[str | None], group_size: int) -> np.ndarray:
-    """Per-row answer class ``[B]`` int32: equal ids within a group mean equal answer strings.
-
-    ``answers``: the extracted final answer of each completion (``rewards.extract.final_answer``),
-    group-major. Answers compare as raw strings, as in the COPO code; ``None`` (nothing extracted) is
-    one more class of its own, so G unparsable completions count as agreeing. The id of a row is
-    the index within its group of the first completion with the same answer, so ids lie in ``[0, G)``.
-    """
-    if group_size < 1 or len(answers) % group_size:
-        raise ValueError(f"copo: {len(answers)} answers are not a whole number of groups of size {group_size}")
-    out = np.empty(len(answers), np.int32)
-    for start in range(0, len(answers), group_size):
-        first: dict[Any, int] = {}
-        for j, a in enumerate(answers[start : start + group_size]):
-            out[start + j] = first.setdefault(a, j)
-    return out
-
-
-def host_extras(completions: Sequence[str], group_size: int, cfg: Config) -> dict[str, np.ndarray]:
-    """The host-side rollout keys COPO needs, from the decoded completions: ``{"answer_ids": [B] int32}``.
-
-    The trainer calls this after decoding (rows group-major) and adds the result to the rollout.
-    Answers are ``rewards.extract.final_answer`` (``<answer>`` tag, else the last ``\\boxed{}``),
-    and with ``answer_extraction="auto"`` (default) else the whole stripped completion. Without
-    that fallback a task whose completions are bare answers ("-2") reads every completion as
-    "no answer": every group has answer entropy 0 and COPO trains on the global advantage alone.
-    """
-    _check(cfg)
-    answers = [extract.final_answer(c) for c in completions]
-    if cfg.answer_extraction == "auto":
-        answers = [a if a is not None else c.strip() for a, c in zip(answers, completions)]
-    return {"answer_ids": answer_ids_from_strings(answers, group_size)}
 
 
 def answer_entropy(answer_ids: Array, group_size: int) -> Array:
@@ -154,7 +114,7 @@ def _answer_ids(rollout: Rollout, b: int) -> Array:
     if "answer_ids" not in rollout:
         raise KeyError(
             "copo: rollout needs 'answer_ids' [B] int (same id = same extracted answer within a group); "
-            "build them on the host with copo.answer_ids_from_strings(final_answers, group_size)"
+            "the group rollout builds them with rewards.extract.answer_classes(answers, group_size)"
         )
     ids = jnp.asarray(rollout["answer_ids"])
     if ids.shape != (b,) or not jnp.issubdtype(ids.dtype, jnp.integer):

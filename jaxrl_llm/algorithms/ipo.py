@@ -36,8 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl_llm.judges import pairing as pairing_lib
-from jaxrl_llm.ops import advantages as adv_ops
-from jaxrl_llm.ops import diagnostics, inputs, sequence
+from jaxrl_llm.ops import sequence
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "ipo"
@@ -71,37 +70,16 @@ def pair_loss(h: Array, cfg: Config) -> Array:
     return (h - 1.0 / (2.0 * cfg.beta)) ** 2
 
 
-def _scale(mask: Array, cfg: Config) -> Array | float:
-    """``1/|y|`` per row when length-normalized, else 1."""
-    return 1.0 / jnp.maximum(jnp.sum(mask, axis=1), 1.0) if cfg.length_normalized else 1.0
-
-
-def margin(logprobs: Array, ref_logprobs: Array, mask: Array, group_ids: Array, chosen: Array, cfg: Config) -> Array:
-    """``h`` of each row's pair ``[B]`` (module docstring)."""
-    log_ratio = sequence.sequence_log_ratio(logprobs, ref_logprobs, mask) * _scale(mask, cfg)  # [B]
-    return sequence.pair_margin(log_ratio, group_ids, chosen)  # h  [B]
-
-
 def advantages(rollout: Rollout, cfg: Config, state: Any = None) -> tuple[Array, Metrics]:
-    """The weight of each row in the IPO gradient at pi_old (``ops.sequence.pair_advantages``): ``[B]``."""
-    mask = jnp.asarray(rollout["loss_mask"] if "loss_mask" in rollout else rollout["mask"], jnp.float32)
-    g, chosen = rollout["group_ids"], rollout["chosen"]
-    h_old = margin(rollout["old_logprobs"], rollout["ref_logprobs"], mask, g, chosen, cfg)
-    dl = jax.vmap(jax.grad(lambda h: pair_loss(h, cfg)))(h_old)  # l'(h_old)  [B]
-    adv = sequence.pair_advantages(dl, chosen, _scale(mask, cfg), sequence.pair_valid(g, mask))
-    return adv, adv_ops.stats(adv, mask)
+    """The weight of each row in the IPO gradient at pi_old (``ops.sequence.pair_implicit_advantages``,
+    with ``1/|y|`` per row when length-normalized): ``[B]``."""
+    return sequence.pair_implicit_advantages(rollout, pair_loss, cfg, cfg.length_normalized)
 
 
 def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
-    """The IPO loss, mean over the batch's pairs (global ``num_seqs / 2``)."""
-    x = inputs.policy_inputs(logprobs, batch, NAME, ref=True)
-    mask, ns = x["mask"], x["num_seqs"]
-    inputs.require(batch, ("group_ids", "chosen"), NAME)
-    h = margin(x["logprobs"], x["ref_logprobs"], mask, batch["group_ids"], batch["chosen"], cfg)  # [B]
-    valid = sequence.pair_valid(batch["group_ids"], mask)  # [B]
-    policy = sequence.pair_mean(pair_loss(h, cfg), valid, ns)
-    metrics = sequence.pair_metrics(x["logprobs"], x["old_logprobs"], mask, h, cfg.beta, valid, ns)
-    return diagnostics.finalize(metrics, policy, batch, mask, x["num_tokens"], where=NAME)
+    """The IPO loss ``pair_loss(h)`` on the (length-averaged) margin, mean over the batch's pairs
+    (global ``num_seqs / 2``; ``ops.sequence.pair_objective``)."""
+    return sequence.pair_objective(logprobs, batch, pair_loss, cfg, NAME, cfg.length_normalized)
 
 
 def reinforce_loss(logprobs: Array, batch: Batch, cfg: Config) -> Array:

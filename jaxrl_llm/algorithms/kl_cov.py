@@ -68,15 +68,9 @@ def advantages(rollout: Rollout, cfg: Config, state: Any = None) -> tuple[Array,
 
 def batch_extras(rollout: Rollout, cfg: Config) -> dict[str, Array]:
     """``cov_select`` ``[B, T]`` (1 for the top-n covariance tokens ``S``), from the whole rollout's
-    advantages and ``old_logprobs`` (``sampler_logprobs`` when absent)."""
-    where = f"{NAME}.batch_extras"
-    mask = jnp.asarray(rollout["mask"], jnp.float32)
-    key = "old_logprobs" if "old_logprobs" in rollout else "sampler_logprobs"
-    inputs.require(rollout, (key,), where)
+    advantages and ``old_logprobs`` (``sampler_logprobs`` when absent; ``ops.covariance.rollout_selection``)."""
     adv, _ = advantages(rollout, cfg)
-    cov = covariance.token_covariance(adv, inputs.token_array(rollout, key, mask, where), mask)  # Cov [B, T]
-    n = covariance.selection_count(mask, cfg.kl_cov_ratio)
-    return {"cov_select": covariance.top_n(cov, mask != 0, n).astype(jnp.float32)}
+    return {"cov_select": covariance.rollout_selection(rollout, adv, cfg.kl_cov_ratio, f"{NAME}.batch_extras")}
 
 
 def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:

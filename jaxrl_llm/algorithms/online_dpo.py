@@ -36,9 +36,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxrl_llm.algorithms import dpo
 from jaxrl_llm.judges import pairing as pairing_lib
-from jaxrl_llm.ops import advantages as adv_ops
-from jaxrl_llm.ops import diagnostics, inputs, sequence
+from jaxrl_llm.ops import sequence
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "online_dpo"
@@ -67,35 +67,19 @@ def check_config(run_cfg: Any) -> str | None:
 
 
 def pair_loss(h: Array, cfg: Config) -> Array:
-    """``-log sigma(beta h)`` per pair margin ``h``."""
-    return -jax.nn.log_sigmoid(cfg.beta * h)
-
-
-def margin(logprobs: Array, ref_logprobs: Array, mask: Array, group_ids: Array, chosen: Array) -> Array:
-    """``h`` of each row's pair ``[B]``."""
-    log_ratio = sequence.sequence_log_ratio(logprobs, ref_logprobs, mask)  # log pi/pi_ref  [B]
-    return sequence.pair_margin(log_ratio, group_ids, chosen)  # h  [B]
+    """``-log sigma(beta h)`` per pair margin ``h``: DPO's loss without label smoothing."""
+    return dpo.pair_loss(h, dpo.Config(beta=cfg.beta))
 
 
 def advantages(rollout: Rollout, cfg: Config, state: Any = None) -> tuple[Array, Metrics]:
-    """The weight of each row in the gradient at pi_old (``ops.sequence.pair_advantages``): ``[B]``."""
-    mask = jnp.asarray(rollout["loss_mask"] if "loss_mask" in rollout else rollout["mask"], jnp.float32)
-    h_old = margin(rollout["old_logprobs"], rollout["ref_logprobs"], mask, rollout["group_ids"], rollout["chosen"])
-    dl = jax.vmap(jax.grad(lambda h: pair_loss(h, cfg)))(h_old)  # l'(h_old)  [B]
-    adv = sequence.pair_advantages(dl, rollout["chosen"], 1.0, sequence.pair_valid(rollout["group_ids"], mask))
-    return adv, adv_ops.stats(adv, mask)
+    """The weight of each row in the gradient at pi_old (``ops.sequence.pair_implicit_advantages``): ``[B]``."""
+    return sequence.pair_implicit_advantages(rollout, pair_loss, cfg)
 
 
 def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
-    """The DPO loss on the step's on-policy pairs, mean over pairs (global ``num_seqs / 2``)."""
-    x = inputs.policy_inputs(logprobs, batch, NAME, ref=True)
-    mask, ns = x["mask"], x["num_seqs"]
-    inputs.require(batch, ("group_ids", "chosen"), NAME)
-    h = margin(x["logprobs"], x["ref_logprobs"], mask, batch["group_ids"], batch["chosen"])  # [B]
-    valid = sequence.pair_valid(batch["group_ids"], mask)  # [B]
-    policy = sequence.pair_mean(pair_loss(h, cfg), valid, ns)
-    metrics = sequence.pair_metrics(x["logprobs"], x["old_logprobs"], mask, h, cfg.beta, valid, ns)
-    return diagnostics.finalize(metrics, policy, batch, mask, x["num_tokens"], where=NAME)
+    """The DPO loss on the step's on-policy pairs, mean over pairs (global ``num_seqs / 2``;
+    ``ops.sequence.pair_objective``)."""
+    return sequence.pair_objective(logprobs, batch, pair_loss, cfg, NAME)
 
 
 def reinforce_loss(logprobs: Array, batch: Batch, cfg: Config) -> Array:

@@ -17,6 +17,10 @@ Modules:
   ppo            PPO-clip (the baseline)
   mdpo           on-policy MDPO (KL-proximal, annealed t_k, no clipping)
   mdpo_offpolicy off-policy MDPO (SAC backbone with the old policy's entropy)
+  stl            STL specs (reach-avoid, sequenced, always-avoid), robustness (closed form and
+                 stljax, ``pip install 'jaxrl_llm[stl]'``), time allocations of their subgoals
+  integrator_env ``stl_integrator``: a 2-D single integrator whose task is an STL spec
+  tgpo           TGPO: time-conditioned PPO with critic-guided Metropolis-Hastings over allocations
   config, train  ``ControlConfig`` and the loop behind ``jaxrl-llm train <control experiment>``
 
 Each method module has ``NAME``, ``PAPER``, ``PAPER_URL``, a frozen ``Config``, its losses and

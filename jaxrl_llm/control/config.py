@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jaxrl_llm import config as config_lib
-from jaxrl_llm.control import mdpo, mdpo_offpolicy, ppo
+from jaxrl_llm.control import mdpo, mdpo_offpolicy, ppo, tgpo
 
-METHODS = {m.NAME: m for m in (ppo, mdpo, mdpo_offpolicy)}
+METHODS = {m.NAME: m for m in (ppo, mdpo, mdpo_offpolicy, tgpo)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +66,7 @@ def apply_overrides(cfg: ControlConfig, overrides: Sequence[str]) -> ControlConf
             raise config_lib.ConfigError(f"override {item!r} must look like field=value or algo.field=value")
         key, text = item.split("=", 1)
         key = key.strip()
-        cfg = config_lib._set(cfg, key.split("."), text, key)  # the LLM config's dataclass walker
+        cfg = config_lib.set_field(cfg, key, text)
         if key == "method":
             cfg = dataclasses.replace(cfg, algo=None)
         cfg = validate(cfg)

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl_llm import errors
+from jaxrl_llm.control import integrator_env
 from jaxrl_llm.types import Array
 
 
@@ -243,16 +244,21 @@ def brax_env(env_name: str, backend: str = "generalized", episode_length: int = 
 
 
 def make(name: str, **kwargs: Any) -> AutoReset:
-    """An env by name: ``point_mass``, ``gymnax:<id>`` (e.g. ``gymnax:Pendulum-v1``) or ``brax:<name>``
-    (e.g. ``brax:inverted_pendulum``); ``kwargs`` go to the env's constructor."""
+    """An env by name: ``point_mass``, ``stl_integrator`` (``integrator_env``), ``gymnax:<id>`` (e.g.
+    ``gymnax:Pendulum-v1``) or ``brax:<name>`` (e.g. ``brax:inverted_pendulum``); ``kwargs`` go to the
+    env's constructor."""
     if name == "point_mass":
         base = PointMass(**kwargs)
+    elif name == "stl_integrator":
+        base = integrator_env.SingleIntegrator(**kwargs)
     elif name.startswith("gymnax:"):
         base = gymnax_env(name.split(":", 1)[1], **kwargs)
     elif name.startswith("brax:"):
         base = brax_env(name.split(":", 1)[1], **kwargs)
     else:
-        raise errors.UserError(f"unknown control env {name!r}: expected point_mass, gymnax:<id> or brax:<name>")
+        raise errors.UserError(
+            f"unknown control env {name!r}: expected point_mass, stl_integrator, gymnax:<id> or brax:<name>"
+        )
     return AutoReset(base, name)
 
 

@@ -10,7 +10,7 @@ tokens (out of the loss) before the policy resumes. Results are capped in tokens
 
 ``Tool.run`` never raises: an exception, a timeout, an output flood or a call without its opening
 tag becomes the result text (``error: ...``), i.e. an observation the policy reads, never a
-crash of the rollout. ``python`` runs the code in the sandbox of ``jaxrl_llm.rewards.sandbox``
+crash of the rollout. ``search`` is BM25 over a bundled corpus (``envs.search``). ``python`` runs the code in the sandbox of ``jaxrl_llm.rewards.sandbox``
 (its own process, wall-clock and CPU limits, output cap, no network); in-process tools
 (``FunctionTool``) must not block: put anything that can hang behind the sandbox.
 Tool-integrated reasoning of this shape: Dong et al. 2025, "Agentic Reinforced Policy
@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from jaxrl_llm.envs import search
 from jaxrl_llm.rewards import sandbox
 
 OUTPUT_OPEN = "<output>\n"
@@ -86,7 +87,7 @@ class PythonTool:
         return res.stdout
 
 
-TOOLS: dict[str, Callable[[], object]] = {"python": PythonTool}
+TOOLS: dict[str, Callable[[], object]] = {"python": PythonTool, "search": search.SearchTool}
 
 
 def make(names: tuple[str, ...]) -> dict[str, object]:

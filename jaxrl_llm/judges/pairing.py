@@ -50,3 +50,32 @@ def check_pairs_config(run_cfg: Any, on_policy: bool = True) -> str | None:
     if on_policy and t.group_size < 2:
         return f"on-policy pairs need train.group_size >= 2 samples per prompt, got {t.group_size}"
     return None
+
+
+# Texts a verifier may read as the same answer (the "equivalent forms" of a GEPO group), shortest
+# first (a static row is cut at sampling.max_new_tokens), and ways to make a wrong one;
+# ``verifiable_group`` keeps only what the verifier itself labels.
+EQUIVALENT_FORMS = ("{v}", " {v}", "{v} ", "<answer>{v}</answer>", "<answer> {v} </answer>")
+WRONG_OFFSETS = (1, -1, 2, -2, 3, -3, 10, -10)
+
+
+def verifiable_group(example: Any, n_winners: int, n_losers: int, score_fn: Any) -> tuple[list[str], list[str]] | None:
+    """A static preference group from a verifiable task with integer answers: ``n_winners``
+    equivalent forms of the reference answer (``EQUIVALENT_FORMS``) and ``n_losers`` wrong values
+    (plain numbers). ``score_fn(texts, examples) -> (rewards, info)`` labels them: a winner
+    needs the top reward, a loser a lower one. ``None`` when the answer is not an integer or the
+    verifier does not yield enough of either side."""
+    try:
+        v = int(str(example.answer).strip())
+    except (TypeError, ValueError):
+        return None
+    winners = [f.format(v=v) for f in EQUIVALENT_FORMS]
+    losers = [str(v + d) for d in WRONG_OFFSETS]
+    rewards, _ = score_fn(winners + losers, [example] * (len(winners) + len(losers)))
+    rewards = [float(r) for r in rewards]
+    top = max(rewards[: len(winners)])
+    won = [w for w, r in zip(winners, rewards) if r == top]
+    lost = [t for t, r in zip(losers, rewards[len(winners) :]) if r < top]
+    if len(won) < n_winners or len(lost) < n_losers:
+        return None
+    return won[:n_winners], lost[:n_losers]

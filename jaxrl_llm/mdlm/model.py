@@ -2,8 +2,8 @@
 
 The network is the project's decoder (``jaxrl_llm.models.decoder.Decoder``: RMSNorm, GQA attention
 with RoPE, SwiGLU MLP, stacked layers) run WITHOUT the causal mask: every position attends to every
-position. The parameters are an ordinary ``Decoder``'s, so sharding rules, Orbax checkpoints and
-safetensors I/O apply unchanged. The ``[MASK]`` logit is forced to ``-inf`` (MDLM's SUBS
+position (``Decoder.hidden_states`` with one attention block, ``block_ids = 1``). The parameters are
+an ordinary ``Decoder``'s, so sharding rules, Orbax checkpoints and safetensors I/O apply unchanged. The ``[MASK]`` logit is forced to ``-inf`` (MDLM's SUBS
 parameterization: a denoiser never predicts the mask).
 
 Training objective (masked diffusion, continuous time, absorbing state), per example ``x_0`` with
@@ -30,9 +30,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxrl_llm.models import rope
 from jaxrl_llm.models.config import ModelConfig
-from jaxrl_llm.models.decoder import Decoder, rms_norm
+from jaxrl_llm.models.decoder import Decoder
 from jaxrl_llm.types import Array
 
 
@@ -75,23 +74,10 @@ class MaskedDiffusionLM(nnx.Module):
 
     def __call__(self, tokens: Array) -> Array:
         dec = self.decoder
-        dcfg = dec.cfg
         B, S = tokens.shape
         positions = jnp.broadcast_to(jnp.arange(S, dtype=jnp.int32), (B, S))
-        x = jnp.take(dec.embed[...], tokens, axis=0).astype(dcfg.compute_dtype)
-        cos, sin = rope.cos_sin(positions, dcfg.head_dim, dcfg.rope_theta, dcfg.rope_scaling)
-        allowed = jnp.ones((1, 1, 1, S, S), jnp.bool_)  # bidirectional: every query sees every key
-        layer_params = {k: v[...] for k, v in dec.layers.items()}
-        for layer in range(dcfg.num_layers):
-            p = {k: v[layer] for k, v in layer_params.items()}
-            h = rms_norm(x, p["attn_norm"], dcfg.rms_norm_eps)
-            attn_out, _ = dec._attention(h, p, cos, sin, allowed, None, None)
-            x = x + attn_out
-            h = rms_norm(x, p["mlp_norm"], dcfg.rms_norm_eps)
-            gate = jnp.einsum("bsd,df->bsf", h, p["w_gate"])
-            up = jnp.einsum("bsd,df->bsf", h, p["w_up"])
-            x = x + jnp.einsum("bsf,fd->bsd", jax.nn.silu(gate) * up, p["w_down"])
-        x = rms_norm(x, dec.final_norm[...], dcfg.rms_norm_eps)
+        everything = jnp.ones((B, S), jnp.int32)  # one block: every query sees every key
+        x, _ = dec.hidden_states(tokens, positions, block_ids=everything)
         logits = dec.unembed(x)  # [B, S, V] f32
         return logits.at[..., self.cfg.mask_id].set(-jnp.inf)
 

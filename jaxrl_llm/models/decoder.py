@@ -14,6 +14,17 @@ maps them to the mesh.
 
 Sequences may be left-padded: ``attention_mask`` marks real tokens, ``positions`` gives each real
 token's RoPE position, and keys at padded slots are never attended to.
+
+Two optional inputs serve non-text prefixes (``jaxrl_llm.models.vision``) and non-causal models
+(``jaxrl_llm.mdlm``), on the uncached path and on a cached call (a prefill) alike:
+
+- ``inputs_embeds`` [B, S, D] with ``embeds_mask`` [B, S] bool: where the mask is set, the input
+  vector is ``inputs_embeds`` instead of the token's embedding (soft tokens, e.g. projected image
+  patches written over placeholder ids; the token id there is ignored).
+- ``block_ids`` [B, S] int32: attention is causal, except that tokens of one call sharing a
+  nonzero block id attend to each other in both directions (an image's patches see the whole
+  image; every token in block 1 gives a bidirectional encoder). 0 = plain causal. A block must
+  lie within one call (a prefill), not span cache writes.
 """
 
 from __future__ import annotations
@@ -105,7 +116,7 @@ class Decoder(nnx.Module):
             )
 
     # ------------------------------------------------------------------ forward
-    def __call__(self, tokens, positions, attention_mask=None, cache: KVCache | None = None):
+    def __call__(self, tokens, positions, attention_mask=None, cache: KVCache | None = None, **soft):
         """Logits for every position.
 
         Args:
@@ -114,15 +125,31 @@ class Decoder(nnx.Module):
           attention_mask: [B, S] (1 = real token, 0 = padding). Default: all real.
           cache: optional ``KVCache``; the S new tokens are written at its slots
             ``[cache.index, cache.index + S)`` and attend to every valid earlier slot.
+          **soft: ``inputs_embeds``, ``embeds_mask``, ``block_ids`` (``hidden_states``).
 
         Returns:
           (logits [B, S, V] f32, updated cache or None).
         """
-        hidden, cache = self.hidden_states(tokens, positions, attention_mask, cache)
+        hidden, cache = self.hidden_states(tokens, positions, attention_mask, cache, **soft)
         return self.unembed(hidden), cache
 
-    def hidden_states(self, tokens, positions, attention_mask=None, cache: KVCache | None = None):
-        """Final-normed hidden states [B, S, D] (compute dtype) and the updated cache."""
+    def hidden_states(
+        self,
+        tokens,
+        positions,
+        attention_mask=None,
+        cache: KVCache | None = None,
+        *,
+        inputs_embeds=None,
+        embeds_mask=None,
+        block_ids=None,
+    ):
+        """Final-normed hidden states [B, S, D] (compute dtype) and the updated cache.
+
+        ``inputs_embeds`` [B, S, D] replace the token embeddings where ``embeds_mask`` [B, S] is
+        set; ``block_ids`` [B, S] int32 make same-block tokens attend bidirectionally (module
+        docstring). Without them the computation is the plain causal one.
+        """
         cfg = self.cfg
         cdt = cfg.compute_dtype
         B, S = tokens.shape
@@ -130,6 +157,12 @@ class Decoder(nnx.Module):
             attention_mask = jnp.ones((B, S), jnp.bool_)
         attention_mask = attention_mask.astype(jnp.bool_)
         x = jnp.take(self.embed[...], tokens, axis=0).astype(cdt)
+        if inputs_embeds is not None:
+            if embeds_mask is None:
+                raise ValueError("Decoder.hidden_states: inputs_embeds needs embeds_mask [B, S]")
+            if inputs_embeds.shape != x.shape:
+                raise ValueError(f"Decoder.hidden_states: inputs_embeds {inputs_embeds.shape} != [B, S, D] {x.shape}")
+            x = jnp.where(embeds_mask[..., None], inputs_embeds.astype(cdt), x)
         cos, sin = rope.cos_sin(positions, cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
 
         if cache is None:
@@ -140,8 +173,18 @@ class Decoder(nnx.Module):
             key_valid = jax.lax.dynamic_update_slice(cache.valid, attention_mask, (0, cache.index))
             q_slot = cache.index + jnp.arange(S)
             k_slot = jnp.arange(cache.valid.shape[1])
-        # [B, 1, 1, S, Skv]: causal by slot order, and only real keys.
-        allowed = (k_slot[None, :] <= q_slot[:, None])[None] & key_valid[:, None, :]
+        # [B, 1, 1, S, Skv]: causal by slot order (or within one nonzero block), and only real keys.
+        allowed = (k_slot[None, :] <= q_slot[:, None])[None]
+        if block_ids is not None:
+            block_ids = block_ids.astype(jnp.int32)
+            key_blocks = block_ids
+            if cache is not None:  # earlier calls' slots count as block 0: blocks do not span calls
+                key_blocks = jax.lax.dynamic_update_slice(
+                    jnp.zeros_like(cache.valid, jnp.int32), block_ids, (0, cache.index)
+                )
+            same_block = (block_ids[:, :, None] == key_blocks[:, None, :]) & (block_ids[:, :, None] > 0)
+            allowed = allowed | same_block
+        allowed = allowed & key_valid[:, None, :]
         allowed = allowed[:, None, None]
 
         layer_params = {k: v[...] for k, v in self.layers.items()}

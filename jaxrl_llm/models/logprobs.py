@@ -40,10 +40,15 @@ def _chunk_stats(unembed, hidden, targets, return_entropy):
     return logp, entropy
 
 
-def _shared_prompt_hidden(model, tokens, attention_mask, num_completion: int, group_size: int):
+def _image_kwargs(images) -> dict:
+    """``images=`` for a vision-language model's forward; nothing for a text-only call."""
+    return {} if images is None else {"images": images}
+
+
+def _shared_prompt_hidden(model, tokens, attention_mask, num_completion: int, group_size: int, images=None):
     """Hidden states [B, T, D] that predict the last T tokens, each group's prompt run once.
 
-    Rows ``g*G .. g*G+G-1`` must share their first ``S - T`` columns (tokens and mask).
+    Rows ``g*G .. g*G+G-1`` must share their first ``S - T`` columns (tokens and mask) and images.
     """
     B, S = tokens.shape
     T, G = num_completion, group_size
@@ -53,7 +58,10 @@ def _shared_prompt_hidden(model, tokens, attention_mask, num_completion: int, gr
     prompt, prompt_mask = tokens[::G, :Sp], attention_mask[::G, :Sp]
     positions = positions_from_mask(attention_mask)  # the positions the unshared pass would use
     cache = model.init_cache(P, S)
-    prompt_hidden, cache = model.hidden_states(prompt, positions[::G, :Sp], prompt_mask, cache)
+    prompt_images = None if images is None else images[::G]
+    prompt_hidden, cache = model.hidden_states(
+        prompt, positions[::G, :Sp], prompt_mask, cache, **_image_kwargs(prompt_images)
+    )
     cache = cache.take_rows(jnp.repeat(jnp.arange(P), G))
     completion_hidden, _ = model.hidden_states(tokens[:, Sp:], positions[:, Sp:], attention_mask[:, Sp:], cache)
     last_prompt = jnp.repeat(prompt_hidden[:, -1:], G, axis=0)  # predicts the first completion token
@@ -69,6 +77,7 @@ def completion_logprobs(
     return_entropy: bool = False,
     chunk_size: int | None = 128,
     group_size: int = 1,
+    images=None,
 ):
     """Log-probs [B, T] f32 (and entropies [B, T] f32 if asked) of the last T tokens.
 
@@ -83,14 +92,16 @@ def completion_logprobs(
       group_size: G > 1 when rows come in group-major groups of G sharing the same prompt part
         (the first S - T columns, tokens and mask): each prompt is then computed once (see the
         module docstring). The caller guarantees the sharing.
+      images: optional [B, N, H, W, C] for a ``models.vision.VisionLanguageModel``: the images
+        whose placeholders the prompt part holds (shared by a group's rows when ``group_size`` > 1).
     """
     B, S = tokens.shape
     T = num_completion
     if group_size > 1:
-        hidden = _shared_prompt_hidden(model, tokens, attention_mask, T, group_size)
+        hidden = _shared_prompt_hidden(model, tokens, attention_mask, T, group_size, images)
     else:
         positions = positions_from_mask(attention_mask)
-        hidden, _ = model.hidden_states(tokens, positions, attention_mask)
+        hidden, _ = model.hidden_states(tokens, positions, attention_mask, **_image_kwargs(images))
         hidden = hidden[:, S - T - 1 : S - 1]  # [B, T, D] predicts tokens[:, S-T:]
     targets = tokens[:, S - T :]
     if chunk_size is None:

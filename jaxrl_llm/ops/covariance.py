@@ -14,10 +14,13 @@ with both means over every unmasked token of the WHOLE batch. Computed once per 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import chex
 import jax.numpy as jnp
 
-from jaxrl_llm.ops import masked
+from jaxrl_llm.ops import inputs, masked
 from jaxrl_llm.types import Array
 
 
@@ -46,3 +49,28 @@ def selection_count(mask: Array, fraction: float) -> Array:
     if not 0 < fraction <= 1:
         raise ValueError(f"covariance selection fraction must be in (0, 1], got {fraction!r}")
     return jnp.maximum(jnp.floor(fraction * jnp.sum(mask != 0)), 1)
+
+
+def rollout_selection(
+    rollout: Mapping[str, Any],
+    advantages: Array,
+    fraction: float,
+    where: str,
+    bounds: tuple[float, float] | None = None,
+) -> Array:
+    """The covariance-selected tokens ``S`` of a whole rollout, f32 ``[B, T]`` (1 in ``S``):
+
+        Cov = token_covariance(A, log pi_old, mask),   n = selection_count(mask, fraction)
+        S   = top_n(Cov, eligible, n),   eligible = mask & (low < Cov < high)   (no bounds: mask)
+
+    ``log pi_old`` is ``rollout["old_logprobs"]`` (``sampler_logprobs`` when absent; equal to the
+    current log-probs at the first update); ``advantages`` ``[B]`` or ``[B, T]``. ``where`` names the
+    caller in errors. Clip-Cov passes its ``(omega_low, omega_high)``; KL-Cov no bounds."""
+    mask = jnp.asarray(rollout["mask"], jnp.float32)
+    key = "old_logprobs" if "old_logprobs" in rollout else "sampler_logprobs"
+    inputs.require(rollout, (key,), where)
+    cov = token_covariance(advantages, inputs.token_array(rollout, key, mask, where), mask)  # Cov [B, T]
+    eligible = mask != 0
+    if bounds is not None:
+        eligible = eligible & (cov > bounds[0]) & (cov < bounds[1])
+    return top_n(cov, eligible, selection_count(mask, fraction)).astype(jnp.float32)

@@ -18,6 +18,10 @@ reshape, no assumption on row order. A pair must therefore lie inside one micro-
   ``example_pairs``       random pair structure (``group_ids``, ``chosen``) for tests and demos
   ``pair_advantages``     the per-row weight of a pair loss's gradient at pi_old (the "implicit
                           advantage" whose REINFORCE gradient equals the pair loss's on-policy)
+  ``length_scale``        ``1 / |y|`` per row (length-averaged margins, IPO) or 1
+  ``pair_objective``      the whole loss of a pair method ``l(h)``: validation, margin of the
+                          summed log-ratios to pi_ref, mean over pairs, metrics (DPO, IPO, online DPO)
+  ``pair_implicit_advantages``  ``pair_advantages`` of a rollout at pi_old for a pair loss ``l``
 
 Summed (not length-averaged) sequence log-probs, as in DPO (Rafailov et al. 2023,
 https://arxiv.org/abs/2305.18290, Eq. 7) and TRL's ``DPOTrainer`` (https://github.com/huggingface/trl).
@@ -25,12 +29,16 @@ https://arxiv.org/abs/2305.18290, Eq. 7) and TRL's ``DPOTrainer`` (https://githu
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 import chex
 import jax
 import jax.numpy as jnp
 
-from jaxrl_llm.ops import diagnostics, masked
-from jaxrl_llm.types import Array
+from jaxrl_llm.ops import advantages as adv_ops
+from jaxrl_llm.ops import diagnostics, inputs, masked
+from jaxrl_llm.types import Array, Metrics
 
 
 def sequence_logprobs(logprobs: Array, mask: Array) -> Array:
@@ -122,3 +130,58 @@ def example_pairs(key: jax.Array, batch_size: int) -> dict[str, Array]:
     first = jax.random.bernoulli(key, 0.5, (batch_size // 2,)).astype(jnp.float32)
     chosen = jnp.stack([first, 1.0 - first], axis=1).reshape(-1)
     return {"group_ids": jnp.repeat(jnp.arange(batch_size // 2, dtype=jnp.int32), 2), "group_size": 2, "chosen": chosen}
+
+
+def length_scale(mask: Array, length_normalized: bool) -> Array | float:
+    """``1 / max(|y|, 1)`` per row ``[B]`` when ``length_normalized`` (IPO's averaged log-ratios), else 1."""
+    return 1.0 / jnp.maximum(jnp.sum(jnp.asarray(mask, jnp.float32), axis=1), 1.0) if length_normalized else 1.0
+
+
+def _scaled_margin(
+    logprobs: Array, ref_logprobs: Array, mask: Array, group_ids: Array, chosen: Array, length_normalized: bool
+) -> Array:
+    """``h = sum_pair (2 chosen - 1) scale log pi/pi_ref (y)`` of each row's pair ``[B]``."""
+    log_ratio = sequence_log_ratio(logprobs, ref_logprobs, mask) * length_scale(mask, length_normalized)  # [B]
+    return pair_margin(log_ratio, group_ids, chosen)  # h  [B]
+
+
+def pair_objective(
+    logprobs: Array,
+    batch: Mapping[str, Any],
+    pair_loss: Callable[[Array, Any], Array],
+    cfg: Any,
+    name: str,
+    length_normalized: bool = False,
+) -> tuple[Array, Metrics]:
+    """The loss of a pair method: ``L = (1 / num_pairs) sum_pairs l(h; cfg)`` with the margin
+
+        h = s(y_w) log pi_theta/pi_ref (y_w) - s(y_l) log pi_theta/pi_ref (y_l)   (summed log-probs)
+
+    ``s = 1`` (DPO) or ``1 / |y|`` (``length_normalized``, IPO). ``pair_loss(h [B], cfg) -> [B]`` is
+    the method's equation (its own file). Needs ``batch`` keys ``old_logprobs``, ``ref_logprobs``,
+    ``mask``, ``group_ids``, ``chosen``, ``num_tokens``, ``num_seqs`` (errors name ``name``);
+    ``num_pairs = num_seqs / 2`` of the whole batch (``pair_mean``), so parts add up. Metrics:
+    ``pair_metrics`` with ``cfg.beta`` and the shared ``diagnostics.finalize`` keys.
+    """
+    x = inputs.policy_inputs(logprobs, batch, name, ref=True)
+    mask, ns = x["mask"], x["num_seqs"]
+    inputs.require(batch, ("group_ids", "chosen"), name)
+    h = _scaled_margin(x["logprobs"], x["ref_logprobs"], mask, batch["group_ids"], batch["chosen"], length_normalized)
+    valid = pair_valid(batch["group_ids"], mask)  # [B]
+    policy = pair_mean(pair_loss(h, cfg), valid, ns)
+    metrics = pair_metrics(x["logprobs"], x["old_logprobs"], mask, h, cfg.beta, valid, ns)
+    return diagnostics.finalize(metrics, policy, batch, mask, x["num_tokens"], where=name)
+
+
+def pair_implicit_advantages(
+    rollout: Mapping[str, Any], pair_loss: Callable[[Array, Any], Array], cfg: Any, length_normalized: bool = False
+) -> tuple[Array, Metrics]:
+    """``pair_advantages`` of a rollout at pi_old: ``A_b = -2 (2 chosen_b - 1) s_b l'(h_old) valid_b``
+    with ``l' = vmap(grad(pair_loss))`` at the margin of ``old_logprobs`` to ``ref_logprobs``; the
+    mask is the rollout's ``loss_mask`` (its ``mask`` when absent). Returns ``(A [B], adv stats)``."""
+    mask = jnp.asarray(rollout["loss_mask"] if "loss_mask" in rollout else rollout["mask"], jnp.float32)
+    g, chosen = rollout["group_ids"], rollout["chosen"]
+    h_old = _scaled_margin(rollout["old_logprobs"], rollout["ref_logprobs"], mask, g, chosen, length_normalized)
+    dl = jax.vmap(jax.grad(lambda h: pair_loss(h, cfg)))(h_old)  # l'(h_old)  [B]
+    adv = pair_advantages(dl, chosen, length_scale(mask, length_normalized), pair_valid(g, mask))
+    return adv, adv_ops.stats(adv, mask)

@@ -5,7 +5,8 @@ pure and picklable (a top-level function, a ``functools.partial`` of one, or a f
 dataclass with ``__call__``), so that ``RewardRunner`` can run it in worker processes.
 
 Modules:
-  ``extract``  answer extraction: ``last_boxed``, ``answer_tag``, ``last_number``, ``final_answer``.
+  ``extract``  answer extraction: ``last_boxed``, ``answer_tag``, ``last_number``, ``final_answer``,
+               ``auto_answer``; ``answer_classes`` (same-answer ids within groups).
   ``math``     ``math_equivalence`` with math-verify (boxed answers, fractions, LaTeX), time-limited.
   ``format``   ``think_answer_format``, ``answer_tag_format``, ``boxed_format``.
   ``length``   DAPO ``overlong_penalty`` (array form for token lengths, ``OverlongPenalty``
@@ -22,7 +23,7 @@ Modules:
 """
 
 from jaxrl_llm.rewards.code import humaneval_tests
-from jaxrl_llm.rewards.extract import answer_tag, final_answer, last_boxed, last_number
+from jaxrl_llm.rewards.extract import answer_classes, answer_tag, auto_answer, final_answer, last_boxed, last_number
 from jaxrl_llm.rewards.format import answer_tag_format, boxed_format, think_answer_format
 from jaxrl_llm.rewards.length import OverlongPenalty, group_length_reward, overlong_penalty
 from jaxrl_llm.rewards.math import math_equivalence
@@ -32,8 +33,10 @@ __all__ = [
     "OverlongPenalty",
     "RewardRunner",
     "WeightedSum",
+    "answer_classes",
     "answer_tag",
     "answer_tag_format",
+    "auto_answer",
     "boxed_format",
     "combine",
     "final_answer",

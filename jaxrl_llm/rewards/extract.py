@@ -1,6 +1,12 @@
-"""Answer extraction from completions: last ``\\boxed{}``, ``<answer>...</answer>``, last number."""
+"""Answer extraction from completions: last ``\\boxed{}``, ``<answer>...</answer>``, last number;
+and answer classes (which completions of a group committed to the same answer), the reward side's
+reading of a group that consistency methods (COPO) consume as ``Rollout.extras["answer_ids"]``."""
 
 import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
@@ -50,3 +56,31 @@ def final_answer(text: str) -> str | None:
     """The answer a completion commits to: ``<answer>`` tag first, else the last ``\\boxed{}``."""
     tagged = answer_tag(text)
     return tagged if tagged is not None else last_boxed(text)
+
+
+def auto_answer(text: str, example: Any = None) -> str:
+    """The answer a completion gives as a reward reads it by default: ``<answer>`` tag, else the last
+    ``\\boxed{}``, else the whole stripped completion (a model trained to emit only the answer is
+    read too). A task's ``answer_fn`` (``tasks.Task``) may read differently; ``example`` is unused here."""
+    found = final_answer(text)
+    return found if found is not None else text.strip()
+
+
+def answer_classes(answers: Sequence[str | None], group_size: int) -> np.ndarray:
+    """Per-row answer class ``[N]`` int32: equal ids within a group mean equal answer strings.
+
+    ``answers``: each completion's answer as its task's reward reads it (``Task.answer_fn``),
+    group-major. Answers compare as raw strings; ``None`` (nothing extracted) is one more class of
+    its own, so G unparsable completions count as agreeing. The id of a row is the index within its
+    group of the first completion with the same answer, so ids lie in ``[0, G)``.
+    """
+    if group_size < 1 or len(answers) % group_size:
+        raise ValueError(
+            f"answer_classes: {len(answers)} answers are not a whole number of groups of size {group_size}"
+        )
+    out = np.empty(len(answers), np.int32)
+    for start in range(0, len(answers), group_size):
+        first: dict[Any, int] = {}
+        for j, a in enumerate(answers[start : start + group_size]):
+            out[start + j] = first.setdefault(a, j)
+    return out

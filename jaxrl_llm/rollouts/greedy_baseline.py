@@ -51,4 +51,4 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
     return rollout.with_items(greedy_rewards=np.repeat(np.asarray(greedy, np.float32), G)), metrics
 
 
-KIND = Kind(name="greedy_baseline", collect=collect, hooks=("host_extras",))
+KIND = Kind(name="greedy_baseline", collect=collect)

@@ -2,7 +2,11 @@
 
 Each round draws ``P = train.prompts_per_step`` training examples from the task stream, samples
 ``G = train.group_size`` completions of each (the prompt's prefill is shared), scores them, adds the
-method's ``host_extras`` (arrays from the decoded text), and asks the method's ``filter_groups``
+answer classes for methods that ask for ``answer_ids`` (``Algorithm.rollout_extras``: the task's
+``answer_fn`` reads each answer as its reward does) and the raw reward of each reward function for
+methods that ask for ``reward_components`` ``[N, C]`` (GDPO; in the run's reward order) and
+``sum_pi_squared`` ``[N, T]`` for those that ask for it (``rollouts.token_stats``), and asks
+the method's ``filter_groups``
 which groups to keep. Rounds repeat (at most ``train.max_sampling_rounds``) until ``P`` groups are
 kept; ``backfill`` then assembles the batch: the first ``P`` kept groups in sampling order, and when
 fewer were kept (underfilled), groups that were dropped, each at most once, with their
@@ -25,6 +29,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxrl_llm.rewards import extract
+from jaxrl_llm.rollouts import token_stats
 from jaxrl_llm.rollouts.base import Context, Kind
 from jaxrl_llm.types import Example, Rollout
 
@@ -136,9 +142,15 @@ def sample_round(
     if failures and info.get("errors"):
         warnings.warn(f"reward failures: {info['errors']}")
     extras = dict(row_arrays)
-    host_extras = ctx.algo.hooks.get("host_extras")
-    if host_extras is not None:
-        extras.update({k: np.asarray(v) for k, v in host_extras(completions, G, ctx.algo_cfg).items()})
+    if "answer_ids" in ctx.algo.rollout_extras:  # the answers as the task's reward reads them
+        answers = [ctx.task.answer_fn(c, e) for c, e in zip(completions, row_examples)]
+        extras["answer_ids"] = extract.answer_classes(answers, G)
+    if "reward_components" in ctx.algo.rollout_extras:  # raw reward of each reward function [N, C] (GDPO)
+        extras["reward_components"] = np.stack(list(info["per_fn"].values()), axis=1).astype(np.float32)
+    if "sum_pi_squared" in ctx.algo.rollout_extras:  # sum_v pi_old(v)^2 [N, T] (optimal token baseline)
+        extras["sum_pi_squared"] = token_stats.sum_pi_squared(
+            ctx.policy, out["prompt_tokens"], out["prompt_mask"], out["tokens"], out["mask"]
+        )
     optional = {k: out[k].astype(np.float32) for k in ("policy_logprobs", "entropies") if k in out}
     mask = out["mask"].astype(np.float32)  # every completion token is the policy's: loss_mask = mask
     rollout = Rollout(
@@ -195,4 +207,4 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
     return collect_groups(ctx, key, state, draw_from_stream, encode_shared)
 
 
-KIND = Kind(name="group", collect=collect, hooks=("host_extras",))
+KIND = Kind(name="group", collect=collect)

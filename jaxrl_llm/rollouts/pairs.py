@@ -32,6 +32,7 @@ import jax
 import numpy as np
 
 from jaxrl_llm.judges import base as judge_base
+from jaxrl_llm.judges import pairing as pairing_lib
 from jaxrl_llm.judges.pairing import Pairing
 from jaxrl_llm.policy import right_pad
 from jaxrl_llm.rollouts import group
@@ -109,7 +110,9 @@ def policy_pairs(
         best, worst, decisive = judge_base.rank_scores(scores, K)
     else:
         completions = ctx.policy.decode(samples.tokens, samples.lengths)
+        t_judge = time.perf_counter()
         best, worst, scores, decisive = judge_base.rank_groups(pairing.judge, row_examples, completions, K)
+        metrics["time/judge"] = time.perf_counter() - t_judge  # inside time/reward; logged on its own too
     metrics["time/reward"] += time.perf_counter() - t0
     keep = decisive if pairing.drop_ties else np.ones_like(decisive)
     metrics["pairs/tied"] = float((~decisive).mean())
@@ -134,3 +137,96 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
 
 
 KIND = Kind(name="pairs", collect=collect, hooks=("pairing",))
+
+
+# ------------------------------------------------------------------------------------------------
+# ``pref_groups``: on-policy groups mixed with static preference groups (GEPO)
+
+
+def stored_group(example: Example, n_winners: int, n_losers: int) -> tuple[list[str], list[str]]:
+    """The first ``n_winners`` of ``metadata["chosen"]`` and ``n_losers`` of ``metadata["rejected"]``
+    (each a text or a list of texts). A malformed entry (not text, too few) is a ``ValueError``
+    naming the example."""
+    out = []
+    for key, n in (("chosen", n_winners), ("rejected", n_losers)):
+        value = example.metadata[key]
+        texts = [value] if isinstance(value, str) else value
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise ValueError(f"pref_groups: example {example.id!r}: {key!r} must be a text or a list of texts")
+        if len(texts) < n:
+            raise ValueError(
+                f"pref_groups: example {example.id!r} has {len(texts)} {key!r} texts, the method needs {n}"
+            )
+        out.append(list(texts[:n]))
+    return out[0], out[1]
+
+
+def draw_static_groups(
+    ctx: Context, num_groups: int, n_winners: int, n_losers: int, key: jax.Array
+) -> tuple[list[Example], list[tuple[list[str], list[str]]]]:
+    """``num_groups`` static groups from training examples drawn with ``key`` (the data stream is
+    not advanced): the stored group of a ``preference`` example, else a verifier-labelled group of
+    a verifiable task (``judges.pairing.verifiable_group``)."""
+    seed = int(jax.random.randint(key, (), 0, 2**31 - 1))
+    order = np.random.default_rng(seed).permutation(ctx.task.num_train)
+    examples, groups = [], []
+    for i in order:
+        e = ctx.task.train_example(int(i))
+        group_texts = (
+            stored_group(e, n_winners, n_losers)
+            if has_pair(e)
+            else pairing_lib.verifiable_group(e, n_winners, n_losers, ctx.score)
+        )
+        if group_texts is not None:
+            examples.append(e)
+            groups.append(group_texts)
+        if len(groups) == num_groups:
+            return examples, groups
+    raise ValueError(
+        f"pref_groups: the task yields {len(groups)} preference groups of {n_winners} winners and "
+        f"{n_losers} losers, the method needs {num_groups} per step"
+    )
+
+
+def collect_pref_groups(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str, float]]:
+    """``train.prompts_per_step x train.group_size`` on-policy rows (verifiable reward), then the
+    method's ``groups_per_step`` static groups of ``n_winners`` + ``n_losers`` rows;
+    ``extras["gepo_role"]`` 0 / +1 / -1 (``algorithms/gepo.py``)."""
+    cfg, P = ctx.algo_cfg, ctx.cfg.train.prompts_per_step
+    n, m, Q = cfg.n_winners, cfg.n_losers, cfg.groups_per_step
+    examples, ids = group.draw_from_stream(ctx, P, jax.random.fold_in(key, 1), state)
+    samples, metrics = group.sample_round(ctx, examples, ids, key, state, group.encode_shared)
+    metrics.update(group.rollout_metrics(samples, ctx.cfg.eval.correct_threshold))
+    t0 = time.perf_counter()
+    static_examples, texts = draw_static_groups(ctx, Q, n, m, jax.random.fold_in(key, 2))
+    p = ctx.policy
+    T = samples.tokens.shape[1]
+    eos = p.eos_ids[:1]
+    seqs = [p.encode_text(t) + eos for w, lo in texts for t in (*w, *lo)]
+    tokens, mask = right_pad(seqs, T, p.pad_id)
+    prompt_tokens, prompt_mask = p.encode_prompts(static_examples)
+    k = n + m
+    role = np.tile(np.asarray([1.0] * n + [-1.0] * m, np.float32), Q)
+    G = samples.group_size
+    on_rows = samples.tokens.shape[0]
+    cat = lambda a, b: np.concatenate([np.asarray(a), np.asarray(b)], axis=0)
+    rollout = Rollout(
+        prompt_tokens=group.pad_cat([samples.prompt_tokens, np.repeat(prompt_tokens, k, axis=0)]).astype(np.int32),
+        prompt_mask=group.pad_cat([samples.prompt_mask, np.repeat(prompt_mask, k, axis=0)]).astype(np.int32),
+        tokens=cat(samples.tokens, tokens).astype(np.int32),
+        mask=cat(samples.mask, mask).astype(np.float32),
+        loss_mask=cat(samples.loss_mask if samples.loss_mask is not None else samples.mask, mask).astype(np.float32),
+        rewards=cat(samples.rewards, (role > 0).astype(np.float32)),
+        group_ids=cat(samples.group_ids, P + np.repeat(np.arange(Q, dtype=np.int32), k)).astype(np.int32),
+        prompt_ids=cat(samples.prompt_ids, np.full(Q * k, -1, np.int32)).astype(np.int32),
+        lengths=cat(samples.lengths, mask.sum(axis=1)).astype(np.int32),
+        extras={"gepo_role": cat(np.zeros(on_rows, np.float32), role)},
+        # uniform groups that each share one prompt let the update compute a prompt once per group
+        group_size=G if k == G else 1,
+    )
+    metrics["time/reward"] += time.perf_counter() - t0
+    metrics["gepo/static_truncated"] = float(np.mean([len(s) > T for s in seqs]))
+    return rollout, metrics
+
+
+GROUPS_KIND = Kind(name="pref_groups", collect=collect_pref_groups)

@@ -64,6 +64,39 @@ def refill(ctx: Context, state: dict[str, np.ndarray]) -> tuple[dict[str, np.nda
     return st, int(empty.size)
 
 
+def advance(
+    ctx: Context,
+    prompt_tokens: np.ndarray,
+    prompt_mask: np.ndarray,
+    tokens: np.ndarray,
+    lengths: np.ndarray,
+    sampler_logprobs: np.ndarray,
+    policy_logprobs: np.ndarray,
+    key: jax.Array,
+    window: int,
+) -> dict[str, np.ndarray]:
+    """Every row's partial response continued by at most ``window`` tokens under the policy's
+    current params: the carry shared by the window rollouts and the off-policy trainer's partial
+    rollouts (``jaxrl_llm/offpolicy.py``).
+
+    ``tokens`` [N, T] holds each row's response so far (its first ``lengths`` [N] tokens, the
+    prefix the sampler continues from); ``sampler_logprobs`` / ``policy_logprobs`` [N, T] those
+    tokens' log-probs under the versions that sampled them. Returns ``reset.splice``'s arrays
+    (``new`` marks this window's tokens) with ``sampler_logprobs`` / ``policy_logprobs`` of the
+    whole response: earlier tokens' kept, this window's from the current params, and
+    ``finished`` [N] (a stop token was kept, or the response reached ``T``)."""
+    T = tokens.shape[1]
+    pos = np.arange(T)[None]
+    prefix_mask = (pos < lengths[:, None]).astype(np.int32)
+    out = reset.continue_rows(ctx, prompt_tokens, prompt_mask, tokens, prefix_mask, key, window)
+    s = reset.splice(out, T)
+    earlier = prefix_mask.astype(np.float32)  # [N, T] tokens of earlier windows
+    s["sampler_logprobs"] = sampler_logprobs * earlier + s["logprobs"]
+    s["policy_logprobs"] = policy_logprobs * earlier + s["policy_logprobs"]
+    s["finished"] = s["stopped"] | (s["lengths"] >= T)
+    return s
+
+
 def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str, float]]:
     """One window of every in-flight sequence (module docstring)."""
     a = ctx.algo_cfg
@@ -72,13 +105,19 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
     pos = np.arange(T)[None]
     start = st["lengths"]  # [N] response length before this window
     t0 = time.perf_counter()
-    prefix_mask = (pos < start[:, None]).astype(np.int32)
-    out = reset.continue_rows(ctx, st["prompt_tokens"], st["prompt_mask"], st["tokens"], prefix_mask, key, a.window)
-    s = reset.splice(out, T)
+    s = advance(
+        ctx,
+        st["prompt_tokens"],
+        st["prompt_mask"],
+        st["tokens"],
+        start,
+        st["sampler_logprobs"],
+        st["policy_logprobs"],
+        key,
+        a.window,
+    )
     sample_time = time.perf_counter() - t0
-    lengths = s["lengths"]  # [N]
-    finished = s["stopped"] | (lengths >= T)
-    earlier = (pos < start[:, None]).astype(np.float32)  # [N, T] tokens of earlier windows
+    lengths, finished = s["lengths"], s["finished"]  # [N]
     t0 = time.perf_counter()
     rewards, failures = np.zeros(N, np.float32), 0
     done = np.flatnonzero(finished)
@@ -100,8 +139,8 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
         group_ids=np.arange(N, dtype=np.int32),
         prompt_ids=st["prompt_ids"].astype(np.int32),
         lengths=lengths.astype(np.int32),
-        sampler_logprobs=st["sampler_logprobs"] * earlier + s["logprobs"],
-        policy_logprobs=st["policy_logprobs"] * earlier + s["policy_logprobs"],
+        sampler_logprobs=s["sampler_logprobs"],
+        policy_logprobs=s["policy_logprobs"],
         extras={"finished": finished.astype(np.float32), "window_start": start.astype(np.int32)},
         group_size=1,
     )

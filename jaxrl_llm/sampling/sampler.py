@@ -56,7 +56,7 @@ import numpy as np
 from flax import nnx, struct
 
 from jaxrl_llm import sharding
-from jaxrl_llm.models import rope
+from jaxrl_llm.models import rope, vision
 from jaxrl_llm.models.cache import KV_AXES, VALID_AXES, KVCache
 from jaxrl_llm.models.logprobs import positions_from_mask
 from jaxrl_llm.sampling import backend as backends
@@ -226,6 +226,7 @@ def _generate_impl(
     mesh,
     backend: backends.Xla,
     rule_params=None,
+    images=None,
 ):
     _TRACES["count"] += 1
     model = nnx.merge(graphdef, state)
@@ -243,7 +244,8 @@ def _generate_impl(
     S0 = Sp + Tp
     plan = decode.windows(model.cfg, B, S0, T)
     cache = _constrain_cache(model.init_cache(P, plan[0][1]), mesh)
-    hidden, cache = model.hidden_states(context, positions_from_mask(context_mask), context_mask, cache)
+    image_kwargs = {} if images is None else {"images": images}  # a VLM's prompt images enter the prefill only
+    hidden, cache = model.hidden_states(context, positions_from_mask(context_mask), context_mask, cache, **image_kwargs)
     last = S0 - 1 - jnp.argmax(context_mask[:, ::-1], axis=-1)  # [P]
     hidden_last = jnp.take_along_axis(hidden, last[:, None, None], axis=1)  # [P, 1, D]
     logits = model.unembed(hidden_last)[:, 0]  # [P, V]
@@ -408,11 +410,28 @@ def _place(mesh, arrays):
 
 
 def _run(
-    model, prompt, prompt_mask, prefix, prefix_mask, key, cfg, num_samples, temperature_rule, mesh, rule_params=None
+    model,
+    prompt,
+    prompt_mask,
+    prefix,
+    prefix_mask,
+    key,
+    cfg,
+    num_samples,
+    temperature_rule,
+    mesh,
+    rule_params=None,
+    images=None,
 ):
     graphdef, state = nnx.split(model)
     backend = backends.resolve(cfg.backend, model.cfg, mesh, prompt.shape[0] * int(num_samples))
     prompt, prompt_mask, prefix, prefix_mask = _place(mesh, [prompt, prompt_mask, prefix, prefix_mask])
+    if images is not None:
+        images = (
+            jnp.asarray(images)
+            if mesh is None
+            else jax.device_put(images, sharding.divisible_sharding(mesh, ("batch",), images.shape))
+        )
     return _generate(
         graphdef,
         state,
@@ -427,6 +446,7 @@ def _run(
         mesh=mesh,
         backend=backend,
         rule_params=rule_params,
+        images=images,
     )
 
 
@@ -456,6 +476,7 @@ def sample(
     temperature_rule: TemperatureRule | None = None,
     mesh=None,
     temperature_rule_params: Any = None,
+    images=None,
 ) -> SampleOutput:
     """Samples ``num_samples`` completions of each prompt.
 
@@ -476,6 +497,9 @@ def sample(
       temperature_rule_params: optional pytree of arrays, passed TRACED as the rule's third
         argument, ``rule(logits, step, params)``: statistics that change every call (e.g. HAPO's
         entropy statistics) reuse one compiled program as long as their shapes and dtypes stay.
+      images: optional [P, N, H, W, C] for a ``models.vision.VisionLanguageModel``: each prompt's
+        N images, whose ``N * n_patches`` placeholder ids it holds (checked here). They enter the
+        prefill as soft tokens; the G samples share that prefill and decoding is unchanged.
 
     Returns:
       ``SampleOutput`` with B = P * G rows (row b = sample b % G of prompt b // G) and T new tokens.
@@ -491,9 +515,28 @@ def sample(
     width = bucket_length(prompt.shape[1])
     prompt = _pad_width(prompt, width, True, cfg.pad_id)
     mask = _pad_width(mask, width, True, 0)
+    if images is not None:
+        vcfg = getattr(model, "vision_cfg", None)
+        if vcfg is None:
+            raise ValueError(f"sample: images given but {type(model).__name__} has no vision encoder")
+        images = vision.check_images(images, vcfg)
+        if images.shape[0] != prompt.shape[0]:
+            raise ValueError(f"sample: images has {images.shape[0]} rows but prompt_tokens has {prompt.shape[0]}")
+        vision.check_placeholders(np.where(mask.astype(bool), prompt, -1), images.shape[1], vcfg)
     empty = np.zeros((prompt.shape[0], 0), np.int32)
     return _run(
-        model, prompt, mask, empty, empty, key, cfg, num_samples, temperature_rule, mesh, temperature_rule_params
+        model,
+        prompt,
+        mask,
+        empty,
+        empty,
+        key,
+        cfg,
+        num_samples,
+        temperature_rule,
+        mesh,
+        temperature_rule_params,
+        images,
     )
 
 

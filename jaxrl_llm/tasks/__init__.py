@@ -14,7 +14,8 @@ Interface (what the trainer codes against):
   min_digits=1, max_digits=1)`` gives one-digit sums for tiny models), ``"gsm8k"`` /
   ``"math"`` / ``"preference"`` (``path=``), ``"tfds:<name>"``, ``"humaneval"``; the learning
   suite's ``"suite:partial_sums"``, ``"suite:tagged_arithmetic"``, ``"suite:number_arithmetic"``
-  (``tasks.suite``) and ``"suite:codegen"`` (``tasks.codegen``).
+  (``tasks.suite``), ``"suite:codegen"`` (``tasks.codegen``), and the image tasks
+  ``"images:digits"`` / ``"images:count"`` (``tasks.images``; the picture is in ``metadata["image"]``).
   ``render_prompt(example, tokenizer, system_prompt=None) -> str``.
 
 Bad input raises ``TaskDataError`` naming the file and line, the field and record, or the
@@ -23,7 +24,7 @@ empty source, at ``make_task`` time (before training starts).
 
 from typing import Any
 
-from jaxrl_llm.tasks import codegen, suite
+from jaxrl_llm.tasks import codegen, images, suite
 from jaxrl_llm.tasks.example import Example, TaskDataError, TrainIterator
 from jaxrl_llm.tasks.procedural import reasoning_gym_score, reasoning_gym_task
 from jaxrl_llm.tasks.prompt import render_prompt
@@ -37,6 +38,7 @@ _BUILDERS = {
     "preference": preference_task,
     "suite:codegen": codegen.codegen_task,
     **suite.BUILDERS,
+    **images.BUILDERS,
 }
 
 

@@ -33,13 +33,18 @@ def extract_for_scoring(completion: str, answer_format: str) -> str | None:
     return found if found is not None else completion.strip()
 
 
+def reasoning_gym_answer(completion: str, example: Example) -> str | None:
+    """The answer string ``reasoning_gym_score`` hands to the scorer (the task's ``answer_fn``)."""
+    return extract_for_scoring(completion, example.metadata["answer_format"])
+
+
 def reasoning_gym_score(completion: str, example: Example) -> float:
     """reasoning-gym's ``dataset.score_answer(answer, entry)`` on the extracted answer (see
     ``extract_for_scoring``), in [0, 1]. The dataset is rebuilt from ``example.metadata``
     (name + config), once per process."""
     meta = example.metadata
     dataset = _dataset(meta["rg_dataset"], meta["rg_config"])
-    answer = extract_for_scoring(completion, meta["answer_format"])
+    answer = reasoning_gym_answer(completion, example)
     return float(dataset.score_answer(answer, meta["entry"]))
 
 
@@ -102,4 +107,5 @@ def reasoning_gym_task(
         num_eval=num_eval,
         eval_example=_EntryAt(name, config_json, 0, answer_format, "eval"),
         reward_fns=((reasoning_gym_score, 1.0),),
+        answer_fn=reasoning_gym_answer,
     )

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxrl_llm.rewards import extract
 from jaxrl_llm.tasks.example import Example, TaskDataError, TrainIterator
 
 RewardFn = Callable[[str, Example], float]
@@ -28,6 +29,9 @@ class Task:
       eval_example: index -> held-out ``Example``.
       reward_fns: the task's default ``(reward_fn, weight)`` pairs, ready for
         ``rewards.RewardRunner``; empty for sources without a verifier (preference pairs).
+      answer_fn: ``(completion, example) -> answer str | None``, the answer the task's reward
+        reads (default ``rewards.extract.auto_answer``); rollout kinds build answer classes from it
+        for methods that ask for ``answer_ids`` (COPO), so methods never parse text themselves.
     """
 
     name: str
@@ -36,6 +40,7 @@ class Task:
     num_eval: int
     eval_example: Callable[[int], Example]
     reward_fns: tuple[tuple[RewardFn, float], ...] = ()
+    answer_fn: Callable[[str, Example], str | None] = extract.auto_answer
 
     def __post_init__(self):
         if self.num_train <= 0:
