@@ -112,7 +112,7 @@ def test_push_reshards_by_the_rules_table():
 
 
 def test_partial_rollouts_carry_generations_across_versions(tmp_path):
-    cfg = tiny(tmp_path, "train.staleness=2", "train.partial_rollout_tokens=1")
+    cfg = tiny(tmp_path, "train.steps=4", "train.staleness=2", "train.partial_rollout_tokens=1")  # drives steps 0-3
     tr = train.Trainer(cfg)
     try:
         pipe, params, state = tr.offpolicy, tr.policy.params, tr.state.algo_arrays()
