@@ -25,33 +25,22 @@ Hardware and time: the project's 2-core CPU machine, f32; measured numbers are i
 ``experiments/results/dialtree.md`` (none are claimed here).
 """
 
+from bases import episodes  # experiments/bases/: load_experiment puts experiments/ on sys.path
+
 from jaxrl_llm.algorithms import dialtree
-from jaxrl_llm.config import (
-    CheckpointConfig,
-    Config,
-    EvalConfig,
-    ModelConfig,
-    OptimConfig,
-    SamplingConfig,
-    TaskConfig,
-    TrainConfig,
-    default_config,
-)
+from jaxrl_llm.config import Config
 
 
 def get_config() -> Config:
-    base = default_config()
-    return Config(
-        name="dialtree",
-        seed=0,
-        algorithm="dialtree",
-        algo=dialtree.Config(branching=4, width=8, max_turns=3),
-        model=ModelConfig(name="smollm2-135m-instruct"),
-        # the trainer still builds a task (unused by the dialogue_tree rollout): the default one
-        task=TaskConfig(name=base.task.name, kwargs=dict(base.task.kwargs, num_eval=8), max_prompt_len=128),
-        sampling=SamplingConfig(temperature=1.0, max_new_tokens=48),
-        optim=OptimConfig(learning_rate=1e-6, max_grad_norm=1.0),
-        train=TrainConfig(steps=10, prompts_per_step=2, group_size=8),
-        eval=EvalConfig(num_examples=0),
-        checkpoint=CheckpointConfig(every=0),
+    return episodes.config(
+        "dialtree",
+        dialtree.Config(branching=4, width=8, max_turns=3),
+        model="smollm2-135m-instruct",
+        max_prompt_len=128,
+        max_new_tokens=48,
+        learning_rate=1e-6,
+        steps=10,
+        prompts_per_step=2,
+        group_size=8,
+        checkpoint_every=0,
     )

@@ -23,40 +23,13 @@ Hardware and time: the project's 2-core CPU machine, f32; see ``experiments/resu
 for measured numbers, where they exist (none are claimed here).
 """
 
+from bases import episodes  # experiments/bases/: load_experiment puts experiments/ on sys.path
+
 from jaxrl_llm.algorithms import epo_strategic
-from jaxrl_llm.config import (
-    CheckpointConfig,
-    Config,
-    EnvConfig,
-    EvalConfig,
-    ModelConfig,
-    OptimConfig,
-    SamplingConfig,
-    TaskConfig,
-    TrainConfig,
-    default_config,
-)
+from jaxrl_llm.config import Config
 
 
 def get_config() -> Config:
-    base = default_config()
-    return Config(
-        name="epo_strategic",
-        seed=0,
-        algorithm="epo_strategic",
-        algo=epo_strategic.Config(gamma=0.99),
-        model=ModelConfig(name="tiny"),
-        task=TaskConfig(name=base.task.name, kwargs=dict(base.task.kwargs, num_eval=8), max_prompt_len=40),
-        env=EnvConfig(
-            name="keydoor_strategy",
-            kwargs={"size": 4, "letters": True},
-            max_turns=4,
-            max_episode_tokens=256,
-            invalid_penalty=0.1,
-        ),
-        sampling=SamplingConfig(temperature=1.0, max_new_tokens=2),
-        optim=OptimConfig(learning_rate=1e-3, max_grad_norm=1.0),
-        train=TrainConfig(steps=25, prompts_per_step=8, group_size=4),
-        eval=EvalConfig(num_examples=0),
-        checkpoint=CheckpointConfig(every=25),
+    return episodes.config(
+        "epo_strategic", epo_strategic.Config(gamma=0.99), env=episodes.gridworld(size=4, name="keydoor_strategy")
     )

@@ -26,41 +26,11 @@ Hardware and time: the project's 2-core CPU machine, f32; see ``experiments/resu
 for measured numbers (none are claimed here).
 """
 
+from bases import episodes  # experiments/bases/: load_experiment puts experiments/ on sys.path
+
 from jaxrl_llm.algorithms import gigpo
-from jaxrl_llm.config import (
-    CheckpointConfig,
-    Config,
-    EnvConfig,
-    EvalConfig,
-    ModelConfig,
-    OptimConfig,
-    SamplingConfig,
-    TaskConfig,
-    TrainConfig,
-    default_config,
-)
+from jaxrl_llm.config import Config
 
 
 def get_config() -> Config:
-    base = default_config()
-    return Config(
-        name="gigpo",
-        seed=0,
-        algorithm="gigpo",
-        algo=gigpo.Config(beta=0.0),
-        model=ModelConfig(name="tiny"),
-        # the trainer still builds a task (unused by the episode rollout): the default one
-        task=TaskConfig(name=base.task.name, kwargs=dict(base.task.kwargs, num_eval=8), max_prompt_len=40),
-        env=EnvConfig(
-            name="gridworld",
-            kwargs={"size": 3, "letters": True},
-            max_turns=4,
-            max_episode_tokens=256,
-            invalid_penalty=0.1,
-        ),
-        sampling=SamplingConfig(temperature=1.0, max_new_tokens=2),
-        optim=OptimConfig(learning_rate=1e-3, max_grad_norm=1.0),
-        train=TrainConfig(steps=25, prompts_per_step=8, group_size=4),
-        eval=EvalConfig(num_examples=0),
-        checkpoint=CheckpointConfig(every=25),
-    )
+    return episodes.config("gigpo", gigpo.Config(beta=0.0), env=episodes.gridworld())

@@ -24,37 +24,25 @@ Hardware and time: the project's 2-core CPU machine, f32; measured numbers are i
 
 import jax
 import numpy as np
+from bases import episodes  # experiments/bases/: load_experiment puts experiments/ on sys.path
 
 from jaxrl_llm.algorithms import dpo, lspo
-from jaxrl_llm.config import (
-    CheckpointConfig,
-    Config,
-    EvalConfig,
-    ModelConfig,
-    OptimConfig,
-    SamplingConfig,
-    TaskConfig,
-    TrainConfig,
-    default_config,
-)
+from jaxrl_llm.config import Config
 from jaxrl_llm.games import rpsls
 
 
 def get_config() -> Config:
-    base = default_config()
-    return Config(
-        name="lspo",
-        seed=0,
-        algorithm="lspo",
-        algo=lspo.Config(beta=0.1, num_strategies=5),
-        model=ModelConfig(name="smollm2-135m-instruct"),
-        # the trainer still builds a task (unused by the latent_space rollout): the default one
-        task=TaskConfig(name=base.task.name, kwargs=dict(base.task.kwargs, num_eval=8), max_prompt_len=128),
-        sampling=SamplingConfig(temperature=1.0, max_new_tokens=16),
-        optim=OptimConfig(learning_rate=1e-5, max_grad_norm=1.0),
-        train=TrainConfig(steps=15, prompts_per_step=4, group_size=8),
-        eval=EvalConfig(num_examples=0),
-        checkpoint=CheckpointConfig(every=0),
+    return episodes.config(
+        "lspo",
+        lspo.Config(beta=0.1, num_strategies=5),
+        model="smollm2-135m-instruct",
+        max_prompt_len=128,
+        max_new_tokens=16,
+        learning_rate=1e-5,
+        steps=15,
+        prompts_per_step=4,
+        group_size=8,
+        checkpoint_every=0,
     )
 
 

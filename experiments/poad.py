@@ -21,41 +21,13 @@ What to read (``metrics.jsonl``): ``episode/success``, ``episode/invalid_frac``,
 ``experiments/results/poad.md`` (none are claimed here).
 """
 
+from bases import episodes  # experiments/bases/: load_experiment puts experiments/ on sys.path
+
 from jaxrl_llm.algorithms import poad
-from jaxrl_llm.config import (
-    CheckpointConfig,
-    Config,
-    EnvConfig,
-    EvalConfig,
-    ModelConfig,
-    OptimConfig,
-    SamplingConfig,
-    TaskConfig,
-    TrainConfig,
-    default_config,
-)
+from jaxrl_llm.config import Config
 
 
 def get_config() -> Config:
-    base = default_config()
-    return Config(
-        name="poad",
-        seed=0,
-        algorithm="poad",
-        algo=poad.Config(),
-        model=ModelConfig(name="tiny"),
-        # the trainer still builds a task (unused by the episode rollout): the default one
-        task=TaskConfig(name=base.task.name, kwargs=dict(base.task.kwargs, num_eval=8), max_prompt_len=40),
-        env=EnvConfig(
-            name="gridworld",
-            kwargs={"size": 3, "letters": True},
-            max_turns=4,
-            max_episode_tokens=256,
-            invalid_penalty=0.1,
-        ),
-        sampling=SamplingConfig(temperature=1.0, max_new_tokens=4),
-        optim=OptimConfig(learning_rate=1e-3, max_grad_norm=1.0),
-        train=TrainConfig(steps=20, prompts_per_step=8, group_size=4),
-        eval=EvalConfig(num_examples=0),
-        checkpoint=CheckpointConfig(every=0),
+    return episodes.config(
+        "poad", poad.Config(), env=episodes.gridworld(), max_new_tokens=4, steps=20, checkpoint_every=0
     )
