@@ -8,6 +8,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
+from jax._src import compilation_cache  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
 # Implicit rank promotion ([3, 13, 1] * [4] broadcasting silently) is an error in tests: every
@@ -20,3 +21,15 @@ def allow_rank_promotion():
     """NumPy-style rank broadcasting for code not yet written out (``jaxrl_llm/diffusion/``)."""
     with jax.numpy_rank_promotion("allow"):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_compilation_cache():
+    """A test whose run config names ``compilation_cache_dir`` turns JAX's persistent cache on for
+    the whole process (``train.enable_compilation_cache``); turn it off again after that test, so
+    later tests in the same xdist worker do not read executables from another test's cache."""
+    before = jax.config.jax_compilation_cache_dir
+    yield
+    if jax.config.jax_compilation_cache_dir != before:
+        jax.config.update("jax_compilation_cache_dir", before)
+        compilation_cache.reset_cache()
