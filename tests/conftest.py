@@ -1,5 +1,6 @@
 """Test setup: offline, deterministic, 8 fake CPU devices for sharding tests."""
 
+import gc
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,3 +34,15 @@ def _no_leaked_compilation_cache():
     if jax.config.jax_compilation_cache_dir != before:
         jax.config.update("jax_compilation_cache_dir", before)
         compilation_cache.reset_cache()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test file. Every XLA:CPU executable keeps memory
+    mappings of its own until its cache entry dies; a long-lived xdist worker that ran a few dozen
+    files held ~56,000 mappings, and the next compilation crashed (SIGSEGV / SIGABRT in
+    ``backend_compile_and_load``) at the kernel's ``vm.max_map_count`` of 65,530, after which the
+    xdist controller waited forever. Cleared per file, a worker stays near 2,000."""
+    yield
+    jax.clear_caches()
+    gc.collect()

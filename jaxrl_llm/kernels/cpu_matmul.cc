@@ -133,20 +133,29 @@ class Workers {
       for (int64_t i = 0; i < count; ++i) fn(i);
       return;
     }
-    // Publishing: no helper may still be inside the previous job (it would read these fields).
-    while (active_.load(std::memory_order_acquire) > 0) spin_pause();
-    call_ = [](const void* f, int64_t i) { (*static_cast<const Fn*>(f))(i); };
-    fn_ = &fn;
-    count_ = count;
-    helpers_ = threads - 1;
-    next_.store(0, std::memory_order_relaxed);
-    done_.store(0, std::memory_order_relaxed);
-    {
-      std::lock_guard<std::mutex> lock(sleep_);
-      generation_.fetch_add(1, std::memory_order_release);
+    // Publishing, under ``job_``: a helper joins a job only under that lock (it copies the job and
+    // counts itself in ``active_`` there), so publishing waits, lock held, until no helper is
+    // inside the previous job. A helper that saw the previous generation but had not yet joined
+    // then copies this job whole, never a mix of two jobs' fields, and no job's counters are
+    // reset while a helper can still claim from them.
+    Job job{[](const void* f, int64_t i) { (*static_cast<const Fn*>(f))(i); }, &fn, count, threads - 1};
+    for (;;) {
+      std::unique_lock<std::mutex> lock(job_);
+      if (active_.load(std::memory_order_acquire) == 0) {
+        job_desc_ = job;
+        next_.store(0, std::memory_order_relaxed);
+        done_.store(0, std::memory_order_relaxed);
+        {
+          std::lock_guard<std::mutex> sleeping(sleep_);
+          generation_.fetch_add(1, std::memory_order_release);
+        }
+        break;
+      }
+      lock.unlock();
+      spin_pause();
     }
     wake_.notify_all();
-    work();
+    work(job);
     while (done_.load(std::memory_order_acquire) < count) spin_pause();
     // fn lives on this stack: every helper must have left the job before we return
     while (active_.load(std::memory_order_acquire) > 0) spin_pause();
@@ -172,9 +181,15 @@ class Workers {
 #endif
   }
 
-  void work() {
-    for (int64_t i; (i = next_.fetch_add(1, std::memory_order_relaxed)) < count_;) {
-      call_(fn_, i);
+  struct Job {
+    void (*call)(const void*, int64_t) = nullptr;
+    const void* fn = nullptr;
+    int64_t count = 0, helpers = 0;
+  };
+
+  void work(const Job& job) {
+    for (int64_t i; (i = next_.fetch_add(1, std::memory_order_relaxed)) < job.count;) {
+      job.call(job.fn, i);
       done_.fetch_add(1, std::memory_order_release);
     }
   }
@@ -193,25 +208,31 @@ class Workers {
           wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
         }
       }
-      // Announce, then re-read: a job published after this point waits for us to leave.
-      active_.fetch_add(1, std::memory_order_acq_rel);
-      const uint64_t now = generation_.load(std::memory_order_acquire);
+      // Join under the job lock: copy the job and count ourselves in; no job is published (and no
+      // counter reset) until we leave. The copy may be of a job its caller has already finished:
+      // its counters are then spent and work() claims nothing.
+      Job job;
+      uint64_t now;
+      {
+        std::lock_guard<std::mutex> lock(job_);
+        now = generation_.load(std::memory_order_acquire);
+        job = job_desc_;
+        active_.fetch_add(1, std::memory_order_acq_rel);
+      }
       if (now != seen) {
         seen = now;
-        if (id <= helpers_) work();
+        if (id <= job.helpers) work(job);
       }
       active_.fetch_sub(1, std::memory_order_acq_rel);
     }
   }
 
   std::vector<std::thread> threads_;
-  std::mutex busy_, sleep_;
+  std::mutex busy_, sleep_, job_;
   std::condition_variable wake_;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int64_t> next_{0}, done_{0}, active_{0};
-  void (*call_)(const void*, int64_t) = nullptr;
-  const void* fn_ = nullptr;
-  int64_t count_ = 0, helpers_ = 0;
+  Job job_desc_;  // the current job; written and copied only under job_
 };
 
 // fn(i) for i in [0, count), on as many threads as XLA's intra-op pool has (the caller included),
