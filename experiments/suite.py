@@ -589,6 +589,55 @@ def _cell(stats: dict[str, float] | None, floor: dict[str, float] | None, column
     return text
 
 
+# Run-config keys that name or place a run rather than change what it computes.
+_BOOKKEEPING = ("name", "run_dir", "algorithm", "compilation_cache_dir")
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_diff(base: Mapping[str, Any], run: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """Every setting in which ``run``'s config differs from ``base``'s, as ``(key, base, run)``
+    (``"-"`` where a config has no such key): the method's delta AND what came with it (clip
+    bounds, aggregation, dynamic sampling, ...), so a comparison states all of its differences."""
+    a, b = _flat(base), _flat(run)
+    rows = []
+    for k in sorted(set(a) | set(b)):
+        if k in _BOOKKEEPING or a.get(k, "-") == b.get(k, "-"):
+            continue
+        rows.append((k, a.get(k, "-"), b.get(k, "-")))
+    return rows
+
+
+def _settings_against_grpo(out: pathlib.Path, method: str, table: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for key, row in table.items():
+        seed = sorted(row["runs"])[0]
+        mine, theirs = out / method / key / seed / "config.json", out / "grpo" / key / seed / "config.json"
+        if not (mine.exists() and theirs.exists()):
+            continue
+        diff = config_diff(json.loads(theirs.read_text()), json.loads(mine.read_text()))
+        cells = ", ".join(f"`{k}` {a} -> {b}" for k, a, b in diff) or "none"
+        lines.append(f"| {key} | {cells} |")
+    if not lines:
+        return []
+    return [
+        "",
+        "Settings that differ from GRPO's run of the same task and seed (`config.json`; `-` = no such field):",
+        "",
+        "| task | differences |",
+        "|---|---|",
+        *lines,
+    ]
+
+
 def report(
     out: pathlib.Path, methods: Sequence[str] | None = None, tasks: Sequence[SuiteTask] = SUITE
 ) -> dict[str, pathlib.Path]:
@@ -634,6 +683,8 @@ def report(
                     f"{np.mean([a for a, _ in pairs]):.3g} -> {np.mean([b for _, b in pairs]):.3g}" if pairs else "-"
                 )
             lines.append(f"| {key} | " + " | ".join(cells) + " |")
+        if method != "grpo":
+            lines += _settings_against_grpo(out, method, table)
         md = out / f"suite_{method}.md"
         md.write_text("\n".join(lines) + "\n")
         (out / f"suite_{method}.json").write_text(

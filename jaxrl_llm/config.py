@@ -125,6 +125,10 @@ class TrainConfig:
     # from successive versions (their per-token versions are recorded).
     staleness: int = 0
     partial_rollout_tokens: int = 0
+    # The rollout kind (``jaxrl_llm.rollouts``): "" = the algorithm's own (``Algorithm.rollout``);
+    # another kind only where the method declares it can read that kind's rows
+    # (``Algorithm.rollouts``), e.g. the multi-turn optimal token baseline on ``episode`` rollouts.
+    rollout: str = ""
 
 
 @dataclass(frozen=True)
@@ -345,7 +349,13 @@ def validate(cfg: Config) -> Config:
     if cfg.algo is not None and not dataclasses.is_dataclass(cfg.algo):
         raise ConfigError(f"algo must be the algorithm's Config dataclass or None, got {type(cfg.algo).__name__}")
     resolved = resolve_algo(cfg)
-    reason = algorithms.get(cfg.algorithm).check_config(resolved)
+    algo = algorithms.get(cfg.algorithm)
+    if t.rollout and t.rollout not in algo.rollouts:
+        raise ConfigError(
+            f"train.rollout={t.rollout!r}: algorithm {cfg.algorithm!r} reads the rows of the kinds "
+            f"{list(algo.rollouts)} only (its module's ROLLOUTS)"
+        )
+    reason = algo.check_config(resolved)
     if reason:
         raise ConfigError(f"algorithm {cfg.algorithm!r} cannot run this config: {reason}")
     return cfg

@@ -81,7 +81,7 @@ class Trainer:
         if cfg.compilation_cache_dir:
             enable_compilation_cache(cfg.compilation_cache_dir)
         self.algo = algorithms.get(cfg.algorithm)
-        self.kind = rollouts.get(self.algo.rollout)
+        self.kind = rollouts.get(cfg.train.rollout or self.algo.rollout)
         self.task = tasks.make_task(cfg.task.name, **dict(cfg.task.kwargs))
         self.cfg = cfg = config_lib.fit_to_task(cfg, self.task.num_train)
         self.run_dir = pathlib.Path(cfg.resolved_run_dir)

@@ -219,3 +219,28 @@ def test_smoke_every_suite_task_two_rl_steps(tmp_path):
     before = {p: p.stat().st_mtime_ns for p in out.rglob("metrics.jsonl")}
     assert runner.main(["--smoke", "--out", str(out), "--seeds", "0", "--tasks", "arith", "codegen"]) == 0
     assert {p: p.stat().st_mtime_ns for p in out.rglob("metrics.jsonl")} == before
+
+
+def test_report_lists_every_setting_that_differs_from_grpo(tmp_path):
+    grpo = {
+        "name": "g",
+        "run_dir": "a",
+        "algorithm": "grpo",
+        "algo": {"aggregation": "seq_mean_token_mean", "std_ddof": 1},
+    }
+    hapo = {"name": "h", "run_dir": "b", "algorithm": "hapo", "algo": {"aggregation": "token_mean", "tau": 0.05}}
+    assert runner.config_diff(grpo, hapo) == [
+        ("algo.aggregation", "seq_mean_token_mean", "token_mean"),
+        ("algo.std_ddof", 1, "-"),
+        ("algo.tau", "-", 0.05),
+    ]
+    for method, cfg in (("grpo", grpo), ("hapo", hapo)):
+        _fake_run(tmp_path / method / "arith" / "s0", [(0, 0.4, 0.3, 0.6), (4, 0.5, 0.4, 0.7)])
+        path = tmp_path / method / "arith" / "s0" / "config.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **cfg}))
+    md = runner.report(tmp_path, tasks=[runner.TASKS["arith"]])["hapo"].read_text()
+    assert (
+        "| arith | `algo.aggregation` seq_mean_token_mean -> token_mean, `algo.std_ddof` 1 -> -, `algo.tau` - -> 0.05 |"
+        in md
+    )
+    assert "Settings that differ" not in runner.report(tmp_path, tasks=[runner.TASKS["arith"]])["grpo"].read_text()

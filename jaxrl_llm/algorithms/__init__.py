@@ -36,6 +36,8 @@ Each ``jaxrl_llm/algorithms/<name>.py`` has:
   ``clip_frac/low``, ``clip_frac/high``, ``ratio/mean``, ``ratio/max``, ``ratio/min``, ``entropy``.
 * ``ROLLOUT`` (optional, default ``"group"``): the name of the rollout kind that produces the
   method's rows (``jaxrl_llm.rollouts.KINDS``: ``group``, ``single_stream``, ``budgeted``, ...).
+  ``ROLLOUTS`` (optional): further kinds whose rows the method also reads; a run picks one with
+  ``train.rollout`` (e.g. ``tir_optimal_token_baseline``: ``("episode",)``, multi-turn rows).
 * Optional hooks, only where the method has them (the registry reads them ONCE into the method's
   ``Algorithm`` record, with no-op defaults; nothing else looks names up on a module):
     - ``shape_rewards(rewards, rollout, cfg) -> rewards`` (e.g. DAPO overlong shaping), applied
@@ -289,6 +291,7 @@ class Algorithm:
     advantages: Callable
     loss: Callable
     rollout: str = "group"
+    rollouts: tuple[str, ...] = ("group",)  # every kind whose rows the method reads; rollout first
     shape_rewards: Callable = _identity_rewards
     filter_groups: Callable = _keep_all
     init_state: Callable = _no_state
@@ -325,6 +328,7 @@ def _record(mod: ModuleType) -> Algorithm:
         advantages=mod.advantages,
         loss=mod.loss,
         rollout=getattr(mod, "ROLLOUT", "group"),
+        rollouts=tuple(dict.fromkeys((getattr(mod, "ROLLOUT", "group"), *getattr(mod, "ROLLOUTS", ())))),
         shape_rewards=hook("shape_rewards", _identity_rewards),
         filter_groups=hook("filter_groups", _keep_all),
         init_state=hook("init_state", _no_state),

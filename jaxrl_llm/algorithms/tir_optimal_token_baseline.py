@@ -27,8 +27,10 @@ Differs from GRPO as ``optimal_token_baseline`` does (per-token W-weighted basel
 Conventions (verl's): ``eps = 1e-8``; ``zero_tail = True`` (verl's default for this estimator),
 counted in loss tokens; ``is_weights`` scale ``w`` by their square. On a single-turn rollout (loss
 mask = a prefix of each row) this equals ``optimal_token_baseline``. The rollout must carry
-``sum_pi_squared`` for every row: the ``group`` kind computes it (``ROLLOUT_EXTRAS``); a multi-turn
-kind must provide it the same way before this estimator can run on its episodes.
+``sum_pi_squared`` for every row (``ROLLOUT_EXTRAS``): the ``group`` kind computes it, and so does
+the multi-turn ``episode`` kind (``train.rollout=episode``, ``env.rows=episode``: one row per
+episode, tool and observation tokens with ``loss_mask = 0``), which is the setting this
+estimator is for.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 NAME = "tir_optimal_token_baseline"
 PAPER = "Optimal Token Baseline (verl), multi-turn"
 PAPER_URL = "https://richardli.xyz/optimal-token-baseline"
+ROLLOUTS = ("episode",)  # multi-turn rows: train.rollout=episode
 ROLLOUT_EXTRAS = ("sum_pi_squared",)  # sum_v pi_old(v)^2 [B, T] (rollouts/token_stats.py)
 
 

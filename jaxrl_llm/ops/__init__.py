@@ -14,6 +14,11 @@ Modules (import the module, call ``kl.k3(...)``):
 * ``diagnostics`` shared metric keys (clip fractions, ratio stats) and ``finalize`` (loss = policy
                   + beta * KL (+ extra), with ``loss``, ``loss/policy``, ``kl``, ``loss/kl``, ``entropy``)
 * ``inputs``      validation and f32 upcast of a loss's batch
+* ``clipped_terms`` the terms around a PPO-clip policy term shared by verl's ``vanilla`` losses
+* ``covariance``  token covariance of advantage and log-prob, top-n token selection (Clip-Cov, KL-Cov)
+* ``kl_controller`` the adaptive (target-KL) coefficient schedule of PPO for language models
+* ``sequence``    sequence log-probs and pairwise log-ratio differences (DPO family, P3O, REFUEL)
+* ``token_baseline`` the optimal token baseline (a per-token baseline weighted by the path's score norm)
 
 A method's ``loss`` writes its equation with these, one named call a line (see ``algorithms/grpo.py``)::
 

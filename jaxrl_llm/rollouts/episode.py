@@ -58,6 +58,7 @@ import numpy as np
 from jaxrl_llm import envs as envs_lib
 from jaxrl_llm.envs import tools as tools_lib
 from jaxrl_llm.policy import left_pad, right_pad
+from jaxrl_llm.rollouts import token_stats
 from jaxrl_llm.rollouts.base import Context, Kind
 from jaxrl_llm.rollouts.group import rollout_metrics
 from jaxrl_llm.sampling import SamplingConfig, bucket_length, cached
@@ -143,7 +144,7 @@ class ChatPieces:
         return close + self.user_turn(observation)
 
 
-def _tool_cut(tokenizer, ids: np.ndarray, tools: dict[str, Any]) -> tuple[Any, int] | None:
+def tool_cut(tokenizer, ids: np.ndarray, tools: dict[str, Any]) -> tuple[Any, int] | None:
     """(tool, number of tokens up to and including the one completing its closing tag) of the first
     closing tag in ``ids``' text, or ``None``."""
     text = tokenizer.decode(ids, skip_special_tokens=True)
@@ -307,7 +308,7 @@ def play(
         for i in active:
             ep, n = episodes[i], int(out["lengths"][i])
             ids = np.asarray(out["tokens"][i, :n])
-            cut = _tool_cut(policy.tokenizer, ids, tools) if tools and ep.turn_calls < e.max_tool_calls else None
+            cut = tool_cut(policy.tokenizer, ids, tools) if tools and ep.turn_calls < e.max_tool_calls else None
             if cut is not None:
                 n = cut[1]
                 ids = ids[:n]
@@ -490,6 +491,13 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
     metrics.update(episode_metrics(episodes))
     if ctx.cfg.env.rows == "step":
         rollout = step_rows(ctx, episodes, G)
+    if "sum_pi_squared" in ctx.algo.rollout_extras:  # sum_v pi_old(v)^2 [B, T] (optimal token baseline)
+        # at every position of the row; the estimator reads the policy's tokens (loss_mask) only
+        rollout = rollout.with_items(
+            sum_pi_squared=token_stats.sum_pi_squared(
+                ctx.policy, rollout.prompt_tokens, rollout.prompt_mask, rollout.tokens, rollout.mask
+            )
+        )
     metrics.update({"time/sample": times["time/sample"], "time/reward": times["time/env"], "reward/failures": 0.0})
     return rollout, metrics
 

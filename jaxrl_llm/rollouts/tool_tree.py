@@ -170,7 +170,7 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
             tr, n = trajs[b], int(out["lengths"][b])
             sampled += n
             seg = out["tokens"][b, :n]
-            cut = episode._tool_cut(policy.tokenizer, seg, tools) if tr.tool_calls < e.max_tool_calls else None
+            cut = episode.tool_cut(policy.tokenizer, seg, tools) if tr.tool_calls < e.max_tool_calls else None
             if cut is not None:
                 keep[b] -= n - cut[1]
                 n = cut[1]
