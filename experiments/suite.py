@@ -607,7 +607,12 @@ def config_diff(base: Mapping[str, Any], run: Mapping[str, Any]) -> list[tuple[s
     """Every setting in which ``run``'s config differs from ``base``'s, as ``(key, base, run)``
     (``"-"`` where a config has no such key): the method's delta AND what came with it (clip
     bounds, aggregation, dynamic sampling, ...), so a comparison states all of its differences."""
-    a, b = _flat(base), _flat(run)
+    # a run field missing from an older run's config.json (the field was added since) counts at
+    # its default, so schema growth is not reported as a difference
+    defaults = {
+        k: v for k, v in _flat(config_lib.to_dict(config_lib.default_config())).items() if not k.startswith("algo.")
+    }
+    a, b = {**defaults, **_flat(base)}, {**defaults, **_flat(run)}
     rows = []
     for k in sorted(set(a) | set(b)):
         if k in _BOOKKEEPING or a.get(k, "-") == b.get(k, "-"):

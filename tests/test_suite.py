@@ -234,6 +234,12 @@ def test_report_lists_every_setting_that_differs_from_grpo(tmp_path):
         ("algo.std_ddof", 1, "-"),
         ("algo.tau", "-", 0.05),
     ]
+    # a field missing from one config counts at its default (schema growth is no difference)
+    assert runner.config_diff({**grpo, "train": {"group_size": 4}}, {**hapo, "train": {"staleness": 0}})[-1] == (
+        "train.group_size",
+        4,
+        8,
+    )
     for method, cfg in (("grpo", grpo), ("hapo", hapo)):
         _fake_run(tmp_path / method / "arith" / "s0", [(0, 0.4, 0.3, 0.6), (4, 0.5, 0.4, 0.7)])
         path = tmp_path / method / "arith" / "s0" / "config.json"
