@@ -82,6 +82,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from jaxrl_llm import cli, metrics_log, train  # noqa: E402
 from jaxrl_llm import config as config_lib  # noqa: E402
+from jaxrl_llm import run_dir as run_dir_lib  # noqa: E402
 from jaxrl_llm.config import (  # noqa: E402
     CheckpointConfig,
     Config,
@@ -589,18 +590,8 @@ def _cell(stats: dict[str, float] | None, floor: dict[str, float] | None, column
     return text
 
 
-# Run-config keys that name or place a run rather than change what it computes.
-_BOOKKEEPING = ("name", "run_dir", "algorithm", "compilation_cache_dir")
-
-
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+# Run-config keys that name a run (``run_dir_lib.diff`` leaves out those that place or show it).
+_BOOKKEEPING = ("name", "algorithm")
 
 
 def config_diff(base: Mapping[str, Any], run: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
@@ -608,17 +599,18 @@ def config_diff(base: Mapping[str, Any], run: Mapping[str, Any]) -> list[tuple[s
     (``"-"`` where a config has no such key): the method's delta AND what came with it (clip
     bounds, aggregation, dynamic sampling, ...), so a comparison states all of its differences."""
     # a run field missing from an older run's config.json (the field was added since) counts at
-    # its default, so schema growth is not reported as a difference
-    defaults = {
-        k: v for k, v in _flat(config_lib.to_dict(config_lib.default_config())).items() if not k.startswith("algo.")
-    }
-    a, b = {**defaults, **_flat(base)}, {**defaults, **_flat(run)}
-    rows = []
-    for k in sorted(set(a) | set(b)):
-        if k in _BOOKKEEPING or a.get(k, "-") == b.get(k, "-"):
-            continue
-        rows.append((k, a.get(k, "-"), b.get(k, "-")))
-    return rows
+    # its default, so schema growth is not reported as a difference; ``algo`` has no default
+    defaults = config_lib.to_dict(config_lib.default_config())
+
+    def filled(cfg: Mapping[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in defaults.items() if k != "algo"} | dict(cfg)
+        for section, values in defaults.items():
+            if section != "algo" and isinstance(values, Mapping) and isinstance(cfg.get(section), Mapping):
+                out[section] = {**values, **cfg[section]}
+        return out
+
+    changed = run_dir_lib.diff(filled(base), filled(run), missing="-")
+    return [(k, a, b) for k, (a, b) in changed.items() if k not in _BOOKKEEPING]
 
 
 def _settings_against_grpo(out: pathlib.Path, method: str, table: Mapping[str, Any]) -> list[str]:

@@ -106,16 +106,16 @@ def read_summary(path: pathlib.Path) -> dict | None:
     return summary if isinstance(summary, dict) else None
 
 
-def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+def diff(old: Mapping[str, Any], new: Mapping[str, Any], missing: Any = None) -> dict[str, tuple[Any, Any]]:
     """``{dotted key: (old, new)}`` for every leaf that differs, ``IGNORED`` keys left out. A key
-    present on one side only shows ``None`` on the other; a section compared with a value
+    present on one side only shows ``missing`` on the other; a section compared with a value
     (``algo`` of another algorithm against ``None``) differs as a whole."""
     out: dict[str, tuple[Any, Any]] = {}
 
     def walk(a: Any, b: Any, prefix: str) -> None:
         if isinstance(a, dict) and isinstance(b, dict):
             for k in sorted(set(a) | set(b)):
-                walk(a.get(k), b.get(k), f"{prefix}{k}.")
+                walk(a.get(k, missing), b.get(k, missing), f"{prefix}{k}.")
             return
         key = prefix[:-1]
         if a != b and key not in IGNORED:
