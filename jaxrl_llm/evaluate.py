@@ -4,7 +4,9 @@
 pass@1 and pass@k (``eval.k`` samples per prompt at ``eval.temperature``, the unbiased estimator
 of Chen et al. 2021, "Evaluating Large Language Models Trained on Code",
 https://arxiv.org/abs/2107.03374, Eq. 1) and the mean greedy completion length. A completion is
-correct when its reward is >= ``eval.correct_threshold``.
+correct when its reward is >= ``eval.correct_threshold``. On image tasks with a text prior
+(``tasks.images``: ``metadata["needs_image"]``) the greedy accuracy is also split into
+``eval/accuracy/needs_image`` and ``eval/accuracy/text_answerable``.
 
 ``load_policy(cfg, run_dir=None) -> (policy, step)``: the model of ``cfg.model`` with, when the run
 directory holds a checkpoint, the params of its newest readable step (what ``jaxrl-llm eval``,
@@ -48,18 +50,30 @@ def evaluate(policy: Policy, task: Any, score: Score, eval_cfg: EvalConfig, key:
     for start in range(0, len(examples), e.batch_size):
         chunk = examples[start : start + e.batch_size]
         prompt_tokens, prompt_mask = policy.encode_prompts(chunk)
-        out = policy.generate(prompt_tokens, prompt_mask, key, 1, greedy=True)
+        images = policy.prompt_images(chunk)
+        out = policy.generate(prompt_tokens, prompt_mask, key, 1, greedy=True, images=images)
         r, _ = score(policy.decode(out["tokens"], out["lengths"]), chunk)
         greedy_correct.extend((np.asarray(r) >= e.correct_threshold).tolist())
         lengths.extend(out["lengths"].tolist())
         if e.k:
             out = policy.generate(
-                prompt_tokens, prompt_mask, jax.random.fold_in(key, start), e.k, temperature=e.temperature
+                prompt_tokens,
+                prompt_mask,
+                jax.random.fold_in(key, start),
+                e.k,
+                temperature=e.temperature,
+                images=images,
             )
             rows = [x for x in chunk for _ in range(e.k)]
             r, _ = score(policy.decode(out["tokens"], out["lengths"]), rows)
             sampled.extend((np.asarray(r) >= e.correct_threshold).reshape(len(chunk), e.k).sum(axis=1).tolist())
     out = {"eval/accuracy": float(np.mean(greedy_correct)), "eval/completion_len": float(np.mean(lengths))}
+    needs_image = np.asarray([bool(x.metadata.get("needs_image", True)) for x in examples])
+    if any("needs_image" in x.metadata for x in examples):  # image tasks with a text prior (tasks.images)
+        hits = np.asarray(greedy_correct)
+        for name, rows in (("needs_image", needs_image), ("text_answerable", ~needs_image)):
+            if rows.any():
+                out[f"eval/accuracy/{name}"] = float(hits[rows].mean())
     if e.k:
         out["eval/pass@1"] = float(np.mean([pass_at_k(e.k, c, 1) for c in sampled]))
         out["eval/pass@k"] = float(np.mean([pass_at_k(e.k, c, e.k) for c in sampled]))

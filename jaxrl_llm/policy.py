@@ -5,6 +5,13 @@ kinds sample from it and score with it, the update differentiates ``completion_l
 graph, evaluation and the CLI's ``eval`` / ``sample`` / ``export`` use it without a trainer or
 reward workers. ``policy.params`` is the live handle: the update replaces it after each step.
 
+Images: when the model is a ``models.vision.VisionLanguageModel`` and an example's metadata holds
+``"image"`` [H, W, C] (or ``"images"`` [N, H, W, C]) pixels in [0, 1], ``render`` puts the image
+placeholders (``N * num_patches`` ids) before the prompt text, ``prompt_images`` gives the pixels
+[P, N, H, W, C], and ``generate`` / ``logprobs`` / ``completion_logprobs`` take them as
+``images=`` (pixels in [0, 1]; the policy applies the encoder's normalization). Rows carry them
+in ``Rollout.images``.
+
 Numerics: master weights are f32 (``model.param_dtype`` sets what the sampler reads); the forward
 pass runs in ``model.compute_dtype``; log-probs are f32.
 """
@@ -141,6 +148,7 @@ class Policy:
         self.model_cfg = graphdef_config(graphdef, params)
         self.pad_id = _pad_id(tokenizer)
         self.eos_ids = _eos_ids(tokenizer, self.model_cfg)
+        self.vision_cfg = getattr(nnx.merge(graphdef, params), "vision_cfg", None)  # None: text only
         self._logprobs = jax.jit(self._logprobs_impl, static_argnums=(3, 4))
 
     @classmethod
@@ -190,8 +198,10 @@ class Policy:
         num_completion: int,
         group_size: int = 1,
         return_entropy: bool = False,
+        images: jax.Array | None = None,
     ):
-        """``models.completion_logprobs`` with the run's chunking (``model.logprob_chunk_size``)."""
+        """``models.completion_logprobs`` with the run's chunking (``model.logprob_chunk_size``);
+        ``images`` [B, N, H, W, C] pixels in [0, 1] for a vision-language policy."""
         chunk = self.cfg.model.logprob_chunk_size or None  # 0: one pass, logits kept (no recompute)
         return models.completion_logprobs(
             model,
@@ -201,25 +211,68 @@ class Policy:
             return_entropy=return_entropy,
             chunk_size=chunk,
             group_size=group_size,
+            images=None if images is None else (images - 0.5) / 0.5,  # vision.normalize, traced
         )
 
-    def _logprobs_impl(self, params, tokens, attention_mask, num_completion, group_size):
+    def _logprobs_impl(self, params, tokens, attention_mask, num_completion, group_size, images):
         return jax.lax.stop_gradient(
-            self.completion_logprobs(self.model(params), tokens, attention_mask, num_completion, group_size)
+            self.completion_logprobs(
+                self.model(params), tokens, attention_mask, num_completion, group_size, images=images
+            )
         )
 
     def logprobs(
-        self, params: Any, tokens: np.ndarray, attention_mask: np.ndarray, num_completion: int, group_size: int = 1
+        self,
+        params: Any,
+        tokens: np.ndarray,
+        attention_mask: np.ndarray,
+        num_completion: int,
+        group_size: int = 1,
+        images: np.ndarray | None = None,
     ) -> np.ndarray:
         """Per-token log-probs [B, T] (host f32) of the last ``num_completion`` tokens, no gradient.
-        ``group_size`` > 1: rows come in groups sharing one prompt, computed once per group."""
-        out = self._logprobs(params, self.put(tokens), self.put(attention_mask), num_completion, group_size)
+        ``group_size`` > 1: rows come in groups sharing one prompt, computed once per group.
+        ``images``: each row's [N, H, W, C] pixels in [0, 1] (a vision-language policy)."""
+        images = None if images is None else self.put(np.asarray(images, np.float32))
+        out = self._logprobs(params, self.put(tokens), self.put(attention_mask), num_completion, group_size, images)
         return np.asarray(distributed.to_host(out), np.float32)
 
     # ------------------------------------------------------------------ prompts and sampling
     def render(self, example: Example) -> list[int]:
+        """The prompt's token ids; a vision-language policy's image placeholders come first."""
         text = tasks.render_prompt(example, self.tokenizer, system_prompt=self.cfg.task.system_prompt or None)
-        return self.encode_text(text)
+        pixels = self.example_images(example)
+        slots = [] if pixels is None else [self.vision_cfg.image_token_id] * (len(pixels) * self.vision_cfg.num_patches)
+        return slots + self.encode_text(text)
+
+    def example_images(self, example: Example) -> np.ndarray | None:
+        """The example's pictures [N, H, W, C] (pixels in [0, 1], checked against the encoder), or
+        None for a text-only example. An example with pictures and a policy without a vision
+        encoder is an error: the model would answer without seeing them."""
+        meta = example.metadata or {}
+        if "images" in meta:
+            pixels = np.asarray(meta["images"], np.float32)
+        elif "image" in meta:
+            pixels = np.asarray(meta["image"], np.float32)[None]
+        else:
+            return None
+        if self.vision_cfg is None:
+            raise ValueError(
+                f"example {example.id!r} holds an image but model {self.cfg.model.name!r} has no vision "
+                f"encoder; train a vision-language model ({', '.join(models.vision_models())})"
+            )
+        return models.vision.check_images(pixels[None], self.vision_cfg, f"image of example {example.id!r}")[0]
+
+    def prompt_images(self, examples: Sequence[Example]) -> np.ndarray | None:
+        """The examples' pictures [P, N, H, W, C] in [0, 1] (``render``'s order), or None when no
+        example has one; every example of a batch must show the same number of images."""
+        pixels = [self.example_images(e) for e in examples]
+        if all(p is None for p in pixels):
+            return None
+        counts = {e.id: 0 if p is None else len(p) for e, p in zip(examples, pixels)}
+        if len(set(counts.values())) > 1:
+            raise ValueError(f"a batch's examples must show the same number of images; got {counts}")
+        return np.stack(pixels)
 
     def encode_text(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -250,10 +303,17 @@ class Policy:
         temperature: float | None = None,
         temperature_rule: Callable | None = None,
         temperature_rule_params: Any = None,
+        images: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Samples ``num_samples`` completions per prompt with the live params; returns the sampler
         output as host arrays. ``temperature_rule`` / ``temperature_rule_params``: the sampler's
-        per-row temperature hook and its traced arguments (``sampling.sample``)."""
+        per-row temperature hook and its traced arguments (``sampling.sample``). ``images``: each
+        prompt's [N, H, W, C] pixels in [0, 1] (``prompt_images``), needed when the prompts hold
+        image placeholders."""
+        if images is None and self.vision_cfg is not None:
+            slots = np.asarray(prompt_tokens)[np.asarray(prompt_mask, bool)] == self.vision_cfg.image_token_id
+            if slots.any():
+                raise ValueError("generate: the prompts hold image placeholders but no images were given")
         s = self.cfg.sampling
         scfg = sampling.SamplingConfig(
             max_new_tokens=s.max_new_tokens,
@@ -281,6 +341,7 @@ class Policy:
             temperature_rule=temperature_rule,
             mesh=self.mesh,
             temperature_rule_params=temperature_rule_params,
+            images=None if images is None else models.vision.normalize(images),
         )
         arrays = {f.name: getattr(out, f.name) for f in dataclasses.fields(out)}
         return {k: distributed.to_host(v) for k, v in arrays.items() if isinstance(v, jax.Array)}

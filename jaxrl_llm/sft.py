@@ -3,6 +3,7 @@
     loss = -sum_{b,t} mask[b,t] log pi(y[b,t] | x_b, y[b,<t]) / sum_{b,t} mask[b,t]
 
 with the denominator over the whole batch (``num_tokens``), so micro-batches accumulate exactly.
+Examples with pictures (image tasks, a vision-language model) condition on them: x_b holds them.
 The demonstration of an example is ``sft.template`` with ``{answer}`` its reference answer,
 followed by the stop token.
 """
@@ -30,7 +31,8 @@ def demonstration(example: Example, template: str) -> str:
 
 
 def make_batch(policy: Policy, examples: list[Example], cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(tokens [N, Sp + T], attention [N, Sp + T], completion mask [N, T])``, T = ``sampling.max_new_tokens``."""
+    """``(tokens [N, Sp + T], attention [N, Sp + T], completion mask [N, T])``, T = ``sampling.max_new_tokens``.
+    The examples' pictures, if any, are ``policy.prompt_images(examples)``."""
     prompt_tokens, prompt_mask = policy.encode_prompts(examples)
     eos = policy.eos_ids[0] if policy.eos_ids else policy.pad_id
     demos = [policy.encode_text(demonstration(e, cfg.sft.template)) + [eos] for e in examples]
@@ -52,7 +54,11 @@ def loss_fn(policy: Policy, num_completion: int) -> Callable:
 
     def fn(params, inputs, batch):
         logprobs = policy.completion_logprobs(
-            policy.model(params), inputs["tokens"], inputs["attention_mask"], num_completion
+            policy.model(params),
+            inputs["tokens"],
+            inputs["attention_mask"],
+            num_completion,
+            images=inputs.get("images"),
         )
         total = -jnp.sum(logprobs * batch["mask"])
         return total / batch["num_tokens"], {"sft/tokens": jnp.sum(batch["mask"])}
@@ -67,6 +73,7 @@ def step(
     Returns ``(opt_state, metrics)``."""
     examples = [next(data) for _ in range(cfg.sft.batch_size)]
     tokens, attention, cmask = make_batch(policy, examples, cfg)
+    images = policy.prompt_images(examples)
     T = cmask.shape[1]
     policy.params, opt_state, m = updater.step(
         f"sft/T={T}",
@@ -74,7 +81,7 @@ def step(
         loss_fn(policy, T),
         policy.params,
         opt_state,
-        {"tokens": tokens, "attention_mask": attention},
+        {"tokens": tokens, "attention_mask": attention} | ({} if images is None else {"images": images}),
         {"mask": cmask},
         {"num_tokens": float(cmask.sum())},
         cfg.sft.micro_batch_size,

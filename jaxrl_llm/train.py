@@ -87,6 +87,11 @@ class Trainer:
         self.run_dir = pathlib.Path(cfg.resolved_run_dir)
         self.is_main = distributed.is_main()
         self.policy = Policy.create(cfg)
+        if self.policy.vision_cfg is not None and self.algo.needs_critic:
+            raise config_lib.ConfigError(
+                f"algorithm {self.algo.name!r} trains a critic, which reads no images; "
+                f"model {cfg.model.name!r} is a vision-language model: choose a critic-free method"
+            )
         self.rewards = evaluate.make_scorer(self.task, cfg)
         self.data = self.task.train_iter(cfg.seed)
         self.ctx = rollouts.Context(cfg, self.algo, self.policy, self.task, self.data, self.rewards.score)
@@ -181,6 +186,7 @@ class Trainer:
                 num_completion,
                 group_size=group_size,
                 return_entropy=with_entropy,
+                images=inputs.get("images"),
             )
             if with_entropy:
                 logp, entropies = logp
@@ -211,11 +217,12 @@ def score_rollout(tr: Trainer, rollout: Rollout, share: int) -> tuple[Rollout, d
     tokens, attention = model_inputs(rollout)
     T = rollout.tokens.shape[1]
     old = rollout.policy_logprobs
+    images = rollout.images
     if c.train.old_logprobs == "recompute" or old is None or c.train.staleness > 0:  # stale: the learner's pi_old
-        old = p.logprobs(p.params, tokens, attention, T, share)
+        old = p.logprobs(p.params, tokens, attention, T, share, images)
     rollout = rollout.replace(old_logprobs=old)
     if st.ref_params is not None:
-        rollout = rollout.replace(ref_logprobs=p.logprobs(st.ref_params, tokens, attention, T, share))
+        rollout = rollout.replace(ref_logprobs=p.logprobs(st.ref_params, tokens, attention, T, share, images))
     if st.critic is not None:
         values = tr._values(p.params, st.critic, p.put(tokens), p.put(attention), T)
         rollout = rollout.with_items(values=np.asarray(distributed.to_host(values), np.float32))
@@ -232,11 +239,13 @@ def rl_update(
 
     ``inputs``: the rows' ``[prompt | completion]`` tokens and attention mask (``model_inputs`` of
     the ROLLOUT: the batch's ``mask`` is the loss mask, which leaves out tokens the model must still
-    attend to, such as forced prefixes, earlier windows and observations)."""
+    attend to, such as forced prefixes, earlier windows and observations). The rows' images
+    (``batch.images``, a vision-language policy) go to the model beside them."""
     c, st, p = tr.cfg, tr.state, tr.policy
     tokens, attention = inputs
+    images = batch.images
     T, B = batch.tokens.shape[1], batch.tokens.shape[0]
-    rows_batch = batch.without("prompt_tokens", "prompt_mask", "num_tokens", "num_seqs")
+    rows_batch = batch.without("prompt_tokens", "prompt_mask", "num_tokens", "num_seqs", "images")
     loss = tr.rl_loss(T, share)
     out: list[dict[str, float]] = []
     for epoch in range(c.train.num_iterations):
@@ -249,7 +258,8 @@ def rl_update(
                 loss,
                 state.trainable(p.params, st.critic),
                 st.opt_state,
-                {"tokens": tokens[rows], "attention_mask": attention[rows]},
+                {"tokens": tokens[rows], "attention_mask": attention[rows]}
+                | ({} if images is None else {"images": np.asarray(images, np.float32)[rows]}),
                 mb,
                 scalars,
                 c.train.micro_batch_size,

@@ -27,6 +27,9 @@ response and 0 on the other (``ops.sequence`` computes pair quantities from thes
   ``old_logprobs``     [B, T]  f32   pi_old, filled by the trainer before ``advantages``
   ``ref_logprobs``     [B, T]  f32   pi_ref, filled when the method's KL weight ``beta`` > 0
   ``entropies``        [B, T]  f32   (optional) entropy of the sampling distribution per step
+  ``images``           [B, N, H, W, C] f32 (optional) the pictures each row's prompt shows, pixels
+                                     in [0, 1]; a vision-language model reads them at its image
+                                     placeholders (``Policy.prompt_images``)
   ``extras``           dict of a method's own arrays (``values``, ``budgets``, ``answer_ids``, ...)
 
 ``Batch`` (what a loss reads; ``algorithms.make_batch`` builds it) is a ``Rollout`` after
@@ -150,6 +153,7 @@ class Rollout(_Items):
     old_logprobs: Any = None
     ref_logprobs: Any = None
     entropies: Any = None
+    images: Any = None
     extras: dict[str, Any] = struct.field(default_factory=dict)
     group_size: int | None = struct.field(pytree_node=False, default=None)
 

@@ -112,7 +112,13 @@ class StubPolicy:
         ids = np.asarray([[int(e.id)] for e in examples], np.int32)
         return ids, np.ones_like(ids)
 
-    def generate(self, prompt_tokens, prompt_mask, key, n, temperature_rule=None, temperature_rule_params=None):
+    def prompt_images(self, examples):
+        return None  # text prompts
+
+    def generate(
+        self, prompt_tokens, prompt_mask, key, n, temperature_rule=None, temperature_rule_params=None, images=None
+    ):
+        assert images is None
         tokens = np.repeat(prompt_tokens, n, axis=0)
         B = tokens.shape[0]
         return {

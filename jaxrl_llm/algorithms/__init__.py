@@ -69,7 +69,9 @@ Each ``jaxrl_llm/algorithms/<name>.py`` has:
       ``answer_fn`` (the answer its reward reads) and ``rewards.extract.answer_classes``. Methods
       never parse completion text themselves. ``("reward_components",)`` (GDPO): the raw reward of
       each reward function ``[B, C]``; ``("sum_pi_squared",)`` (optimal token baseline):
-      ``sum_v pi_old(v)^2`` ``[B, T]`` from one forward pass (``rollouts.token_stats``).
+      ``sum_v pi_old(v)^2`` ``[B, T]`` from one forward pass (``rollouts.token_stats``);
+      ``("masked_logprobs",)`` (PAPO): on image tasks, the sampled tokens' log-probs with each
+      row's pictures corrupted by the method's ``corrupt_images(key, images, G, cfg)`` hook.
     - Rollout-kind hooks, read when the method's kind uses them: ``select_prompts(state, P, key, cfg)`` and
       ``replay_tokens(state, rollout, cfg)`` (``single_stream``), ``group_prompts(prompt, G, cfg)``
       (``budgeted``), ``with_offline_prior(state, rewards [N, cfg.n_offline], cfg)`` (``single_stream``).
@@ -216,6 +218,7 @@ ROLLOUT_HOOKS = (
     "with_offline_prior",
     "pairing",
     "select_edges",
+    "corrupt_images",
 )
 
 

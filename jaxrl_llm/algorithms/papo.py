@@ -69,6 +69,8 @@ from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, ratios
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "papo"
+# On image tasks the group kind computes masked_logprobs with corrupt_images (rollouts.group).
+ROLLOUT_EXTRAS = ("masked_logprobs",)
 PAPER = "Perception-Aware Policy Optimization for Multimodal Reasoning"
 PAPER_URL = "https://arxiv.org/abs/2507.06448"
 

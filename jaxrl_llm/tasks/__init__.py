@@ -22,6 +22,7 @@ Bad input raises ``TaskDataError`` naming the file and line, the field and recor
 empty source, at ``make_task`` time (before training starts).
 """
 
+import inspect
 from typing import Any
 
 from jaxrl_llm.tasks import codegen, images, suite
@@ -50,7 +51,16 @@ def make_task(name: str, **kwargs: Any) -> Task:
         return tfds_task(name[5:], **kwargs)
     if name not in _BUILDERS:
         raise ValueError(f"unknown task {name!r}: expected 'rg:<name>', 'tfds:<name>' or one of {sorted(_BUILDERS)}")
-    return _BUILDERS[name](**kwargs)
+    builder = _BUILDERS[name]
+    params = inspect.signature(builder).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            raise TaskDataError(
+                f"task {name!r} takes no argument(s) {unknown} (task.kwargs; a default config's kwargs belong "
+                f"to its own task: set task.kwargs={{}} when changing task.name); its arguments: {sorted(params)}"
+            )
+    return builder(**kwargs)
 
 
 __all__ = [
