@@ -98,6 +98,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_llm.algorithms import (
+    aepo,
     apo,
     arpo,
     bnpo,
@@ -208,6 +209,7 @@ _MODULES = (
     mpo,
     refuel,
     papo,
+    aepo,
 )
 
 # Hooks a rollout kind may ask of a method (``Algorithm.hooks``); a new kind adds its names here.
