@@ -90,10 +90,10 @@ def peer_main(model: str, tokens_file: str, threads: int, reps: int, new_tokens:
         tm = transformers.AutoModelForCausalLM.from_pretrained(
             os.path.dirname(path), gguf_file=os.path.basename(path), dtype=torch.float32
         )
-    else:
+    else:  # a local HF directory: a checkpoint, or a from-scratch zoo model exported by run_peer
         tm = transformers.AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
     tm.eval()
-    tokenizer = zoo.get_tokenizer("smollm2-135m-instruct" if model == "smollm2-135m-instruct" else model)
+    tokenizer = zoo.get_tokenizer(model)
     stop_ids = [int(s) for s in stops.split(",")]
     texts: list[str] = []
 
@@ -132,11 +132,22 @@ def peer_main(model: str, tokens_file: str, threads: int, reps: int, new_tokens:
 
 
 def run_peer(args, arrays: dict[str, np.ndarray], stops: list[int]) -> dict:
+    """The peer in its own process, 1 and 2 torch threads, the faster kept. A from-scratch zoo model
+    (``tiny``, ``small``) has no file of its own: it is exported as an HF checkpoint first (the same
+    weights, ``models.save_pretrained``), which transformers then loads."""
+    from jaxrl_llm import models
+    from jaxrl_llm.models import zoo
+
     best = None
-    with tempfile.NamedTemporaryFile(suffix=".npz") as f:
+    with tempfile.NamedTemporaryFile(suffix=".npz") as f, tempfile.TemporaryDirectory() as export:
         np.savez(f.name, **arrays)
+        peer_model = args.model
+        if args.model in zoo.MODELS and args.model != "smollm2-135m-instruct":
+            model, tokenizer = models.get_model(args.model, dtype="float32")
+            models.save_pretrained(model, export, tokenizer)
+            peer_model = export
         for threads in (1, 2):
-            cmd = [sys.executable, os.path.abspath(__file__), "--peer", args.model, f.name, str(threads)]
+            cmd = [sys.executable, os.path.abspath(__file__), "--peer", peer_model, f.name, str(threads)]
             cmd += [str(args.reps), str(args.new_tokens), str(args.batch), ",".join(map(str, stops))]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
