@@ -9,8 +9,8 @@ stay solved.
 
 The run: ``tiny-vlm`` (the ``tiny`` decoder + a from-scratch SigLIP-architecture tower, 8x8 grey
 pictures in 2x2 patches = 16 soft tokens, LLaVA-style projector), trained from scratch by the SFT
-stage (60 steps of 32 demonstrations: the digit and the stop token), then RL: 100 steps of 8
-prompts x 8 samples, Adam lr 5e-5, 3 new tokens. Half of the questions carry the hint
+stage (60 steps of 32 demonstrations: the digit and the stop token), then RL: 300 steps of 8
+prompts x 8 samples, Adam lr 1e-4, 3 new tokens. Half of the questions carry the hint
 (``text_prior=0.5``). The group kind carries each row's picture (``Rollout.images``) to pi_old and
 the update, and computes PAPO's ``masked_logprobs`` with ``papo.corrupt_images`` (one mask per
 group). No reference model for either method (``beta = 0``); GRPO uses PAPO's token-mean
@@ -54,10 +54,11 @@ def config(method: str) -> Config:
             base.task, name="images:digits", kwargs={"text_prior": 0.5, "num_eval": 200}, max_prompt_len=128
         ),
         sampling=dataclasses.replace(base.sampling, max_new_tokens=3),
-        train=dataclasses.replace(base.train, steps=100, prompts_per_step=8, group_size=8),
+        optim=dataclasses.replace(base.optim, learning_rate=1e-4),
+        train=dataclasses.replace(base.train, steps=300, prompts_per_step=8, group_size=8),
         sft=dataclasses.replace(base.sft, steps=60, batch_size=32),
-        eval=dataclasses.replace(base.eval, every=50, num_examples=200, batch_size=200),
-        checkpoint=dataclasses.replace(base.checkpoint, every=50),
+        eval=dataclasses.replace(base.eval, every=100, num_examples=200, batch_size=200),
+        checkpoint=dataclasses.replace(base.checkpoint, every=100),
     )
 
 
