@@ -18,34 +18,20 @@ extra.
 """
 
 import argparse
+import functools
 import json
 import os
-import time
 
 import _machine
+import _timing
 import jax
 import jax.numpy as jnp
-import numpy as np
 import purejaxrl_ppo
 
 from jaxrl_llm.control import envs, mdpo, ppo, rollout
 
 OURS = "ppo (ours; 4 epochs x 4 minibatches)"
 REFERENCE = "purejaxrl ppo (reference; 4 epochs x 4 minibatches)"
-
-
-def _interleaved(calls: dict, reps: int) -> tuple[dict[str, float], dict[str, float]]:
-    """``(best, median)`` seconds per call of each ``name -> (fn, args)``, over ``reps`` rounds that
-    time every call once in turn (after one warm-up call each: compilation excluded)."""
-    for fn, args in calls.values():
-        jax.block_until_ready(fn(*args))
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(reps):
-        for name, (fn, args) in calls.items():
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn(*args))
-            times[name].append(time.perf_counter() - t0)
-    return {k: min(v) for k, v in times.items()}, {k: float(np.median(v)) for k, v in times.items()}
 
 
 def main() -> None:
@@ -70,20 +56,20 @@ def main() -> None:
         traj, _, _ = rollout.collect(env, act, state, obs, key, t)
         return jnp.sum(traj.reward)
 
-    calls = {"env_only": (jax.jit(env_only), (jax.random.key(0),))}
+    calls = {"env_only": functools.partial(jax.jit(env_only), jax.random.key(0))}
     hidden = (args.hidden, args.hidden)
     ref_init, ref_step = purejaxrl_ppo.make(
         env, purejaxrl_ppo.Config(num_envs=n, num_steps=t, update_epochs=4, num_minibatches=4, hidden=args.hidden)
     )
-    calls[REFERENCE] = (jax.jit(ref_step), (jax.jit(ref_init)(jax.random.key(0)),))
+    calls[REFERENCE] = functools.partial(jax.jit(ref_step), jax.jit(ref_init)(jax.random.key(0)))
     agents = {
         OURS: ppo.make(env, ppo.Config(num_envs=n, num_steps=t, update_epochs=4, num_minibatches=4, hidden=hidden), 1),
         "mdpo (10 + 5 full-batch steps)": mdpo.make(env, mdpo.Config(num_envs=n, num_steps=t, hidden=hidden), 100),
     }
     for name, agent in agents.items():
-        calls[name] = (jax.jit(agent.step), (jax.jit(agent.init)(jax.random.key(0)), jax.random.key(1)))
+        calls[name] = functools.partial(jax.jit(agent.step), jax.jit(agent.init)(jax.random.key(0)), jax.random.key(1))
     load_before = os.getloadavg()[0]
-    rows, medians = _interleaved(calls, args.reps)
+    rows, medians = _timing.interleaved(calls, args.reps)
     ceiling = steps / rows["env_only"]
     machine = _machine.machine_info()
     result = {

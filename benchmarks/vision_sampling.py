@@ -26,9 +26,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
 import _machine
+import _timing
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -75,17 +75,8 @@ def main() -> None:
         "text": lambda: sample(model, text_prompt, mask, key, scfg).tokens,
         "encoder": lambda: encoder(jnp.asarray(pixels)),
     }
-    for fn in calls.values():
-        jax.block_until_ready(fn())
-    times: dict[str, list[float]] = {k: [] for k in calls}
     load_before = os.getloadavg()[0]
-    for _ in range(args.reps):
-        for name, fn in calls.items():
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn())
-            times[name].append(time.perf_counter() - t0)
-    best = {k: min(v) for k, v in times.items()}
-    median = {k: float(np.median(v)) for k, v in times.items()}
+    best, median = _timing.interleaved(calls, args.reps)
     tokens = B * args.new_tokens
     encoder_flops = _flops(lambda images: model.image_embeds(images), jnp.asarray(pixels))
     result = {
