@@ -20,7 +20,7 @@ The completion is ``<think>...</think>`` followed by a JSON list of N candidate 
 The paper's derivation: efficiency eta = U / C with utility U = +1 (hit) / -1 (miss) and cost
 C = sqrt(C_p C_v), C_p = N proposals, C_v = k verifications on a hit, N on a miss.
 
-Choices where paper and code differ (the spec, ``papers/agentic_multimodal_judges.md`` section 6):
+Choices where paper (arXiv 2508.05731, Eqs. 2-3) and code (InfiGUI-G1 ``recipe/infigui-g1/reward_fn.py``) differ:
   * Collinear points: the paper sets R_acc = -1 (total 0); the code returns -1 in total. Default:
     the code's -1 (``collinear_reward``).
   * The code compares cross products with ``math.isclose(c, 0)`` at default tolerances, which is
