@@ -68,8 +68,8 @@ def evaluate(policy: Policy, task: Any, score: Score, eval_cfg: EvalConfig, key:
             r, _ = score(policy.decode(out["tokens"], out["lengths"]), rows)
             sampled.extend((np.asarray(r) >= e.correct_threshold).reshape(len(chunk), e.k).sum(axis=1).tolist())
     out = {"eval/accuracy": float(np.mean(greedy_correct)), "eval/completion_len": float(np.mean(lengths))}
-    needs_image = np.asarray([bool(x.metadata.get("needs_image", True)) for x in examples])
     if any("needs_image" in x.metadata for x in examples):  # image tasks with a text prior (tasks.images)
+        needs_image = np.asarray([bool(x.metadata.get("needs_image", True)) for x in examples])
         hits = np.asarray(greedy_correct)
         for name, rows in (("needs_image", needs_image), ("text_answerable", ~needs_image)):
             if rows.any():

@@ -145,10 +145,11 @@ class Policy:
         self.tokenizer = tokenizer
         self.mesh = mesh
         self.param_shardings = param_shardings
-        self.model_cfg = graphdef_config(graphdef, params)
+        model = nnx.merge(graphdef, params)
+        self.model_cfg = model.cfg
+        self.vision_cfg = getattr(model, "vision_cfg", None)  # None: text only
         self.pad_id = _pad_id(tokenizer)
         self.eos_ids = _eos_ids(tokenizer, self.model_cfg)
-        self.vision_cfg = getattr(nnx.merge(graphdef, params), "vision_cfg", None)  # None: text only
         self._logprobs = jax.jit(self._logprobs_impl, static_argnums=(3, 4))
 
     @classmethod
@@ -211,7 +212,7 @@ class Policy:
             return_entropy=return_entropy,
             chunk_size=chunk,
             group_size=group_size,
-            images=None if images is None else (images - 0.5) / 0.5,  # vision.normalize, traced
+            images=None if images is None else models.vision.normalize(images),
         )
 
     def _logprobs_impl(self, params, tokens, attention_mask, num_completion, group_size, images):
@@ -350,8 +351,3 @@ class Policy:
         return [
             self.tokenizer.decode(row[: int(n)].tolist(), skip_special_tokens=True) for row, n in zip(tokens, lengths)
         ]
-
-
-def graphdef_config(graphdef: Any, params: Any) -> Any:
-    """The ``ModelConfig`` of a split model."""
-    return nnx.merge(graphdef, params).cfg

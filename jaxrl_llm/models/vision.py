@@ -338,9 +338,12 @@ def check_placeholders(tokens, num_images: int, cfg: VisionConfig, where: str = 
         )
 
 
-def normalize(pixels) -> np.ndarray:
-    """Pixels in [0, 1] -> the encoder's input range, ``(x - 0.5) / 0.5`` (the SigLIP processor)."""
-    return (np.asarray(pixels, np.float32) - 0.5) / 0.5
+def normalize(pixels):
+    """Pixels in [0, 1] -> the encoder's input range, ``(x - 0.5) / 0.5`` (the SigLIP processor).
+    A JAX array (traced inside a jitted loss, too) stays one; anything else becomes float32 NumPy."""
+    if not isinstance(pixels, jax.Array):
+        pixels = np.asarray(pixels, np.float32)
+    return (pixels - 0.5) / 0.5
 
 
 def load_image(path: str | os.PathLike, cfg: VisionConfig) -> np.ndarray:
