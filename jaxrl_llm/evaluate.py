@@ -4,9 +4,11 @@
 pass@1 and pass@k (``eval.k`` samples per prompt at ``eval.temperature``, the unbiased estimator
 of Chen et al. 2021, "Evaluating Large Language Models Trained on Code",
 https://arxiv.org/abs/2107.03374, Eq. 1) and the mean greedy completion length. A completion is
-correct when its reward is >= ``eval.correct_threshold``. On image tasks with a text prior
-(``tasks.images``: ``metadata["needs_image"]``) the greedy accuracy is also split into
-``eval/accuracy/needs_image`` and ``eval/accuracy/text_answerable``.
+correct when its reward is >= ``eval.correct_threshold``, or by the task's own ``correct_fn``
+when it has one (``images:gui``: the first point in the box). A task's ``eval_splits`` also split
+the greedy accuracy by a boolean metadata key (image tasks with a text prior, ``tasks.images``:
+``eval/accuracy/needs_image`` and ``eval/accuracy/text_answerable``; ``images:gui``: ``hard`` /
+``easy``).
 
 ``load_policy(cfg, run_dir=None) -> (policy, step)``: the model of ``cfg.model`` with, when the run
 directory holds a checkpoint, the params of its newest readable step (what ``jaxrl-llm eval``,
@@ -46,14 +48,21 @@ def evaluate(policy: Policy, task: Any, score: Score, eval_cfg: EvalConfig, key:
     split (module docstring). ``score(completions, examples) -> (rewards, info)``."""
     e = eval_cfg
     examples = task.eval_examples(min(e.num_examples, task.num_eval))
+    correct_fn = getattr(task, "correct_fn", None)
+
+    def correct(completions: list[str], rows: list) -> list[bool]:
+        if correct_fn is not None:
+            return [bool(correct_fn(c, x)) for c, x in zip(completions, rows, strict=True)]
+        r, _ = score(completions, rows)
+        return (np.asarray(r) >= e.correct_threshold).tolist()
+
     greedy_correct, sampled, lengths = [], [], []
     for start in range(0, len(examples), e.batch_size):
         chunk = examples[start : start + e.batch_size]
         prompt_tokens, prompt_mask = policy.encode_prompts(chunk)
         images = policy.prompt_images(chunk)
         out = policy.generate(prompt_tokens, prompt_mask, key, 1, greedy=True, images=images)
-        r, _ = score(policy.decode(out["tokens"], out["lengths"]), chunk)
-        greedy_correct.extend((np.asarray(r) >= e.correct_threshold).tolist())
+        greedy_correct.extend(correct(policy.decode(out["tokens"], out["lengths"]), chunk))
         lengths.extend(out["lengths"].tolist())
         if e.k:
             out = policy.generate(
@@ -65,13 +74,13 @@ def evaluate(policy: Policy, task: Any, score: Score, eval_cfg: EvalConfig, key:
                 images=images,
             )
             rows = [x for x in chunk for _ in range(e.k)]
-            r, _ = score(policy.decode(out["tokens"], out["lengths"]), rows)
-            sampled.extend((np.asarray(r) >= e.correct_threshold).reshape(len(chunk), e.k).sum(axis=1).tolist())
+            hits = np.asarray(correct(policy.decode(out["tokens"], out["lengths"]), rows))
+            sampled.extend(hits.reshape(len(chunk), e.k).sum(axis=1).tolist())
     out = {"eval/accuracy": float(np.mean(greedy_correct)), "eval/completion_len": float(np.mean(lengths))}
-    if any("needs_image" in x.metadata for x in examples):  # image tasks with a text prior (tasks.images)
-        needs_image = np.asarray([bool(x.metadata.get("needs_image", True)) for x in examples])
-        hits = np.asarray(greedy_correct)
-        for name, rows in (("needs_image", needs_image), ("text_answerable", ~needs_image)):
+    hits = np.asarray(greedy_correct)
+    for key, if_true, if_false in getattr(task, "eval_splits", ()):
+        flag = np.asarray([bool(x.metadata.get(key, False)) for x in examples])
+        for name, rows in ((if_true, flag), (if_false, ~flag)):
             if rows.any():
                 out[f"eval/accuracy/{name}"] = float(hits[rows].mean())
     if e.k:
@@ -105,10 +114,17 @@ def load_policy(cfg: Config, run_dir: str | pathlib.Path | None = None) -> tuple
     Returns ``(policy, step)``. Raises ``checkpoint.UnreadableCheckpointError`` when checkpoints
     exist and none restores.
     """
+    policy, step, _ = restore_run(cfg, run_dir)
+    return policy, step
+
+
+def restore_run(cfg: Config, run_dir: str | pathlib.Path | None = None) -> tuple[Policy, int | None, dict | None]:
+    """``load_policy`` that also returns the restored state tree (``state.TrainState``'s keys:
+    ``params``, ``opt_state``, ``ref_params``, ...), or None when there is no checkpoint."""
     policy = Policy.create(cfg)
     directory = pathlib.Path(run_dir or cfg.resolved_run_dir) / "checkpoints"
     if not directory.is_dir():
-        return policy, None
+        return policy, None, None
     # the per-prompt state's size (``algo.num_prompts``) follows the task, as in the run
     cfg = config_lib.fit_to_task(cfg, tasks.make_task(cfg.task.name, **dict(cfg.task.kwargs)).num_train)
     algo = algorithms.get(cfg.algorithm)
@@ -123,7 +139,7 @@ def load_policy(cfg: Config, run_dir: str | pathlib.Path | None = None) -> tuple
     finally:
         ckpt.close()
     if restored is None:
-        return policy, None
+        return policy, None, None
     step, tree, _ = restored
     policy.params = tree["params"]
-    return policy, step
+    return policy, step, tree

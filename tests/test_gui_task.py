@@ -118,3 +118,17 @@ def test_explore_demos_propose_target_and_lookalike_on_hard_items_only():
     assert 0 < np.mean(firsts) < 1  # both orders occur
     with pytest.raises(tasks.TaskDataError, match=r"explore_demos=2 must lie in \[0, 1\]"):
         tasks.make_task("images:gui", explore_demos=2)
+
+
+def test_evaluation_counts_the_first_point_and_splits_hard_from_easy():
+    t = tasks.make_task("images:gui", think=False, point_format="pair")
+    assert t.eval_splits == (("hard", "hard", "easy"),)
+    e = next(x for x in t.eval_examples(50) if x.metadata["hard"])
+    hit = gui.centre(e.metadata["bbox"])
+    x1, y1, x2, y2 = e.metadata["bbox"]
+    miss = (0, 0) if not (x1 <= 0 <= x2 and y1 <= 0 <= y2) else (15, 15)
+    first_right = gg.format_points([hit, miss], False, "pair")
+    second_right = gg.format_points([miss, hit], False, "pair")
+    ((aer, _),) = t.reward_fns
+    assert aer(second_right, e) > 0  # AER pays for a hit at rank 2 ...
+    assert t.correct_fn(first_right, e) and not t.correct_fn(second_right, e)  # ... evaluation does not

@@ -58,3 +58,21 @@ def test_reward_and_bad_arguments():
         tasks.make_task("images:count", text_prior=1.5)
     with pytest.raises(TaskDataError, match="max_count=17 must be in"):
         tasks.make_task("images:count", image_size=16, max_count=17)
+
+
+def test_worked_count_answers_out_loud_and_rewards_the_last_integer():
+    plain = tasks.make_task("images:count", max_count=12, size=30, num_eval=0)
+    worked = tasks.make_task("images:count", max_count=12, size=30, num_eval=0, worked=True)
+    for i in range(30):
+        p, w = plain.train_example(i), worked.train_example(i)
+        n = int(p.answer)
+        assert np.array_equal(p.metadata["image"], w.metadata["image"]) and w.metadata["count"] == n
+        assert w.answer == " ".join(str(k) for k in range(1, n + 1)) + f" so {n}"
+        assert images.final_count_reward(w.answer, w) == 1.0  # the demonstration earns the reward
+        assert worked.answer_fn(w.answer, w) == str(n)
+    ex = worked.train_example(0)
+    n = ex.metadata["count"]
+    assert images.final_count_reward(f"1 2 so {n + 1}", ex) == 0.0  # a wrong total
+    assert images.final_count_reward(f"{n} 1 2 so {n}", ex) == 1.0  # the last integer counts
+    assert images.final_count_reward("many", ex) == 0.0
+    assert [len(images.count_aloud(k)) for k in (1, 2, 9, 10)] == [6, 8, 22, 26]  # longer with the count

@@ -35,12 +35,15 @@ its look-alike's in random order, so the warm-started policy can already emit li
 The reward (``reward=``): ``"aer"``, AEPO's multi-answer Adaptive Exploration Reward, or
 ``"single"``, the +1/-1 first-point reward of single-answer RLVR; ``think`` and ``point_format``
 pass to the reward and the demonstration (defaults: the paper's format; ``think=False,
-point_format="pair"`` for character-level tiny models).
+point_format="pair"`` for character-level tiny models). Held-out evaluation counts top-1 (the first
+point in the box, ``Task.correct_fn``) under either reward, split into ``eval/accuracy/hard`` and
+``eval/accuracy/easy``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -180,6 +183,9 @@ def gui_task(
         eval_example=_Screens(1, num_elements, hard_fraction, seed, think, point_format, explore_demos),
         reward_fns=((reward_cls(think=think, point_format=point_format), 1.0),),
         answer_fn=gui_grounding.FirstPoint(think, point_format),
+        # evaluation counts top-1 (the first point in the box), whatever the training reward pays
+        correct_fn=functools.partial(gui_grounding.first_point_hit, think=think, point_format=point_format),
+        eval_splits=(("hard", "hard", "easy"),),
     )
 
 

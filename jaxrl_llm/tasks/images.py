@@ -9,6 +9,8 @@ Two sources, each an ordinary ``Task`` whose ``Example.metadata`` carries the pi
 * ``images:count``: PIL-rendered canvases with ``N`` in ``[1, max_count]`` filled shapes (squares
   and discs, one per cell of a grid, so none overlap), "How many shapes?". Example ``i`` is drawn
   from ``default_rng((seed, split, i))``; train and eval are different ``split`` streams.
+  With ``worked=True`` the answer counts out loud ("1 2 3 so 3") and the reward reads the last
+  integer, so completion length grows with the count (APO's length term has room to act).
 
 The text-prior knob. With probability ``text_prior`` (decided per example, deterministically), the
 question also states the answer in words ("Hint: the answer is 7."): that question is answerable
@@ -42,6 +44,8 @@ except ImportError:
     load_digits = None
 
 _INT = re.compile(r"-?\d+")
+# evaluation splits greedy accuracy by whether the question needs the picture (``Task.eval_splits``)
+NEEDS_IMAGE_SPLIT = ("needs_image", "needs_image", "text_answerable")
 
 
 def first_integer(completion: str, example: Example | None = None) -> str | None:
@@ -54,6 +58,23 @@ def answer_reward(completion: str, example: Example) -> float:
     """1.0 when the completion's first integer equals the reference answer, else 0.0."""
     got = first_integer(completion)
     return float(got is not None and example.answer is not None and got == example.answer.strip())
+
+
+def last_integer(completion: str, example: Example | None = None) -> str | None:
+    """The completion's last integer (the answer a worked count ends on), or None."""
+    found = _INT.findall(completion)
+    return found[-1] if found else None
+
+
+def final_count_reward(completion: str, example: Example) -> float:
+    """1.0 when the completion's last integer equals ``metadata["count"]``, else 0.0 (worked counts)."""
+    got = last_integer(completion)
+    return float(got is not None and got == str(example.metadata["count"]))
+
+
+def count_aloud(count: int) -> str:
+    """The worked count of ``count`` shapes: ``3`` -> ``"1 2 3 so 3"`` (its length grows with the count)."""
+    return " ".join(str(k) for k in range(1, count + 1)) + f" so {count}"
 
 
 def _hinted(seed: int, split: int, index: int, text_prior: float) -> bool:
@@ -122,6 +143,7 @@ class _Count:
     max_count: int
     text_prior: float
     seed: int
+    worked: bool = False
 
     def __call__(self, i: int) -> Example:
         rng = np.random.default_rng((self.seed, self.split, int(i)))
@@ -129,7 +151,11 @@ class _Count:
         image = render_count(count, self.image_size, rng)
         hint = _hinted(self.seed, self.split, int(i), self.text_prior)
         name = "train" if self.split == 0 else "eval"
-        return _example("count", name, int(i), image, count, "How many shapes?", hint)
+        ex = _example("count", name, int(i), image, count, "How many shapes?", hint)
+        meta = {**ex.metadata, "count": count}
+        if self.worked:  # the answer (the SFT demonstration) counts out loud, then states the total
+            return dataclasses.replace(ex, answer=count_aloud(count), metadata=meta)
+        return dataclasses.replace(ex, metadata=meta)
 
 
 def _check_prior(text_prior: float) -> None:
@@ -153,6 +179,7 @@ def digits_task(text_prior: float = 0.0, num_eval: int = 200, split_seed: int = 
         eval_example=_Digits(eval_idx, "eval", text_prior, split_seed),
         reward_fns=((answer_reward, 1.0),),
         answer_fn=first_integer,
+        eval_splits=(NEEDS_IMAGE_SPLIT,),
     )
 
 
@@ -163,8 +190,13 @@ def count_task(
     size: int = 10_000,
     num_eval: int = 200,
     seed: int = 0,
+    worked: bool = False,
 ) -> Task:
-    """``images:count`` (module docstring): ``size`` training canvases, ``num_eval`` held out."""
+    """``images:count`` (module docstring): ``size`` training canvases, ``num_eval`` held out.
+
+    ``worked=True``: the reference answer counts out loud (``count_aloud``: ``"1 2 3 so 3"``), so
+    the SFT demonstrations and the completions grow with the count, and the reward reads the
+    completion's LAST integer (``final_count_reward``); ``metadata["count"]`` is the count."""
     _check_prior(text_prior)
     if image_size < 4 or image_size % 4:
         raise TaskDataError(f"images:count: image_size={image_size} must be a positive multiple of 4")
@@ -173,11 +205,12 @@ def count_task(
     return Task(
         name="images:count",
         num_train=size,
-        train_example=_Count(0, image_size, max_count, text_prior, seed),
+        train_example=_Count(0, image_size, max_count, text_prior, seed, worked),
         num_eval=num_eval,
-        eval_example=_Count(1, image_size, max_count, text_prior, seed),
-        reward_fns=((answer_reward, 1.0),),
-        answer_fn=first_integer,
+        eval_example=_Count(1, image_size, max_count, text_prior, seed, worked),
+        reward_fns=((final_count_reward, 1.0),) if worked else ((answer_reward, 1.0),),
+        answer_fn=last_integer if worked else first_integer,
+        eval_splits=(NEEDS_IMAGE_SPLIT,),
     )
 
 

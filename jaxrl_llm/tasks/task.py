@@ -32,6 +32,12 @@ class Task:
       answer_fn: ``(completion, example) -> answer str | None``, the answer the task's reward
         reads (default ``rewards.extract.auto_answer``); rollout kinds build answer classes from it
         for methods that ask for ``answer_ids`` (COPO), so methods never parse text themselves.
+      correct_fn: ``(completion, example) -> bool``, what held-out evaluation counts as correct
+        when the training reward is not a yes/no (AEPO's multi-point reward pays for any point in
+        the box; ``images:gui`` counts the FIRST point); None: reward >= ``eval.correct_threshold``.
+      eval_splits: ``(metadata key, name if true, name if false)`` triples: evaluation also reports
+        greedy accuracy over the examples whose boolean ``metadata[key]`` is true / false, as
+        ``eval/accuracy/<name>`` (``images:*``: ``needs_image`` / ``text_answerable``).
     """
 
     name: str
@@ -41,6 +47,8 @@ class Task:
     eval_example: Callable[[int], Example]
     reward_fns: tuple[tuple[RewardFn, float], ...] = ()
     answer_fn: Callable[[str, Example], str | None] = extract.auto_answer
+    correct_fn: Callable[[str, Example], bool] | None = None
+    eval_splits: tuple[tuple[str, str, str], ...] = ()
 
     def __post_init__(self):
         if self.num_train <= 0:
