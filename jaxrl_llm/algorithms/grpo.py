@@ -61,19 +61,35 @@ def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
     optional ``is_weights`` multiply the policy term). Returns ``(loss, metrics)``; a micro-batch gives
     its share of the full-batch loss.
     """
-    x = inputs.policy_inputs(logprobs, batch, NAME, ref=cfg.beta > 0)
+    return clipped_loss(
+        logprobs, batch, cfg.eps_low, cfg.eps_high, cfg.beta, cfg.kl_estimator, cfg.aggregation, cfg.kl_clamp, NAME
+    )
+
+
+def clipped_loss(
+    logprobs: Array,
+    batch: Batch,
+    eps_low: float,
+    eps_high: float,
+    beta: float,
+    kl_estimator: str,
+    aggregation_mode: str,
+    kl_clamp: float | None = None,
+    where: str = NAME,
+) -> tuple[Array, Metrics]:
+    """GRPO's objective from its settings, for methods whose loss is GRPO's and whose delta is
+    elsewhere (the reward: MPO, URPO). ``where`` names the method in input errors."""
+    x = inputs.policy_inputs(logprobs, batch, where, ref=beta > 0)
     mask, adv, nt, ns = x["mask"], x["advantages"], x["num_tokens"], x["num_seqs"]
     ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)  # rho_{i,t} [B, T]
-    per_token = clipping.clipped_surrogate(ratio, adv, cfg.eps_low, cfg.eps_high)  # -min(rho A, clip(rho) A) [B, T]
+    per_token = clipping.clipped_surrogate(ratio, adv, eps_low, eps_high)  # -min(rho A, clip(rho) A) [B, T]
     policy = aggregation.aggregate(
-        per_token * x["is_weights"], mask, cfg.aggregation, nt, ns
+        per_token * x["is_weights"], mask, aggregation_mode, nt, ns
     )  # (1/G) sum_i (1/|o_i|) sum_t
     kl_term = (
-        kl.penalty(
-            x["logprobs"], x["ref_logprobs"], mask, cfg.kl_estimator, cfg.aggregation, nt, ns, clamp=cfg.kl_clamp
-        )
-        if cfg.beta > 0
+        kl.penalty(x["logprobs"], x["ref_logprobs"], mask, kl_estimator, aggregation_mode, nt, ns, clamp=kl_clamp)
+        if beta > 0
         else None
     )
-    metrics = diagnostics.ratio_metrics(ratio, adv, mask, nt, cfg.eps_low, cfg.eps_high)  # clip_frac, ratio/*
-    return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta, where=NAME)  # policy + beta * KL
+    metrics = diagnostics.ratio_metrics(ratio, adv, mask, nt, eps_low, eps_high)  # clip_frac, ratio/*
+    return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, beta, where=where)  # policy + beta * KL

@@ -34,9 +34,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from jaxrl_llm.algorithms import grpo
 from jaxrl_llm.judges import generative
 from jaxrl_llm.ops import advantages as adv_ops
-from jaxrl_llm.ops import aggregation, clipping, diagnostics, inputs, kl, ratios
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
 
 NAME = "urpo"
@@ -83,16 +83,7 @@ def advantages(rollout: Rollout, cfg: Config, state: Any = None) -> tuple[Array,
 
 
 def loss(logprobs: Array, batch: Batch, cfg: Config) -> tuple[Array, Metrics]:
-    """GRPO's clipped surrogate + ``beta`` k3 on the player's rows (global normalizers)."""
-    x = inputs.policy_inputs(logprobs, batch, NAME, ref=cfg.beta > 0)
-    mask, adv, nt, ns = x["mask"], x["advantages"], x["num_tokens"], x["num_seqs"]
-    ratio = ratios.token_ratio(x["logprobs"], x["old_logprobs"], mask)  # rho  [B, T]
-    per_token = clipping.clipped_surrogate(ratio, adv, cfg.eps_low, cfg.eps_high)  # [B, T]
-    policy = aggregation.aggregate(per_token * x["is_weights"], mask, cfg.aggregation, nt, ns)
-    kl_term = (
-        kl.penalty(x["logprobs"], x["ref_logprobs"], mask, cfg.kl_estimator, cfg.aggregation, nt, ns)
-        if cfg.beta > 0
-        else None
+    """GRPO's clipped surrogate + ``beta`` k3 on the player's rows (global normalizers). ``grpo.clipped_loss``."""
+    return grpo.clipped_loss(
+        logprobs, batch, cfg.eps_low, cfg.eps_high, cfg.beta, cfg.kl_estimator, cfg.aggregation, where=NAME
     )
-    metrics = diagnostics.ratio_metrics(ratio, adv, mask, nt, cfg.eps_low, cfg.eps_high)
-    return diagnostics.finalize(metrics, policy, batch, mask, nt, kl_term, cfg.beta, where=NAME)
