@@ -149,6 +149,12 @@ def test_loss_requires_kl_weights_when_beta_positive():
 
 def test_config_validation():
     with pytest.raises(ValueError, match="stcr_base"):
-        apo.Config(stcr_base=1.0)
+        apo.Config(stcr_base=0.99)
     with pytest.raises(ValueError, match="kl_aggregation"):
         apo.Config(kl_aggregation="sum")
+
+
+def test_stcr_base_one_turns_stcr_off():
+    correct, lengths = jnp.array([1, 0, 0, 1]), jnp.array([10, 40, 90, 12])
+    np.testing.assert_allclose(apo.stcr_weights(correct, lengths, 4, dataclasses.replace(CFG, stcr_base=1.0)), 1.0)
+    assert float(apo.stcr_weights(correct, lengths, 4, dataclasses.replace(CFG, stcr_base=1.05))[2]) > 1.9

@@ -76,15 +76,15 @@ class Config:
     kl_clamp: float | None = None  # clamp of the per-token KL value (verl: 10); None = none (OpenRLHF)
     std_ddof: int = 1  # torch .std(): unbiased
     std_eps: float = 1e-9  # OpenRLHF's epsilon
-    stcr_base: float = 1.00001  # b: STCR weight 1 - b^(-Delta); > 1
+    stcr_base: float = 1.00001  # b: STCR weight 1 - b^(-Delta); >= 1 (1 turns STCR off: an ablation)
     dads_e: float = 2.71828  # e in omega(d) = 1 - exp(-e (1 - d))
     correct_threshold: float = 1.0  # c_i = 1[R_i >= threshold] (== trunc(R_i) for R in [0, 2))
     aggregation: str = "token_mean"  # of the policy term
     kl_aggregation: str = "seq_mean_token_mean"  # of the kappa-weighted KL term
 
     def __post_init__(self):
-        if self.stcr_base <= 1.0:
-            raise ValueError(f"apo.Config.stcr_base must be > 1 (b of 1 - b^-Delta), got {self.stcr_base}")
+        if self.stcr_base < 1.0:
+            raise ValueError(f"apo.Config.stcr_base must be >= 1 (b of 1 - b^-Delta), got {self.stcr_base}")
         if self.dads_e <= 0:
             raise ValueError(f"apo.Config.dads_e must be > 0, got {self.dads_e}")
         for field in ("aggregation", "kl_aggregation"):
