@@ -21,6 +21,7 @@ NEEDS = {
     "epo": ["env.max_turns=2", "env.max_episode_tokens=64"],
     "epo_strategic": ["env.name=keydoor_strategy", "env.max_turns=2", "env.max_episode_tokens=64"],
     "poad": ["env.max_turns=2", "env.max_episode_tokens=64"],
+    "arpo_gui": ["env.max_turns=2", "env.max_episode_tokens=64", "algo.episode_tokens=64", "algo.num_tasks=2"],
     "arpo": ['env.tools=["python"]', "algo.initial_rollouts=1"],
     "dialtree": ["algo.branching=2", "algo.width=2", "algo.max_turns=2"],
     "single_stream_spo": ["algo.max_response_len=2", "algo.num_prompts=8", "algo.n_offline=2"],

@@ -101,6 +101,7 @@ from jaxrl_llm.algorithms import (
     aepo,
     apo,
     arpo,
+    arpo_gui,
     bnpo,
     cispo,
     cispo_seq,
@@ -210,6 +211,7 @@ _MODULES = (
     refuel,
     papo,
     aepo,
+    arpo_gui,
 )
 
 # Hooks a rollout kind may ask of a method (``Algorithm.hooks``); a new kind adds its names here.

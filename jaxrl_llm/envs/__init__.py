@@ -16,13 +16,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from jaxrl_llm.envs import base, grid, scienceworld_env, strategic, textarena_env, textworld_env, tools
+from jaxrl_llm.envs import (
+    base,
+    combination_lock,
+    grid,
+    scienceworld_env,
+    strategic,
+    textarena_env,
+    textworld_env,
+    tools,
+)
 from jaxrl_llm.envs.base import Env, Step, reset_group
 
 ENVS: dict[str, Callable[..., Env]] = {
     "gridworld": grid.GridWorld,
     "keydoor": lambda **kw: grid.GridWorld(key_door=True, **kw),
     "frozenlake": grid.FrozenLake,
+    "combination_lock": combination_lock.CombinationLock,
     "keydoor_strategy": strategic.keydoor_strategy,
     "textarena": textarena_env.TextArenaEnv,
     "scienceworld": scienceworld_env.ScienceWorldEnv,

@@ -19,6 +19,7 @@ Modules (import the module, call ``kl.k3(...)``):
 * ``kl_controller`` the adaptive (target-KL) coefficient schedule of PPO for language models
 * ``sequence``    sequence log-probs and pairwise log-ratio differences (DPO family, P3O, REFUEL)
 * ``token_baseline`` the optimal token baseline (a per-token baseline weighted by the path's score norm)
+* ``replay``      a fixed-shape per-slot FIFO of rows (ARPO's per-task buffer of successful episodes)
 
 A method's ``loss`` writes its equation with these, one named call a line (see ``algorithms/grpo.py``)::
 

@@ -19,6 +19,7 @@ from jaxrl_llm.rollouts import (
     judged,
     latent_space,
     pairs,
+    replay_episode,
     reset,
     single_stream,
     tool_tree,
@@ -64,6 +65,7 @@ for _kind in (
     tool_tree.KIND,
     dialogue_tree.KIND,
     latent_space.KIND,
+    replay_episode.KIND,
 ):
     register(_kind)
 

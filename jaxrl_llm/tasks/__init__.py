@@ -25,7 +25,7 @@ empty source, at ``make_task`` time (before training starts).
 import inspect
 from typing import Any
 
-from jaxrl_llm.tasks import codegen, gui, images, suite
+from jaxrl_llm.tasks import codegen, gui, images, lock_demos, suite
 from jaxrl_llm.tasks.example import Example, TaskDataError, TrainIterator
 from jaxrl_llm.tasks.procedural import reasoning_gym_score, reasoning_gym_task
 from jaxrl_llm.tasks.prompt import render_prompt
@@ -41,6 +41,7 @@ _BUILDERS = {
     **suite.BUILDERS,
     **images.BUILDERS,
     **gui.BUILDERS,
+    **lock_demos.BUILDERS,
 }
 
 
