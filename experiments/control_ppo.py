@@ -11,7 +11,8 @@ normalization, exploration) are not reproduced; rewards are scaled by 0.1 instea
 Command (needs ``pip install 'jaxrl_llm[control]'``):
     jaxrl-llm train control_ppo --set seed=0 --run-dir runs/control_ppo_s0
 
-Hardware: the project's shared 2-core CPU. Time and result: experiments/results/mdpo.md.
+Hardware: the project's shared 2-core CPU. Time and result: experiments/results/mdpo.md (training
+episodes) and experiments/results/control_ppo.md (deterministic evaluation, as the Zoo's).
 """
 
 from jaxrl_llm.control import config, ppo

@@ -9,12 +9,14 @@ buffer) is one pytree that Orbax checkpoints for exact resume (``train``).
 Modules:
   envs           the functional env protocol with auto-reset; ``PointMass`` (pure JAX); gymnax and
                  brax adapters behind ``pip install 'jaxrl_llm[control]'``
-  networks       NNX Gaussian / tanh-Gaussian policies, value and Q networks
+  networks       NNX Gaussian / tanh-Gaussian / gSDE / categorical policies, value and Q networks
   distributions  log-densities, entropies and KLs of those policies
   gae            GAE over time-major rollouts with terminations and truncations
   rollout        ``collect``: the scan over vectorized envs
   replay         a jittable ring buffer
-  ppo            PPO-clip (the baseline)
+  ppo            PPO-clip (the baseline; also the SB3 / RL Zoo options: discrete actions, gSDE,
+                 VecNormalize-style normalization, annealing)
+  evaluate       deterministic-policy returns of a PPO run's checkpoint (the RL Zoo's protocol)
   mdpo           on-policy MDPO (KL-proximal, annealed t_k, no clipping)
   mdpo_offpolicy off-policy MDPO (SAC backbone with the old policy's entropy)
   stl            STL specs (reach-avoid, sequenced, always-avoid), robustness (closed form and

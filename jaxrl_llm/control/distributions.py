@@ -1,7 +1,8 @@
-"""Diagonal Gaussian and tanh-squashed Gaussian policies as pure functions of their parameters.
+"""Diagonal Gaussian, tanh-squashed Gaussian and categorical policies as pure functions of their parameters.
 
 Shapes: ``mean``, ``log_std``, ``x`` are ``[..., A]`` (A action dimensions); every log-density,
-entropy and KL sums over the last axis and returns ``[...]``.
+entropy and KL sums over the last axis and returns ``[...]``. Categorical: ``logits`` ``[..., K]``
+(K actions), actions are integer indices ``[...]``.
 """
 
 from __future__ import annotations
@@ -55,3 +56,32 @@ def tanh_gaussian_sample(key: Array, mean: Array, log_std: Array) -> tuple[Array
     """A reparameterized squashed sample: ``(a = tanh(u), u, log pi(a))``."""
     u = gaussian_sample(key, mean, log_std)
     return jnp.tanh(u), u, tanh_gaussian_logprob(u, mean, log_std)
+
+
+def categorical_logprob(action: Array, logits: Array) -> Array:
+    """``log softmax(logits)[action]``: ``action`` ``[...]`` integer indices, ``logits`` ``[..., K]``."""
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return jnp.take_along_axis(logp, action.astype(jnp.int32)[..., None], axis=-1)[..., 0]
+
+
+def categorical_entropy(logits: Array) -> Array:
+    """``H = -sum_k p_k log p_k``, ``p = softmax(logits)``."""
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+
+
+def categorical_sample(key: Array, logits: Array) -> Array:
+    """An index ``[...]`` (int32) drawn from ``softmax(logits)``."""
+    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+
+def sde_log_std(latent: Array, log_std: Array, eps: float = 1e-6) -> Array:
+    """The per-action log-std of gSDE given the features ``latent [..., H]`` and the exploration
+    matrix's ``log_std [H, A]``: ``(1/2) log(latent^2 . exp(2 log_std) + eps)`` (SB3's
+    ``StateDependentNoiseDistribution``, ``full_std=True``; ``eps`` 1e-6 as there). ``[..., A]``."""
+    return 0.5 * jnp.log(jnp.matmul(latent**2, jnp.exp(2.0 * log_std)) + eps)
+
+
+def sde_noise(latent: Array, matrix: Array) -> Array:
+    """``latent [..., H] . matrix [..., H, A]`` -> ``[..., A]``: the exploration noise of gSDE."""
+    return jnp.einsum("...h,...ha->...a", latent, matrix)

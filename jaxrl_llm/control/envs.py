@@ -13,7 +13,9 @@ limit), ``final_obs``, and the episode statistics ``episode_return`` / ``episode
 totals of the episode that ended at this step, 0 elsewhere). ``done = terminated | truncated``.
 
 Actions are normalized: every env takes ``action`` in ``[-1, 1]^A`` (clipped) and maps it to its own
-bounds, so policies need not know them.
+bounds, so policies need not know them. A discrete-action env (``num_actions = K > 0``, only gymnax
+envs built with ``discrete_actions=True``; PPO is the one method that acts in them) takes an integer
+index in ``[0, K)`` instead (``action_dim`` is then 1).
 
 A base environment implements ``reset_env(key) -> (obs, state)`` and
 ``step_env(key, state, action) -> (obs, state, reward, terminated, truncated)`` on native actions;
@@ -75,8 +77,16 @@ class AutoReset:
     def action_dim(self) -> int:
         return self.base.action_dim
 
+    @property
+    def num_actions(self) -> int:
+        """K > 0 for a discrete-action env (actions are indices in ``[0, K)``), 0 for a Box one."""
+        return int(getattr(self.base, "num_actions", 0))
+
     def _native(self, action: Array) -> Array:
-        """``[-1, 1]`` -> ``[low, high]`` per dimension (after clipping to ``[-1, 1]``)."""
+        """``[-1, 1]`` -> ``[low, high]`` per dimension (after clipping to ``[-1, 1]``); a discrete
+        env's index ``[]`` or ``[1]`` passes through as an int32 scalar."""
+        if self.num_actions:
+            return jnp.reshape(action, ()).astype(jnp.int32)
         low = jnp.asarray(self.base.action_low, jnp.float32)
         high = jnp.asarray(self.base.action_high, jnp.float32)
         a = jnp.clip(action, -1.0, 1.0)
@@ -171,7 +181,7 @@ class GymnaxEnv:
 
     gymnax's ``done`` mixes the time limit with real terminations; the time limit is split out
     (``state.time >= max_steps_in_episode`` is a truncation) so that a timed-out episode bootstraps.
-    Continuous (Box) action spaces only.
+    Box action spaces, or a Discrete one (``num_actions`` > 0) when built with ``discrete_actions=True``.
     """
 
     env: Any
@@ -180,6 +190,7 @@ class GymnaxEnv:
     action_dim: int
     action_low: tuple[float, ...]
     action_high: tuple[float, ...]
+    num_actions: int = 0  # K > 0: a Discrete(K) action space (integer actions)
 
     def reset_env(self, key: Array):
         return self.env.reset_env(key, self.params)
@@ -190,21 +201,63 @@ class GymnaxEnv:
         return obs.astype(jnp.float32), new, reward, done & ~truncated, truncated
 
 
-def gymnax_env(env_id: str, **params: Any) -> GymnaxEnv:
-    """``gymnax.make(env_id)`` with ``params`` overriding its default ``EnvParams`` fields."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class GymMountainCarContinuous(GymnaxEnv):
+    """gymnax's ``MountainCarContinuous-v0`` with gym's velocity rule at the walls.
+
+    gymnax 1.0.1's ``ContinuousMountainCar.step_env`` zeroes a negative velocity at the GOAL
+    (``position >= goal_position``) where gym (and gymnax's own discrete ``MountainCar``) zeroes it
+    at the LEFT wall (``position == min_position``): in gymnax a car that hits the left wall keeps
+    its leftward speed and sticks there for several steps. This step is gym's
+    (``gymnasium/envs/classic_control/continuous_mountain_car.py``): force clipped to
+    ``[min_action, max_action]``, velocity += force power - 0.0025 cos(3 position) clipped to
+    +-max_speed, position += velocity clipped, a negative velocity zeroed at the left wall, reward
+    ``-0.1 a^2 + 100`` on reaching ``position >= goal_position`` with ``velocity >= goal_velocity``."""
+
+    def step_env(self, key: Array, state: Any, action: Array):
+        del key
+        p = self.params
+        a = jnp.reshape(action, ())
+        force = jnp.clip(a, p.min_action, p.max_action)
+        velocity = jnp.clip(
+            state.velocity + force * p.power - 0.0025 * jnp.cos(3 * state.position), -p.max_speed, p.max_speed
+        )
+        position = jnp.clip(state.position + velocity, p.min_position, p.max_position)
+        velocity = jnp.where((position <= p.min_position) & (velocity < 0), 0.0, velocity)
+        terminated = (position >= p.goal_position) & (velocity >= p.goal_velocity)
+        reward = -0.1 * a**2 + 100.0 * terminated
+        new = state.replace(position=position, velocity=velocity, time=state.time + 1)
+        truncated = new.time >= p.max_steps_in_episode
+        obs = jnp.stack([position, velocity]).astype(jnp.float32)
+        return obs, new, reward, terminated & ~truncated, truncated
+
+
+def gymnax_env(env_id: str, discrete_actions: bool = False, **params: Any) -> GymnaxEnv:
+    """``gymnax.make(env_id)`` with ``params`` overriding its default ``EnvParams`` fields. A Discrete
+    action space is refused unless ``discrete_actions`` (only PPO acts in one).
+    ``MountainCarContinuous-v0`` steps with gym's wall rule (``GymMountainCarContinuous``)."""
     gymnax = _import_extra("gymnax")
     env, env_params = gymnax.make(env_id)
     if params:
         env_params = env_params.replace(**params)
     space = env.action_space(env_params)
+    obs_dim = int(jnp.prod(jnp.asarray(env.observation_space(env_params).shape)))
+    if hasattr(space, "n") and not hasattr(space, "low"):
+        if not discrete_actions:
+            raise errors.UserError(
+                f"gymnax env {env_id!r} has a discrete action space; control/ methods take Box actions "
+                "(PPO also takes discrete ones: env_kwargs={'discrete_actions': True})"
+            )
+        n = int(space.n)
+        return GymnaxEnv(env, env_params, obs_dim, 1, (0.0,), (float(n - 1),), num_actions=n)
     if not hasattr(space, "low") or not jnp.issubdtype(jnp.asarray(space.low).dtype, jnp.floating):
         raise errors.UserError(f"gymnax env {env_id!r} has a discrete action space; control/ supports Box actions")
     shape = space.shape if space.shape else (1,)
     dim = int(jnp.prod(jnp.asarray(shape)))
     low = tuple(float(x) for x in jnp.broadcast_to(jnp.asarray(space.low, jnp.float32), (dim,)))
     high = tuple(float(x) for x in jnp.broadcast_to(jnp.asarray(space.high, jnp.float32), (dim,)))
-    obs_dim = int(jnp.prod(jnp.asarray(env.observation_space(env_params).shape)))
-    return GymnaxEnv(env, env_params, obs_dim, dim, low, high)
+    cls = GymMountainCarContinuous if env_id == "MountainCarContinuous-v0" else GymnaxEnv
+    return cls(env, env_params, obs_dim, dim, low, high)
 
 
 class BraxState(NamedTuple):

@@ -60,6 +60,51 @@ class GaussianPolicy(nnx.Module):
         return mean, jnp.broadcast_to(self.log_std[...], mean.shape)
 
 
+class SDEPolicy(nnx.Module):
+    """Generalized state-dependent exploration (gSDE; Raffin, Kober, Stulp, arXiv 2005.05719, as in
+    Stable-Baselines3 with ``full_std=True``): the action is ``mu(s) + z(s)^T W`` with ``z(s)`` the
+    last hidden layer (features, not trained through the noise) and ``W [H, A]`` an exploration
+    matrix with entries ``N(0, exp(log_std)^2)``, drawn at a set frequency; given ``z``, the action is
+    ``N(mu(s), diag(z^2 . exp(2 log_std)))``. Returns ``(mean [..., A], z [..., H], log_std [H, A])``."""
+
+    def __init__(
+        self, obs_dim: int, action_dim: int, hidden=(64, 64), activation="tanh", log_std_init=0.0, *, rngs: nnx.Rngs
+    ):
+        self.trunk = MLP(obs_dim, hidden, activation, rngs=rngs)
+        self.mean = _linear(hidden[-1], action_dim, 0.01, rngs)
+        self.log_std = nnx.Param(jnp.full((hidden[-1], action_dim), log_std_init, jnp.float32))
+
+    def __call__(self, obs: Array) -> tuple[Array, Array, Array]:
+        z = self.trunk(obs)
+        return self.mean(z), z, self.log_std[...]
+
+
+def torch_default_init(module: nnx.Module, key: Array) -> nnx.Module:
+    """Re-initializes every ``nnx.Linear`` of ``module`` in place as PyTorch's ``nn.Linear`` does
+    (kernel and bias ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``; SB3's ``ortho_init=False``); returns it."""
+    linears = [node for _, node in nnx.iter_graph(module) if isinstance(node, nnx.Linear)]
+    for layer, k in zip(linears, jax.random.split(key, max(len(linears), 1))):
+        k_w, k_b = jax.random.split(k)
+        fan_in = layer.kernel[...].shape[0]
+        bound = 1.0 / math.sqrt(fan_in)
+        layer.kernel[...] = jax.random.uniform(k_w, layer.kernel[...].shape, minval=-bound, maxval=bound)
+        if layer.bias is not None:
+            layer.bias[...] = jax.random.uniform(k_b, layer.bias[...].shape, minval=-bound, maxval=bound)
+    return module
+
+
+class CategoricalPolicy(nnx.Module):
+    """``pi(a|s) = softmax(logits(s))`` over ``num_actions`` discrete actions (the discrete-action head
+    of PureJaxRL's ``ppo.py`` and SB3's ``MlpPolicy``: 0.01 gain on the logits). Returns ``logits [..., K]``."""
+
+    def __init__(self, obs_dim: int, num_actions: int, hidden=(64, 64), activation="tanh", *, rngs: nnx.Rngs):
+        self.trunk = MLP(obs_dim, hidden, activation, rngs=rngs)
+        self.logits = _linear(hidden[-1], num_actions, 0.01, rngs)
+
+    def __call__(self, obs: Array) -> Array:
+        return self.logits(self.trunk(obs))
+
+
 class TanhGaussianPolicy(nnx.Module):
     """``a = tanh(u)``, ``u ~ N(mu(s), sigma(s)^2)`` with a state-dependent ``log sigma`` clipped to
     ``[-20, 2]`` (SAC, arXiv 1801.01290). Returns ``(mean [..., A], log_std [..., A])`` of ``u``."""
