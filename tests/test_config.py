@@ -148,10 +148,9 @@ def test_methods_the_default_run_cannot_train_are_rejected_in_one_line(name, rea
     assert reason in err and len(err.splitlines()) == 1
 
 
-# Methods whose experiment is a script with its own loop (no ``get_config``), and why.
-SCRIPT_EXPERIMENTS = {
-    "papo": "experiments/papo.py: image runs; the trainer does not carry images yet",
-}
+# Methods whose experiment is a script with its own loop (no ``get_config``), and why. Empty since
+# the trainer carries images (papo.py is a trainer experiment now).
+SCRIPT_EXPERIMENTS: dict[str, str] = {}
 
 
 def test_every_registered_method_has_an_experiment_file(monkeypatch):
