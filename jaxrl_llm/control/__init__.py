@@ -16,9 +16,10 @@ Modules:
   replay         a jittable ring buffer
   ppo            PPO-clip (the baseline; also the SB3 / RL Zoo options: discrete actions, gSDE,
                  VecNormalize-style normalization, annealing)
-  evaluate       deterministic-policy returns of a PPO run's checkpoint (the RL Zoo's protocol)
-  mdpo           on-policy MDPO (KL-proximal, annealed t_k, no clipping)
-  mdpo_offpolicy off-policy MDPO (SAC backbone with the old policy's entropy)
+  evaluate       deterministic-policy returns of a PPO / MDPO run's checkpoint (the RL Zoo's protocol)
+  mdpo           on-policy MDPO (KL-proximal, annealed t_k, no clipping; Gaussian or categorical)
+  mdpo_offpolicy off-policy MDPO (SAC backbone with the old policy's entropy; discrete-SAC form
+                 for discrete actions)
   stl            STL specs (reach-avoid, sequenced, always-avoid), robustness (closed form and
                  stljax, ``pip install 'jaxrl_llm[stl]'``), time allocations of their subgoals
   integrator_env ``stl_integrator``: a 2-D single integrator whose task is an STL spec

@@ -3,11 +3,17 @@
 Shapes: ``mean``, ``log_std``, ``x`` are ``[..., A]`` (A action dimensions); every log-density,
 entropy and KL sums over the last axis and returns ``[...]``. Categorical: ``logits`` ``[..., K]``
 (K actions), actions are integer indices ``[...]``.
+
+``GAUSSIAN`` and ``CATEGORICAL`` (``family(num_actions)`` picks one) bundle these as functions of a
+policy network's output ``d`` (``(mean, log_std)`` of ``networks.GaussianPolicy``, ``logits`` of
+``networks.CategoricalPolicy``) with the env's action layout ``[..., A]`` (a discrete env's index is
+``[..., 1]`` int32): what PPO and MDPO share to act and to score actions in either kind of env.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -75,6 +81,14 @@ def categorical_sample(key: Array, logits: Array) -> Array:
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
 
 
+def categorical_kl(logits_p: Array, logits_q: Array) -> Array:
+    """``KL(p || q) = sum_k p_k (log p_k - log q_k)``, ``p = softmax(logits_p)``, ``q = softmax(logits_q)``:
+    exact, the sum over the K actions (``[..., K]`` -> ``[...]``)."""
+    logp = jax.nn.log_softmax(logits_p, axis=-1)
+    logq = jax.nn.log_softmax(logits_q, axis=-1)
+    return jnp.sum(jnp.exp(logp) * (logp - logq), axis=-1)
+
+
 def sde_log_std(latent: Array, log_std: Array, eps: float = 1e-6) -> Array:
     """The per-action log-std of gSDE given the features ``latent [..., H]`` and the exploration
     matrix's ``log_std [H, A]``: ``(1/2) log(latent^2 . exp(2 log_std) + eps)`` (SB3's
@@ -85,3 +99,36 @@ def sde_log_std(latent: Array, log_std: Array, eps: float = 1e-6) -> Array:
 def sde_noise(latent: Array, matrix: Array) -> Array:
     """``latent [..., H] . matrix [..., H, A]`` -> ``[..., A]``: the exploration noise of gSDE."""
     return jnp.einsum("...h,...ha->...a", latent, matrix)
+
+
+class Family(NamedTuple):
+    """A policy distribution as pure functions of the policy network's output ``d``; actions in the
+    env's layout ``[..., A]``."""
+
+    sample: Any  # (key, d) -> action [..., A]
+    logprob: Any  # (d, action [..., A]) -> [...]
+    entropy: Any  # (d) -> [...]
+    kl: Any  # (d_p, d_q) -> KL(p || q) [...], analytic
+    mode: Any  # (d) -> action [..., A]: the Gaussian's mean, the categorical's argmax
+
+
+GAUSSIAN = Family(
+    sample=lambda key, d: gaussian_sample(key, d[0], d[1]),
+    logprob=lambda d, action: gaussian_logprob(action, d[0], d[1]),
+    entropy=lambda d: gaussian_entropy(d[1]),
+    kl=lambda p, q: gaussian_kl(p[0], p[1], q[0], q[1]),
+    mode=lambda d: d[0],
+)
+
+CATEGORICAL = Family(
+    sample=lambda key, logits: categorical_sample(key, logits)[..., None],
+    logprob=lambda logits, action: categorical_logprob(action[..., 0], logits),
+    entropy=categorical_entropy,
+    kl=categorical_kl,
+    mode=lambda logits: jnp.argmax(logits, axis=-1).astype(jnp.int32)[..., None],
+)
+
+
+def family(num_actions: int) -> Family:
+    """``CATEGORICAL`` for a discrete-action env (``num_actions`` K > 0), else ``GAUSSIAN``."""
+    return CATEGORICAL if num_actions else GAUSSIAN

@@ -14,7 +14,7 @@ totals of the episode that ended at this step, 0 elsewhere). ``done = terminated
 
 Actions are normalized: every env takes ``action`` in ``[-1, 1]^A`` (clipped) and maps it to its own
 bounds, so policies need not know them. A discrete-action env (``num_actions = K > 0``, only gymnax
-envs built with ``discrete_actions=True``; PPO is the one method that acts in them) takes an integer
+envs built with ``discrete_actions=True``; PPO, MDPO and off-policy MDPO / SAC act in them) takes an integer
 index in ``[0, K)`` instead (``action_dim`` is then 1).
 
 A base environment implements ``reset_env(key) -> (obs, state)`` and
@@ -234,7 +234,7 @@ class GymMountainCarContinuous(GymnaxEnv):
 
 def gymnax_env(env_id: str, discrete_actions: bool = False, **params: Any) -> GymnaxEnv:
     """``gymnax.make(env_id)`` with ``params`` overriding its default ``EnvParams`` fields. A Discrete
-    action space is refused unless ``discrete_actions`` (only PPO acts in one).
+    action space is refused unless ``discrete_actions`` (PPO, MDPO and off-policy MDPO / SAC act in one).
     ``MountainCarContinuous-v0`` steps with gym's wall rule (``GymMountainCarContinuous``)."""
     gymnax = _import_extra("gymnax")
     env, env_params = gymnax.make(env_id)
@@ -246,7 +246,7 @@ def gymnax_env(env_id: str, discrete_actions: bool = False, **params: Any) -> Gy
         if not discrete_actions:
             raise errors.UserError(
                 f"gymnax env {env_id!r} has a discrete action space; control/ methods take Box actions "
-                "(PPO also takes discrete ones: env_kwargs={'discrete_actions': True})"
+                "(PPO, MDPO and MDPO-off/SAC also take discrete ones: env_kwargs={'discrete_actions': True})"
             )
         n = int(space.n)
         return GymnaxEnv(env, env_params, obs_dim, 1, (0.0,), (float(n - 1),), num_actions=n)

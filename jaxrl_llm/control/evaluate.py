@@ -10,7 +10,10 @@ and runs each to the end of its first episode (termination or time limit).
     python -m jaxrl_llm.control.evaluate control_ppo_cartpole --run-dir runs/control_ppo_cartpole_s0 \\
         --set seed=0 --episodes 300 [--stochastic] [--step 391]
 
-PPO runs only (``params["policy"]``; ``ppo.policy_fns``). Prints one JSON line.
+PPO and on-policy MDPO runs (their policies are the same networks: ``params["policy"]``,
+``ppo.policy_fns``), and off-policy MDPO / SAC runs in a discrete-action env (the categorical policy
+``networks.CategoricalPolicy`` of their ``hidden`` and ``activation``: the same functions).
+Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -77,10 +80,14 @@ def evaluate_run(
     eval_seed: int = 12345,
     step: int | None = None,
 ) -> dict[str, Any]:
-    """Restores ``cfg``'s run (its newest checkpoint, or ``step``) and evaluates its PPO policy."""
+    """Restores ``cfg``'s run (its newest checkpoint, or ``step``) and evaluates its policy."""
     cfg = control_config.validate(cfg)
-    if cfg.method != "ppo":
-        raise errors.UserError(f"evaluate: method {cfg.method!r}; only ppo runs are evaluated")
+    env = envs.make(cfg.env, **dict(cfg.env_kwargs))
+    if not (cfg.method in ("ppo", "mdpo") or (cfg.method == "mdpo_offpolicy" and env.num_actions)):
+        raise errors.UserError(
+            f"evaluate: method {cfg.method!r} on {cfg.env}; ppo and mdpo runs, and mdpo_offpolicy runs in a "
+            "discrete-action env, are evaluated"
+        )
     env_kwargs = json.dumps(dict(cfg.env_kwargs), sort_keys=True)
     init_fn, _ = train_lib._compiled(cfg.env, env_kwargs, cfg.method, cfg.algo, cfg.iterations)
     like = init_fn(jax.random.split(jax.random.key(cfg.seed))[0])
@@ -95,11 +102,11 @@ def evaluate_run(
     ckpt_step, packed, _ = restored
     state = train_lib.unpack(packed, like)
     params = state.params["policy"]
-    env = envs.make(cfg.env, **dict(cfg.env_kwargs))
     pi = ppo.policy_fns(env, cfg.algo)
+    norm = getattr(state, "norm", None)  # PPO only
 
     def prep(obs):  # the run's observation normalization, frozen (VecNormalize(training=False))
-        return ppo.normalize_obs(cfg.algo, state.norm, obs)
+        return obs if norm is None else ppo.normalize_obs(cfg.algo, norm, obs)
 
     if deterministic:
         act = lambda k, obs: pi.deterministic_action(params, prep(obs))  # noqa: E731

@@ -20,6 +20,16 @@ Differs from PPO (``ppo.py``) in:
   3. t_k is annealed over the run, so the objective depends on the iteration index k;
   4. policy and value have separate optimizers and step counts (lr 3e-4 and 1e-3).
 The paper writes t_k = 1 - k/K with k from 0; the code's 1 - (k-1)/K with k from 1 is the same.
+
+Discrete actions: in an env with ``num_actions`` K > 0 the policy is PPO's categorical head
+(``ppo.policy_module`` / ``ppo.policy_fns``: the same switch and network), and the proximal term is
+the closed-form categorical KL at each batch state, ``KL(pi_theta(.|s) || pi_k(.|s)) = sum_a
+pi_theta(a|s) log(pi_theta(a|s) / pi_k(a|s))`` (``categorical_policy_loss``), summed over the K
+actions: it is exact and costs one softmax, where a sampled estimate (log pi_theta(a_i|s_i) - log
+pi_k(a_i|s_i) at the batch action, which is drawn from pi_k, not pi_theta) would be noisy and, off
+pi_theta, biased. The paper and its code are continuous-action only (the Gaussian KL above is also
+analytic in the code's on-policy variant); the categorical form is ours. Box-action runs compute
+exactly what they did before the categorical head was added.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ from flax import nnx
 
 from jaxrl_llm.control import distributions as dist
 from jaxrl_llm.control import gae as gae_lib
-from jaxrl_llm.control import networks, rollout
+from jaxrl_llm.control import networks, ppo, rollout
 from jaxrl_llm.control.envs import AutoReset
 from jaxrl_llm.types import Array
 
@@ -81,17 +91,17 @@ def step_size(k: Array, num_iterations: int) -> Array:
     return 1.0 - k.astype(jnp.float32) / num_iterations
 
 
-def policy_loss(
-    logprobs: Array, mean: Array, log_std: Array, batch: dict, t_k: Array, cfg: Config
+def proximal_objective(
+    logprobs: Array, kl: Array, entropy: Array, batch: dict, t_k: Array, cfg: Config
 ) -> tuple[Array, dict]:
-    """``-J_k`` above over a (micro-)batch. ``logprobs`` ``[b]``: log pi_theta(a_i|s_i); ``mean``,
-    ``log_std`` ``[b, A]``: pi_theta(.|s_i); ``batch``: ``old_logprobs`` ``[b]``, ``old_mean``,
-    ``old_log_std`` ``[b, A]`` (pi_k), ``advantages`` ``[b]`` and ``num_samples`` (GLOBAL n)."""
+    """``-J_k`` above over a (micro-)batch given, per row i, ``logprobs`` = log pi_theta(a_i|s_i),
+    ``kl`` = KL(pi_theta(.|s_i) || pi_k(.|s_i)) and ``entropy`` = H[pi_theta(.|s_i)] (all ``[b]``);
+    ``batch``: ``old_logprobs``, ``advantages`` ``[b]`` and ``num_samples`` (GLOBAL n)."""
     n = batch["num_samples"]
     ratio = jnp.exp(logprobs - batch["old_logprobs"])  # [b]
     surrogate = jnp.sum(ratio * batch["advantages"]) / n
-    kl = jnp.sum(dist.gaussian_kl(mean, log_std, batch["old_mean"], batch["old_log_std"])) / n
-    entropy = jnp.sum(dist.gaussian_entropy(log_std)) / n
+    kl = jnp.sum(kl) / n
+    entropy = jnp.sum(entropy) / n
     total = -(surrogate - kl / t_k) - cfg.ent_coef * entropy
     metrics = {
         "loss/policy": total,
@@ -103,6 +113,24 @@ def policy_loss(
     return total, metrics
 
 
+def policy_loss(
+    logprobs: Array, mean: Array, log_std: Array, batch: dict, t_k: Array, cfg: Config
+) -> tuple[Array, dict]:
+    """``-J_k`` of a Gaussian policy. ``logprobs`` ``[b]``: log pi_theta(a_i|s_i); ``mean``, ``log_std``
+    ``[b, A]``: pi_theta(.|s_i); ``batch``: ``old_logprobs`` ``[b]``, ``old_mean``, ``old_log_std``
+    ``[b, A]`` (pi_k), ``advantages`` ``[b]`` and ``num_samples`` (GLOBAL n). The KL is analytic."""
+    kl = dist.gaussian_kl(mean, log_std, batch["old_mean"], batch["old_log_std"])
+    return proximal_objective(logprobs, kl, dist.gaussian_entropy(log_std), batch, t_k, cfg)
+
+
+def categorical_policy_loss(logprobs: Array, logits: Array, batch: dict, t_k: Array, cfg: Config) -> tuple[Array, dict]:
+    """``-J_k`` of a categorical policy. ``logprobs`` ``[b]``: log pi_theta(a_i|s_i); ``logits`` ``[b, K]``:
+    pi_theta(.|s_i); ``batch``: ``old_logprobs`` ``[b]``, ``old_logits`` ``[b, K]`` (pi_k), ``advantages``
+    ``[b]``, ``num_samples``. The KL is exact over the K actions: ``sum_a p log(p / q)``."""
+    kl = dist.categorical_kl(logits, batch["old_logits"])
+    return proximal_objective(logprobs, kl, dist.categorical_entropy(logits), batch, t_k, cfg)
+
+
 def value_loss(values: Array, batch: dict, cfg: Config) -> tuple[Array, dict]:
     """``(1/n) sum_i (1/2) max((V_i - R_i)^2, (V_old_i + clip(V_i - V_old_i, -c, c) - R_i)^2)``, c = ``value_clip``."""
     n = batch["num_samples"]
@@ -112,22 +140,22 @@ def value_loss(values: Array, batch: dict, cfg: Config) -> tuple[Array, dict]:
 
 
 def make(env: AutoReset, cfg: Config, num_iterations: int) -> Agent:
-    """The on-policy MDPO agent; ``num_iterations`` is K of the step-size schedule."""
+    """The on-policy MDPO agent; ``num_iterations`` is K of the step-size schedule. A Gaussian policy,
+    or a categorical one in a discrete-action env (``env.num_actions`` > 0)."""
     if num_iterations < 1:
         raise ValueError(f"mdpo: num_iterations must be >= 1 (K of t_k = 1 - k/K), got {num_iterations}")
     batch_size = cfg.num_envs * cfg.num_steps
-    rngs = nnx.Rngs(0)
-    policy_def, _ = networks.split(
-        networks.GaussianPolicy(env.obs_dim, env.action_dim, cfg.hidden, cfg.activation, rngs=rngs)
-    )
-    value_def, _ = networks.split(networks.ValueNet(env.obs_dim, cfg.hidden, cfg.activation, rngs=rngs))
+    discrete = env.num_actions > 0
+    pi = ppo.policy_fns(env, cfg)  # PPO's switch: categorical head in a discrete env, else Gaussian
+    fam = pi.family
+    value_def, _ = networks.split(networks.ValueNet(env.obs_dim, cfg.hidden, cfg.activation, rngs=nnx.Rngs(0)))
     clip = [optax.clip_by_global_norm(cfg.max_grad_norm)] if cfg.max_grad_norm else []
     policy_tx = optax.chain(*clip, optax.adam(cfg.lr, eps=cfg.adam_eps))
     value_tx = optax.chain(*clip, optax.adam(cfg.value_lr, eps=cfg.adam_eps))
 
     def init(key: Array) -> State:
         k_pi, k_v, k_env = jax.random.split(key, 3)
-        policy = networks.GaussianPolicy(env.obs_dim, env.action_dim, cfg.hidden, cfg.activation, rngs=nnx.Rngs(k_pi))
+        policy = ppo.policy_module(env, cfg, nnx.Rngs(k_pi))
         value = networks.ValueNet(env.obs_dim, cfg.hidden, cfg.activation, rngs=nnx.Rngs(k_v))
         params = {"policy": networks.split(policy)[1], "value": networks.split(value)[1]}
         obs, env_state = rollout.reset(env, k_env, cfg.num_envs)
@@ -140,19 +168,28 @@ def make(env: AutoReset, cfg: Config, num_iterations: int) -> Agent:
             jnp.zeros((), jnp.int32),
         )
 
+    def old_fields(d) -> dict:
+        """pi_k's outputs on the batch, under the keys the losses read."""
+        return {"old_logits": d} if discrete else {"old_mean": d[0], "old_log_std": d[1]}
+
+    def old_dist(batch):
+        return batch["old_logits"] if discrete else (batch["old_mean"], batch["old_log_std"])
+
     def pi_loss(policy_params, batch, t_k):
-        mean, log_std = networks.apply(policy_def, policy_params, batch["obs"])
-        logprobs = dist.gaussian_logprob(batch["action"], mean, log_std)
-        return policy_loss(logprobs, mean, log_std, batch, t_k, cfg)
+        d = pi.dist(policy_params, batch["obs"])
+        logprobs = fam.logprob(d, batch["action"])
+        if discrete:
+            return categorical_policy_loss(logprobs, d, batch, t_k, cfg)
+        return policy_loss(logprobs, d[0], d[1], batch, t_k, cfg)
 
     def v_loss(value_params, batch):
         return value_loss(networks.apply(value_def, value_params, batch["obs"]), batch, cfg)
 
     def step(state: State, key: Array) -> tuple[State, dict]:
         def act(k, obs):
-            mean, log_std = networks.apply(policy_def, state.params["policy"], obs)
-            action = dist.gaussian_sample(k, mean, log_std)
-            return action, {"logprob": dist.gaussian_logprob(action, mean, log_std), "mean": mean, "log_std": log_std}
+            d = pi.dist(state.params["policy"], obs)
+            action = fam.sample(k, d)
+            return action, {"logprob": fam.logprob(d, action), "dist": d}
 
         traj, env_state, obs = rollout.collect(env, act, state.env_state, state.obs, key, cfg.num_steps)
         values = networks.apply(value_def, state.params["value"], traj.obs)  # [T, N]
@@ -164,8 +201,7 @@ def make(env: AutoReset, cfg: Config, num_iterations: int) -> Agent:
             "obs": traj.obs.reshape(batch_size, -1),
             "action": traj.action.reshape(batch_size, -1),
             "old_logprobs": traj.extras["logprob"].reshape(-1),
-            "old_mean": traj.extras["mean"].reshape(batch_size, -1),
-            "old_log_std": traj.extras["log_std"].reshape(batch_size, -1),
+            **old_fields(jax.tree.map(lambda x: x.reshape(batch_size, -1), traj.extras["dist"])),
             "advantages": gae_lib.normalize(adv).reshape(-1),
             "returns": returns.reshape(-1),
             "old_values": values.reshape(-1),
@@ -191,9 +227,8 @@ def make(env: AutoReset, cfg: Config, num_iterations: int) -> Agent:
         )
         (v_params, v_opt), vm = jax.lax.scan(v_update, (state.params["value"], state.value_opt), None, cfg.value_steps)
         # KL(pi_{k+1} || pi_k) after the m steps: the paper's claim is that it shrinks as t_k -> 0
-        mean, log_std = networks.apply(policy_def, pi_params, batch["obs"])
         metrics = {k: jnp.mean(v) for k, v in {**pm, **vm}.items()}
-        metrics["kl/final"] = jnp.mean(dist.gaussian_kl(mean, log_std, batch["old_mean"], batch["old_log_std"]))
+        metrics["kl/final"] = jnp.mean(fam.kl(pi.dist(pi_params, batch["obs"]), old_dist(batch)))
         metrics["loss"] = pm["loss/policy"][-1] + vm["loss/value"][-1]
         metrics["t_k"] = t_k
         metrics.update(rollout.episode_metrics(traj))

@@ -25,6 +25,24 @@ Differs from SAC (arXiv 1801.01290, v1 with a V network) in:
 The official code keeps 1/t_k constant (``klconst`` = 1.0) off-policy, as here.
 With ``klconst = lam`` the old policy cancels out (L_pi = E[lambda log pi_theta - Q1] + reg.): that
 is SAC v1's policy loss (with Q1), so the SAC baseline is this file with ``--set algo.klconst=0.2``.
+
+Discrete actions (an env with ``num_actions`` K > 0), in the form of discrete SAC (Christodoulou,
+"Soft Actor-Critic for Discrete Action Settings", arXiv 1910.07207): the policy is a categorical
+over K actions (``networks.CategoricalPolicy``) and each Q network outputs one value per action
+(``networks.DiscreteQNet``), so every expectation over the policy is an exact sum over actions and
+nothing is sampled or reparameterized. With p = pi_theta(.|s), p_k = pi_k(.|s):
+
+    L_pi = (1/n) sum_i sum_a p(a) [ (1/t_k) log p(a) + (lambda - 1/t_k) log p_k(a) - Q1(s_i, a) ]
+         = (1/t_k) KL(p || p_k) + sum_a p(a) [ lambda log p_k(a) - Q1(s_i, a) ]     (KL exact over actions)
+    v_i  = sum_a p(a) [ min_j Q_j(s_i, a) - lambda log p(a) ]                      (the exact soft value)
+
+and L_Q regresses Q_j(s_i, a_i) at the stored action on the same y_i. With ``klconst = lam`` the
+policy loss is discrete SAC's, sum_a p (lambda log p - Q1). Differs from Christodoulou's algorithm
+in what it keeps from this file (MDPO's SAC v1 backbone): a V network and its Polyak target give
+y_i (Christodoulou: target Q networks, y_i = r_i + gamma sum_a p'(a) [min_j Q_targ_j(s'_i, a) -
+lambda log p'(a)]), the policy loss uses Q1 (Christodoulou: min(Q1, Q2)), and lambda is fixed (no
+automatic entropy tuning). The continuous regularizer on mu and log sigma has no categorical
+counterpart and is not applied.
 """
 
 from __future__ import annotations
@@ -111,29 +129,82 @@ def q_loss(
     return loss, {"loss/q": loss, "q/mean": jnp.sum(q1) / num_samples}
 
 
+def _v_regression(v: Array, y: Array, num_samples: Array) -> tuple[Array, dict]:
+    """``(1/n) sum_i (1/2) (V(s_i) - y_i)^2`` with the target ``y`` held fixed."""
+    loss = jnp.sum(0.5 * (v - jax.lax.stop_gradient(y)) ** 2) / num_samples
+    return loss, {"loss/value": loss}
+
+
 def v_loss(
     v: Array, q1_pi: Array, q2_pi: Array, logprobs_pi: Array, num_samples: Array, cfg: Config
 ) -> tuple[Array, dict]:
     """``L_V`` above; all inputs ``[b]``: V(s_i) and, for a fresh a ~ pi_theta(.|s_i), Q1, Q2 and log pi_theta(a|s_i)."""
-    y = jax.lax.stop_gradient(jnp.minimum(q1_pi, q2_pi) - cfg.lam * logprobs_pi)
-    loss = jnp.sum(0.5 * (v - y) ** 2) / num_samples
-    return loss, {"loss/value": loss}
+    return _v_regression(v, jnp.minimum(q1_pi, q2_pi) - cfg.lam * logprobs_pi, num_samples)
+
+
+def discrete_policy_loss(
+    logits: Array, old_logits: Array, q: Array, num_samples: Array, cfg: Config
+) -> tuple[Array, dict]:
+    """Discrete ``L_pi`` (module docstring), exact over actions. ``logits``, ``old_logits`` ``[b, K]``:
+    pi_theta and pi_k at s_i; ``q`` ``[b, K]``: Q1(s_i, .); ``num_samples``: the GLOBAL n."""
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    old_logp = jax.nn.log_softmax(old_logits, axis=-1)
+    p = jnp.exp(logp)
+    n = num_samples
+    per_row = jnp.sum(p * (cfg.klconst * logp + (cfg.lam - cfg.klconst) * old_logp - q), axis=-1)  # [b]
+    total = jnp.sum(per_row) / n
+    metrics = {
+        "loss/policy": total,
+        "kl": jnp.sum(dist.categorical_kl(logits, old_logits)) / n,  # exact KL(pi_theta || pi_k)
+        "entropy": jnp.sum(dist.categorical_entropy(logits)) / n,
+        "q/policy": jnp.sum(p * q) / n,
+    }
+    return total, metrics
+
+
+def discrete_soft_value(logits: Array, q1: Array, q2: Array, lam: float) -> Array:
+    """``sum_a pi(a|s) [min(Q1, Q2)(s, a) - lambda log pi(a|s)]``: ``logits``, ``q1``, ``q2`` ``[b, K]`` -> ``[b]``."""
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return jnp.sum(jnp.exp(logp) * (jnp.minimum(q1, q2) - lam * logp), axis=-1)
+
+
+def discrete_v_loss(
+    v: Array, logits: Array, q1: Array, q2: Array, num_samples: Array, cfg: Config
+) -> tuple[Array, dict]:
+    """Discrete ``L_V``: ``v`` ``[b]`` = V(s_i) regressed on the exact soft value of pi_theta under
+    ``q1``, ``q2`` ``[b, K]`` (``discrete_soft_value``); ``logits`` ``[b, K]``: pi_theta(.|s_i)."""
+    return _v_regression(v, discrete_soft_value(logits, q1, q2, cfg.lam), num_samples)
 
 
 def make(env: AutoReset, cfg: Config, num_iterations: int) -> Agent:
-    """The off-policy MDPO agent (``num_iterations`` is unused: 1/t_k is constant)."""
+    """The off-policy MDPO agent (``num_iterations`` is unused: 1/t_k is constant); discrete SAC's
+    form in a discrete-action env (``env.num_actions`` > 0)."""
     del num_iterations
-    o, a = env.obs_dim, env.action_dim
+    o, a, k_act = env.obs_dim, env.action_dim, env.num_actions
+    discrete = k_act > 0
     h, act_name = cfg.hidden, cfg.activation
+
+    def policy_net(rngs):
+        if discrete:
+            return networks.CategoricalPolicy(o, k_act, h, act_name, rngs=rngs)
+        return networks.TanhGaussianPolicy(o, a, h, act_name, rngs=rngs)
+
+    def q_net(rngs):
+        return (
+            networks.DiscreteQNet(o, k_act, h, act_name, rngs=rngs)
+            if discrete
+            else networks.QNet(o, a, h, act_name, rngs=rngs)
+        )
+
     rngs = nnx.Rngs(0)
-    pi_def, _ = networks.split(networks.TanhGaussianPolicy(o, a, h, act_name, rngs=rngs))
-    q_def, _ = networks.split(networks.QNet(o, a, h, act_name, rngs=rngs))
+    pi_def, _ = networks.split(policy_net(rngs))
+    q_def, _ = networks.split(q_net(rngs))
     v_def, _ = networks.split(networks.ValueNet(o, h, act_name, rngs=rngs))
     tx = optax.adam(cfg.lr)
     n = jnp.float32(cfg.batch_size)
     item = {
         "obs": jnp.zeros((o,)),
-        "action": jnp.zeros((a,)),
+        "action": jnp.zeros((a,), jnp.int32) if discrete else jnp.zeros((a,)),
         "reward": jnp.zeros(()),
         "terminated": jnp.zeros(()),
         "next_obs": jnp.zeros((o,)),
@@ -141,11 +212,8 @@ def make(env: AutoReset, cfg: Config, num_iterations: int) -> Agent:
 
     def init(key: Array) -> State:
         k_pi, k_q1, k_q2, k_v, k_env = jax.random.split(key, 5)
-        policy = networks.split(networks.TanhGaussianPolicy(o, a, h, act_name, rngs=nnx.Rngs(k_pi)))[1]
-        q = {
-            "q1": networks.split(networks.QNet(o, a, h, act_name, rngs=nnx.Rngs(k_q1)))[1],
-            "q2": networks.split(networks.QNet(o, a, h, act_name, rngs=nnx.Rngs(k_q2)))[1],
-        }
+        policy = networks.split(policy_net(nnx.Rngs(k_pi)))[1]
+        q = {"q1": networks.split(q_net(nnx.Rngs(k_q1)))[1], "q2": networks.split(q_net(nnx.Rngs(k_q2)))[1]}
         v = networks.split(networks.ValueNet(o, h, act_name, rngs=nnx.Rngs(k_v)))[1]
         params = {"policy": policy, "old_policy": policy, "q": q, "v": v, "v_target": v}
         opt = {"policy": tx.init(policy), "q": tx.init(q), "v": tx.init(v)}
@@ -153,32 +221,55 @@ def make(env: AutoReset, cfg: Config, num_iterations: int) -> Agent:
         zero = jnp.zeros((), jnp.int32)
         return State(params, opt, replay.init(item, cfg.buffer_size), env_state, obs, zero, zero)
 
+    def q_taken(qp, obs, action):
+        """Q(s_i, a_i) ``[b]`` at the stored actions."""
+        if discrete:
+            q_all = networks.apply(q_def, qp, obs)  # [b, K]
+            return jnp.take_along_axis(q_all, action.astype(jnp.int32), axis=-1)[..., 0]
+        return networks.apply(q_def, qp, obs, action)
+
     def grad_step(params, opt, batch, key):
         obs = batch["obs"]
 
         def critic_q(qp):
             next_v = networks.apply(v_def, params["v_target"], batch["next_obs"])
-            q1 = networks.apply(q_def, qp["q1"], obs, batch["action"])
-            q2 = networks.apply(q_def, qp["q2"], obs, batch["action"])
+            q1 = q_taken(qp["q1"], obs, batch["action"])
+            q2 = q_taken(qp["q2"], obs, batch["action"])
             return q_loss(q1, q2, batch["reward"] * cfg.reward_scale, batch["terminated"], next_v, n, cfg)
 
-        def sample_pi(pp):
-            mean, log_std = networks.apply(pi_def, pp, obs)
-            action, u, logp = dist.tanh_gaussian_sample(key, mean, log_std)
-            return mean, log_std, action, u, logp
+        if discrete:  # exact expectations over the K actions: no sample
 
-        def critic_v(vp):
-            _, _, action, _, logp = sample_pi(params["policy"])
-            q1 = networks.apply(q_def, params["q"]["q1"], obs, action)
-            q2 = networks.apply(q_def, params["q"]["q2"], obs, action)
-            return v_loss(networks.apply(v_def, vp, obs), q1, q2, logp, n, cfg)
+            def critic_v(vp):
+                logits = networks.apply(pi_def, params["policy"], obs)
+                q1 = networks.apply(q_def, params["q"]["q1"], obs)
+                q2 = networks.apply(q_def, params["q"]["q2"], obs)
+                return discrete_v_loss(networks.apply(v_def, vp, obs), logits, q1, q2, n, cfg)
 
-        def actor(pp):
-            mean, log_std, action, u, logp = sample_pi(pp)
-            old_mean, old_log_std = networks.apply(pi_def, params["old_policy"], obs)
-            old_logp = dist.tanh_gaussian_logprob(u, old_mean, old_log_std)
-            q1 = networks.apply(q_def, params["q"]["q1"], obs, action)
-            return policy_loss(logp, old_logp, q1, mean, log_std, n, cfg)
+            def actor(pp):
+                logits = networks.apply(pi_def, pp, obs)
+                old_logits = networks.apply(pi_def, params["old_policy"], obs)
+                q1 = networks.apply(q_def, params["q"]["q1"], obs)
+                return discrete_policy_loss(logits, old_logits, q1, n, cfg)
+
+        else:
+
+            def sample_pi(pp):
+                mean, log_std = networks.apply(pi_def, pp, obs)
+                action, u, logp = dist.tanh_gaussian_sample(key, mean, log_std)
+                return mean, log_std, action, u, logp
+
+            def critic_v(vp):
+                _, _, action, _, logp = sample_pi(params["policy"])
+                q1 = networks.apply(q_def, params["q"]["q1"], obs, action)
+                q2 = networks.apply(q_def, params["q"]["q2"], obs, action)
+                return v_loss(networks.apply(v_def, vp, obs), q1, q2, logp, n, cfg)
+
+            def actor(pp):
+                mean, log_std, action, u, logp = sample_pi(pp)
+                old_mean, old_log_std = networks.apply(pi_def, params["old_policy"], obs)
+                old_logp = dist.tanh_gaussian_logprob(u, old_mean, old_log_std)
+                q1 = networks.apply(q_def, params["q"]["q1"], obs, action)
+                return policy_loss(logp, old_logp, q1, mean, log_std, n, cfg)
 
         g_q, mq = jax.grad(critic_q, has_aux=True)(params["q"])
         g_v, mv = jax.grad(critic_v, has_aux=True)(params["v"])
@@ -215,9 +306,14 @@ def make(env: AutoReset, cfg: Config, num_iterations: int) -> Agent:
 
         def act(k, obs):
             k_pi, k_rand = jax.random.split(k)
-            mean, log_std = networks.apply(pi_def, state.params["policy"], obs)
-            action, _, _ = dist.tanh_gaussian_sample(k_pi, mean, log_std)
-            uniform = jax.random.uniform(k_rand, action.shape, minval=-1.0, maxval=1.0)
+            if discrete:
+                logits = networks.apply(pi_def, state.params["policy"], obs)
+                action = dist.categorical_sample(k_pi, logits)[..., None]  # [N, 1]
+                uniform = jax.random.randint(k_rand, action.shape, 0, k_act, jnp.int32)
+            else:
+                mean, log_std = networks.apply(pi_def, state.params["policy"], obs)
+                action, _, _ = dist.tanh_gaussian_sample(k_pi, mean, log_std)
+                uniform = jax.random.uniform(k_rand, action.shape, minval=-1.0, maxval=1.0)
             return jnp.where(learning, action, uniform), None
 
         traj, env_state, obs = rollout.collect(env, act, state.env_state, state.obs, k_roll, cfg.num_steps)

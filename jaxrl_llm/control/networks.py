@@ -1,4 +1,4 @@
-"""Small Flax NNX networks for control: MLP trunks, Gaussian policies, value and Q functions.
+"""Small Flax NNX networks for control: MLP trunks, Gaussian and categorical policies, value and Q functions.
 
 Initialization follows PureJaxRL's continuous-action actor-critic
 (https://github.com/luchris429/purejaxrl, ``ppo_continuous_action.py``): orthogonal weights with
@@ -139,6 +139,18 @@ class QNet(nnx.Module):
 
     def __call__(self, obs: Array, action: Array) -> Array:
         return self.out(self.trunk(jnp.concatenate([obs, action], axis=-1)))[..., 0]
+
+
+class DiscreteQNet(nnx.Module):
+    """``Q(s, .)`` over ``num_actions`` discrete actions, one output per action: ``[..., O] -> [..., K]``
+    (discrete SAC, Christodoulou, arXiv 1910.07207)."""
+
+    def __init__(self, obs_dim: int, num_actions: int, hidden=(256, 256), activation="relu", *, rngs: nnx.Rngs):
+        self.trunk = MLP(obs_dim, hidden, activation, rngs=rngs)
+        self.out = _linear(hidden[-1], num_actions, 1.0, rngs)
+
+    def __call__(self, obs: Array) -> Array:
+        return self.out(self.trunk(obs))
 
 
 def split(module: nnx.Module) -> tuple[nnx.GraphDef, nnx.State]:

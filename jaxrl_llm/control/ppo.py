@@ -176,11 +176,12 @@ def loss(
     return total, metrics
 
 
-def policy_module(env: AutoReset, cfg: Config, rngs: nnx.Rngs) -> nnx.Module:
-    """The policy network of ``cfg`` on ``env``: categorical in a discrete-action env, else gSDE (``cfg.sde``) or Gaussian."""
+def policy_module(env: AutoReset, cfg: Any, rngs: nnx.Rngs) -> nnx.Module:
+    """The policy network of ``cfg`` on ``env``: categorical in a discrete-action env, else gSDE (``cfg.sde``) or Gaussian.
+    ``cfg`` is any method's Config with ``hidden`` and ``activation`` (MDPO's has no ``sde``: Gaussian)."""
     if env.num_actions:
         return networks.CategoricalPolicy(env.obs_dim, env.num_actions, cfg.hidden, cfg.activation, rngs=rngs)
-    if cfg.sde:
+    if getattr(cfg, "sde", False):
         return networks.SDEPolicy(env.obs_dim, env.action_dim, cfg.hidden, cfg.activation, cfg.log_std_init, rngs=rngs)
     return networks.GaussianPolicy(env.obs_dim, env.action_dim, cfg.hidden, cfg.activation, rngs=rngs)
 
@@ -193,26 +194,14 @@ class PolicyFns(NamedTuple):
     deterministic_action: Any  # (params, obs) -> action [..., A]: the mean, or the argmax
     sde_matrix: Any = None  # gSDE only: (params, key, n) -> exploration matrices [n, H, A]
     sde_sample: Any = None  # gSDE only: (params, matrix [N, H, A], obs [N, O]) -> (action, logprob)
+    dist: Any = None  # not gSDE: (params, obs) -> the network's output d ((mean, log_std) or logits)
+    family: Any = None  # not gSDE: the ``distributions.Family`` of d (GAUSSIAN or CATEGORICAL)
 
 
-def policy_fns(env: AutoReset, cfg: Config) -> PolicyFns:
-    """The policy of ``cfg`` on ``env`` as pure functions (used by ``make`` and by evaluation)."""
+def policy_fns(env: AutoReset, cfg: Any) -> PolicyFns:
+    """The policy of ``cfg`` on ``env`` as pure functions (used by ``make``, by MDPO and by evaluation)."""
     policy_def, _ = networks.split(policy_module(env, cfg, nnx.Rngs(0)))
-    if env.num_actions:
-
-        def sample(params, key, obs):
-            logits = networks.apply(policy_def, params, obs)
-            action = dist.categorical_sample(key, logits)
-            return action[..., None], dist.categorical_logprob(action, logits)
-
-        def logprob_entropy(params, obs, action):
-            logits = networks.apply(policy_def, params, obs)
-            return dist.categorical_logprob(action[..., 0], logits), dist.categorical_entropy(logits)
-
-        def deterministic_action(params, obs):
-            return jnp.argmax(networks.apply(policy_def, params, obs), axis=-1).astype(jnp.int32)[..., None]
-
-    elif cfg.sde:
+    if not env.num_actions and getattr(cfg, "sde", False):
 
         def features(params, obs):
             mean, z, log_std = networks.apply(policy_def, params, obs)
@@ -240,21 +229,24 @@ def policy_fns(env: AutoReset, cfg: Config) -> PolicyFns:
 
         return PolicyFns(sample, logprob_entropy, deterministic_action, sde_matrix, sde_sample)
 
-    else:
+    fam = dist.family(env.num_actions)  # categorical in a discrete-action env, else Gaussian
 
-        def sample(params, key, obs):
-            mean, log_std = networks.apply(policy_def, params, obs)
-            action = dist.gaussian_sample(key, mean, log_std)
-            return action, dist.gaussian_logprob(action, mean, log_std)
+    def dist_of(params, obs):
+        return networks.apply(policy_def, params, obs)
 
-        def logprob_entropy(params, obs, action):
-            mean, log_std = networks.apply(policy_def, params, obs)
-            return dist.gaussian_logprob(action, mean, log_std), dist.gaussian_entropy(log_std)
+    def sample(params, key, obs):
+        d = dist_of(params, obs)
+        action = fam.sample(key, d)
+        return action, fam.logprob(d, action)
 
-        def deterministic_action(params, obs):
-            return networks.apply(policy_def, params, obs)[0]
+    def logprob_entropy(params, obs, action):
+        d = dist_of(params, obs)
+        return fam.logprob(d, action), fam.entropy(d)
 
-    return PolicyFns(sample, logprob_entropy, deterministic_action)
+    def deterministic_action(params, obs):
+        return fam.mode(dist_of(params, obs))
+
+    return PolicyFns(sample, logprob_entropy, deterministic_action, dist=dist_of, family=fam)
 
 
 def make(env: AutoReset, cfg: Config, num_iterations: int) -> Agent:
