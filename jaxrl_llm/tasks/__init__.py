@@ -15,7 +15,9 @@ Interface (what the trainer codes against):
   ``"math"`` / ``"preference"`` (``path=``), ``"tfds:<name>"``, ``"humaneval"``; the learning
   suite's ``"suite:partial_sums"``, ``"suite:tagged_arithmetic"``, ``"suite:number_arithmetic"``
   (``tasks.suite``), ``"suite:codegen"`` (``tasks.codegen``), and the image tasks
-  ``"images:digits"`` / ``"images:count"`` (``tasks.images``; the picture is in ``metadata["image"]``).
+  ``"images:digits"`` / ``"images:count"`` (``tasks.images``; the picture is in ``metadata["image"]``),
+  and the puzzles drawn as pictures ``"images:maze"`` / ``"images:arc"`` / ``"images:geometry"``
+  (``tasks.puzzles``).
   ``render_prompt(example, tokenizer, system_prompt=None) -> str``.
 
 Bad input raises ``TaskDataError`` naming the file and line, the field and record, or the
@@ -25,7 +27,7 @@ empty source, at ``make_task`` time (before training starts).
 import inspect
 from typing import Any
 
-from jaxrl_llm.tasks import codegen, gui, images, lock_demos, suite
+from jaxrl_llm.tasks import codegen, gui, images, lock_demos, puzzles, suite
 from jaxrl_llm.tasks.example import Example, TaskDataError, TrainIterator
 from jaxrl_llm.tasks.procedural import reasoning_gym_score, reasoning_gym_task
 from jaxrl_llm.tasks.prompt import render_prompt
@@ -40,6 +42,7 @@ _BUILDERS = {
     "suite:codegen": codegen.codegen_task,
     **suite.BUILDERS,
     **images.BUILDERS,
+    **puzzles.BUILDERS,
     **gui.BUILDERS,
     **lock_demos.BUILDERS,
 }
