@@ -10,7 +10,9 @@ Images: when the model is a ``models.vision.VisionLanguageModel`` and an example
 placeholders (``N * num_patches`` ids) before the prompt text, ``prompt_images`` gives the pixels
 [P, N, H, W, C], and ``generate`` / ``logprobs`` / ``completion_logprobs`` take them as
 ``images=`` (pixels in [0, 1]; the policy applies the encoder's normalization). Rows carry them
-in ``Rollout.images``.
+in ``Rollout.images``. Images anywhere in a row (multi-turn episodes with a screenshot per
+observation): ``image_mask`` [B, S] beside ``images`` names the image slots (``models.vision``);
+placeholder ids it does not mark, e.g. ones the policy sampled, are ordinary tokens.
 
 Numerics: master weights are f32 (``model.param_dtype`` sets what the sampler reads); the forward
 pass runs in ``model.compute_dtype``; log-probs are f32.
@@ -200,9 +202,11 @@ class Policy:
         group_size: int = 1,
         return_entropy: bool = False,
         images: jax.Array | None = None,
+        image_mask: jax.Array | None = None,
     ):
         """``models.completion_logprobs`` with the run's chunking (``model.logprob_chunk_size``);
-        ``images`` [B, N, H, W, C] pixels in [0, 1] for a vision-language policy."""
+        ``images`` [B, N, H, W, C] pixels in [0, 1] for a vision-language policy, ``image_mask``
+        [B, S] its image slots (optional)."""
         chunk = self.cfg.model.logprob_chunk_size or None  # 0: one pass, logits kept (no recompute)
         return models.completion_logprobs(
             model,
@@ -213,12 +217,19 @@ class Policy:
             chunk_size=chunk,
             group_size=group_size,
             images=None if images is None else models.vision.normalize(images),
+            image_mask=image_mask,
         )
 
-    def _logprobs_impl(self, params, tokens, attention_mask, num_completion, group_size, images):
+    def _logprobs_impl(self, params, tokens, attention_mask, num_completion, group_size, images, image_mask):
         return jax.lax.stop_gradient(
             self.completion_logprobs(
-                self.model(params), tokens, attention_mask, num_completion, group_size, images=images
+                self.model(params),
+                tokens,
+                attention_mask,
+                num_completion,
+                group_size,
+                images=images,
+                image_mask=image_mask,
             )
         )
 
@@ -230,12 +241,21 @@ class Policy:
         num_completion: int,
         group_size: int = 1,
         images: np.ndarray | None = None,
+        image_mask: np.ndarray | None = None,
     ) -> np.ndarray:
         """Per-token log-probs [B, T] (host f32) of the last ``num_completion`` tokens, no gradient.
         ``group_size`` > 1: rows come in groups sharing one prompt, computed once per group.
-        ``images``: each row's [N, H, W, C] pixels in [0, 1] (a vision-language policy)."""
+        ``images``: each row's [N, H, W, C] pixels in [0, 1] (a vision-language policy);
+        ``image_mask`` [B, S]: its image slots, when they are not the first placeholders."""
+        if image_mask is not None and images is not None:
+            models.vision.check_image_mask(tokens, image_mask, np.shape(images)[1], self.vision_cfg)
+            image_mask = self.put(np.asarray(image_mask, bool))
+        else:
+            image_mask = None
         images = None if images is None else self.put(np.asarray(images, np.float32))
-        out = self._logprobs(params, self.put(tokens), self.put(attention_mask), num_completion, group_size, images)
+        out = self._logprobs(
+            params, self.put(tokens), self.put(attention_mask), num_completion, group_size, images, image_mask
+        )
         return np.asarray(distributed.to_host(out), np.float32)
 
     # ------------------------------------------------------------------ prompts and sampling
@@ -305,16 +325,23 @@ class Policy:
         temperature_rule: Callable | None = None,
         temperature_rule_params: Any = None,
         images: np.ndarray | None = None,
+        image_mask: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Samples ``num_samples`` completions per prompt with the live params; returns the sampler
         output as host arrays. ``temperature_rule`` / ``temperature_rule_params``: the sampler's
         per-row temperature hook and its traced arguments (``sampling.sample``). ``images``: each
         prompt's [N, H, W, C] pixels in [0, 1] (``prompt_images``), needed when the prompts hold
-        image placeholders."""
+        image placeholders. ``image_mask`` [P, Sp]: the image slots, when not every placeholder id
+        is one (multi-turn contexts holding sampled tokens; ``sampling.sample``)."""
         if images is None and self.vision_cfg is not None:
-            slots = np.asarray(prompt_tokens)[np.asarray(prompt_mask, bool)] == self.vision_cfg.image_token_id
+            real = np.asarray(prompt_mask, bool)
+            if image_mask is None:
+                slots = np.asarray(prompt_tokens)[real] == self.vision_cfg.image_token_id
+            else:
+                slots = np.asarray(image_mask, bool)[real]
             if slots.any():
                 raise ValueError("generate: the prompts hold image placeholders but no images were given")
+            image_mask = None
         s = self.cfg.sampling
         scfg = sampling.SamplingConfig(
             max_new_tokens=s.max_new_tokens,
@@ -343,6 +370,7 @@ class Policy:
             mesh=self.mesh,
             temperature_rule_params=temperature_rule_params,
             images=None if images is None else models.vision.normalize(images),
+            image_mask=image_mask,
         )
         arrays = {f.name: getattr(out, f.name) for f in dataclasses.fields(out)}
         return {k: distributed.to_host(v) for k, v in arrays.items() if isinstance(v, jax.Array)}

@@ -187,6 +187,7 @@ class Trainer:
                 group_size=group_size,
                 return_entropy=with_entropy,
                 images=inputs.get("images"),
+                image_mask=inputs.get("image_mask"),
             )
             if with_entropy:
                 logp, entropies = logp
@@ -217,12 +218,14 @@ def score_rollout(tr: Trainer, rollout: Rollout, share: int) -> tuple[Rollout, d
     tokens, attention = model_inputs(rollout)
     T = rollout.tokens.shape[1]
     old = rollout.policy_logprobs
-    images = rollout.images
+    images, image_mask = rollout.images, rollout.image_mask
     if c.train.old_logprobs == "recompute" or old is None or c.train.staleness > 0:  # stale: the learner's pi_old
-        old = p.logprobs(p.params, tokens, attention, T, share, images)
+        old = p.logprobs(p.params, tokens, attention, T, share, images, image_mask)
     rollout = rollout.replace(old_logprobs=old)
     if st.ref_params is not None:
-        rollout = rollout.replace(ref_logprobs=p.logprobs(st.ref_params, tokens, attention, T, share, images))
+        rollout = rollout.replace(
+            ref_logprobs=p.logprobs(st.ref_params, tokens, attention, T, share, images, image_mask)
+        )
     if st.critic is not None:
         values = tr._values(p.params, st.critic, p.put(tokens), p.put(attention), T)
         rollout = rollout.with_items(values=np.asarray(distributed.to_host(values), np.float32))
@@ -240,12 +243,13 @@ def rl_update(
     ``inputs``: the rows' ``[prompt | completion]`` tokens and attention mask (``model_inputs`` of
     the ROLLOUT: the batch's ``mask`` is the loss mask, which leaves out tokens the model must still
     attend to, such as forced prefixes, earlier windows and observations). The rows' images
-    (``batch.images``, a vision-language policy) go to the model beside them."""
+    (``batch.images``, a vision-language policy) and their slots (``batch.image_mask``) go to the
+    model beside them."""
     c, st, p = tr.cfg, tr.state, tr.policy
     tokens, attention = inputs
-    images = batch.images
+    images, image_mask = batch.images, batch.image_mask
     T, B = batch.tokens.shape[1], batch.tokens.shape[0]
-    rows_batch = batch.without("prompt_tokens", "prompt_mask", "num_tokens", "num_seqs", "images")
+    rows_batch = batch.without("prompt_tokens", "prompt_mask", "num_tokens", "num_seqs", "images", "image_mask")
     loss = tr.rl_loss(T, share)
     out: list[dict[str, float]] = []
     for epoch in range(c.train.num_iterations):
@@ -259,7 +263,8 @@ def rl_update(
                 state.trainable(p.params, st.critic),
                 st.opt_state,
                 {"tokens": tokens[rows], "attention_mask": attention[rows]}
-                | ({} if images is None else {"images": np.asarray(images, np.float32)[rows]}),
+                | ({} if images is None else {"images": np.asarray(images, np.float32)[rows]})
+                | ({} if image_mask is None or images is None else {"image_mask": np.asarray(image_mask, bool)[rows]}),
                 mb,
                 scalars,
                 c.train.micro_batch_size,

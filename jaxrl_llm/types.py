@@ -29,7 +29,11 @@ response and 0 on the other (``ops.sequence`` computes pair quantities from thes
   ``entropies``        [B, T]  f32   (optional) entropy of the sampling distribution per step
   ``images``           [B, N, H, W, C] f32 (optional) the pictures each row's prompt shows, pixels
                                      in [0, 1]; a vision-language model reads them at its image
-                                     placeholders (``Policy.prompt_images``)
+                                     placeholders (``Policy.prompt_images``); images beyond a
+                                     row's own are padding (episodes: N = env.max_turns)
+  ``image_mask``       [B, Sp + T] f32 (optional) 1 on the image slots of ``[prompt | completion]``
+                                     (``models.vision``); unset: the first N * n_patches
+                                     placeholder ids of a row are the slots
   ``extras``           dict of a method's own arrays (``values``, ``budgets``, ``answer_ids``, ...)
 
 ``Batch`` (what a loss reads; ``algorithms.make_batch`` builds it) is a ``Rollout`` after
@@ -154,6 +158,7 @@ class Rollout(_Items):
     ref_logprobs: Any = None
     entropies: Any = None
     images: Any = None
+    image_mask: Any = None
     extras: dict[str, Any] = struct.field(default_factory=dict)
     group_size: int | None = struct.field(pytree_node=False, default=None)
 

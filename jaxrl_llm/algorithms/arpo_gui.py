@@ -42,6 +42,10 @@ Implementation notes (code vs. paper, exposed as config where it matters):
   * A replaced row's original episode is not pushed (its eval is < 0.2 by the trigger; with a 0/1
     evaluator it is a failure and would not be pushed anyway).
   * ``replay = False`` turns the method into GRPO on the same rows: the no-replay baseline.
+  * Screenshots (an environment with pictures, e.g. ``combination_lock`` with ``screen="image"``):
+    a buffered episode keeps its pictures and their slots in its completion (``episode_images``
+    = ``env.max_turns`` pictures of ``image_shape``), so a replayed row is scored with the screens
+    it was played with.
 
 Defaults (``examples/osworld_full_arpo.sh``): ``eps_low = 0.2``, ``eps_high = 0.3``, ``beta = 0``
 (disable_kl), ``capacity = 8``, token-mean; G = 8, lr 1e-6 and one epoch are trainer settings.
@@ -85,6 +89,8 @@ class Config:
     eval_every: int = 0  # held-out episodes every this many RL steps (0 = never); replay_episode
     eval_locks: int = 32  # held-out tasks (seeds EVAL_SEED_BASE + j)
     eval_samples: int = 2  # sampled episodes per held-out task (temperature sampling.temperature)
+    episode_images: int = 0  # pictures per buffered episode (image screens: env.max_turns); 0 = text
+    image_shape: tuple[int, int, int] = (16, 16, 1)  # [H, W, C] of a picture (the vision encoder's)
 
     def __post_init__(self):
         if self.eps_low <= 0 or self.eps_high <= 0:
@@ -92,6 +98,11 @@ class Config:
         for name in ("capacity", "num_tasks", "episode_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"arpo_gui.Config: {name} must be >= 1, got {getattr(self, name)}")
+        if self.episode_images < 0 or len(self.image_shape) != 3:
+            raise ValueError(
+                f"arpo_gui.Config: episode_images >= 0 and image_shape [H, W, C] needed, got "
+                f"{self.episode_images}, {self.image_shape}"
+            )
         if self.eval_every < 0 or self.eval_locks < 0 or self.eval_samples < 1:
             raise ValueError(
                 "arpo_gui.Config: eval_every >= 0, eval_locks >= 0 and eval_samples >= 1 needed, got "
@@ -108,6 +119,8 @@ def check_config(run_cfg: Any) -> str | None:
         return (
             f"algo.episode_tokens={a.episode_tokens} must equal env.max_episode_tokens={run_cfg.env.max_episode_tokens}"
         )
+    if a.episode_images and a.episode_images != run_cfg.env.max_turns:
+        return f"algo.episode_images={a.episode_images} must equal env.max_turns={run_cfg.env.max_turns} (or be 0)"
     if t.group_size < 2:
         return "arpo_gui compares the episodes of a group: train.group_size must be >= 2"
     if t.prompts_per_step > a.num_tasks:
@@ -122,7 +135,8 @@ def check_config(run_cfg: Any) -> str | None:
 def init_state(cfg: Config) -> dict[str, Any]:
     """Empty buffers (``ops.replay``): per task, ``capacity`` episodes of ``episode_tokens`` tokens
     (``tokens``, ``mask``, ``loss_mask``, ``step_ids``) with ``eval``, ``format``, ``num_steps``,
-    ``lengths``; and ``step``, the number of updates so far."""
+    ``lengths`` (and, with ``episode_images``, ``images`` [N, H, W, C] and the completion's
+    ``image_mask`` [T]); and ``step``, the number of updates so far."""
     T = cfg.episode_tokens
     fields = {
         "tokens": ((T,), jnp.int32),
@@ -134,6 +148,9 @@ def init_state(cfg: Config) -> dict[str, Any]:
         "num_steps": ((), jnp.int32),
         "lengths": ((), jnp.int32),
     }
+    if cfg.episode_images:
+        fields["images"] = ((cfg.episode_images, *cfg.image_shape), jnp.float32)
+        fields["image_mask"] = ((T,), jnp.float32)
     return {"buffer": replay.init(cfg.num_tasks, cfg.capacity, fields), "step": jnp.zeros((), jnp.int32)}
 
 
@@ -154,6 +171,9 @@ def update_state(state: dict[str, Any], batch: Batch, cfg: Config) -> dict[str, 
         "num_steps": batch["num_steps"],
         "lengths": batch["lengths"],
     }
+    if cfg.episode_images:  # the completion's slots; the prompt's are the group's
+        rows["images"] = batch["images"]
+        rows["image_mask"] = jnp.asarray(batch["image_mask"])[:, -cfg.episode_tokens :]
     buffer = replay.push(state["buffer"], batch["task_ids"], rows, keep)
     return {"buffer": buffer, "step": state["step"] + 1}
 

@@ -9,6 +9,13 @@ rollout adds ``env.invalid_penalty`` for it). ``anchor`` is a hashable key of th
 (not of the history): two copies whose anchors are equal are in the same state, which is what
 GiGPO's anchor-state step groups compare (Feng et al. 2025, "Group-in-Group Policy Optimization
 for LLM Agent Training", https://arxiv.org/abs/2505.10978, Sec. 4.2).
+
+Pictures (GUI screens): an environment that shows one with its observations also has
+``screen() -> np.ndarray | None``, the picture [H, W, C] float32 in [0, 1] that goes with the
+observation just returned (by ``reset``, or by a ``step`` that did not end the episode); ``None``:
+this observation has none. The ``episode`` rollout puts the picture's placeholder ids at the start
+of the observation's user message and the pixels beside the rows (a vision-language policy reads
+them there); text environments need nothing (``screen`` reads their missing method as ``None``).
 """
 
 from __future__ import annotations
@@ -42,6 +49,12 @@ class Env(Protocol):
 
     @property
     def anchor(self) -> Hashable: ...
+
+
+def screen(env: Env):
+    """The picture of ``env``'s latest observation (module docstring), or ``None``."""
+    show = getattr(env, "screen", None)
+    return None if show is None else show()
 
 
 def reset_group(make: Callable[[], Env], n: int, seed: int) -> tuple[list[Env], list[str]]:

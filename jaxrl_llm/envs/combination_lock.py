@@ -22,6 +22,19 @@ An action naming no button is a format error: the episode ends at once with rewa
 ``info["invalid"]`` (ARPO's format reward of -1 for an unparsable action, which also ends the
 episode; the method turns it into ``format = -1``).
 
+Image screen (``screen="image"``, issue #20: GUI episodes seen as screenshots): the observation text
+is empty (or ``wrong code; `` after a wrong open with ``wrong_open="continue"``) and ``screen()``
+returns the lock drawn as an ``image_size`` x ``image_size`` grey picture [S, S, 1] float32 in
+[0, 1] (default 16: ``tiny-vlm-16px``'s encoder). Dial ``i`` owns columns
+``[i*w, i*w + w - 1)``, ``w = S // num_dials`` (the band's last column stays dark); inside them::
+
+    rows 0-1          lit over the selected dial                       (``sel``)
+    rows 2 .. S-3     a bar from row S-3 upwards, (digit + 1) * u rows  (u = (S - 4) // num_digits)
+    rows S-2, S-1     feedback "dial": lit under a dial at its code digit (the ``*``);
+                      "count": lit under the first ``ok`` dials; "none": dark
+
+Lit pixels are 1, the rest 0: deterministic, and the state reads back from the pixels exactly.
+
 Difficulty knobs: ``num_dials``, ``num_digits``, the solution range, ``feedback`` (``"dial"``: the
 per-dial ``*``; ``"count"``: only how many dials are right, ``ok:2``; ``"none"``) and
 ``wrong_open``. Bad values raise ``LockConfigError`` naming the field.
@@ -34,11 +47,14 @@ import re
 import string
 from collections.abc import Hashable
 
+import numpy as np
+
 from jaxrl_llm.envs.base import Step
 
 BUTTONS = {"u": "up", "n": "next", "o": "open"}
 FEEDBACK = ("dial", "count", "none")
 WRONG_OPEN = ("end", "continue")
+SCREENS = ("text", "image")
 _CLICK = re.compile(r"^click\(\s*([a-z]+)\s*\)", re.I)
 
 
@@ -69,6 +85,8 @@ class CombinationLock:
         max_solution: int = 10,
         feedback: str = "dial",
         wrong_open: str = "end",
+        screen: str = "text",
+        image_size: int = 16,
     ):
         if not 1 <= num_dials <= 26:
             raise LockConfigError(f"combination_lock num_dials must be in [1, 26], got {num_dials}")
@@ -88,14 +106,27 @@ class CombinationLock:
             raise LockConfigError(f"combination_lock feedback must be one of {FEEDBACK}, got {feedback!r}")
         if wrong_open not in WRONG_OPEN:
             raise LockConfigError(f"combination_lock wrong_open must be one of {WRONG_OPEN}, got {wrong_open!r}")
+        if screen not in SCREENS:
+            raise LockConfigError(f"combination_lock screen must be one of {SCREENS}, got {screen!r}")
+        if screen == "image" and (image_size // num_dials < 2 or (image_size - 4) // num_digits < 1):
+            raise LockConfigError(
+                f"combination_lock image_size={image_size} cannot draw {num_dials} dials of {num_digits} digits "
+                f"(needs image_size >= 2 * num_dials and >= num_digits + 4)"
+            )
         self.num_dials, self.num_digits = num_dials, num_digits
         self.min_solution, self.max_solution = min_solution, max_solution
         self.feedback, self.wrong_open = feedback, wrong_open
+        self.image = screen == "image"
+        self.image_size = image_size
         self.names = string.ascii_uppercase[:num_dials]
-        marks = {"dial": " *: right digit.", "count": " ok: dials right.", "none": ""}[feedback]
+        if self.image:
+            marks = {"dial": " Bottom mark: right digit.", "count": " Bottom marks: dials right.", "none": ""}
+            screen_text = f" Screen: a bar per dial, taller for a higher digit; top mark: selected.{marks[feedback]}"
+        else:
+            screen_text = {"dial": " *: right digit.", "count": " ok: dials right.", "none": ""}[feedback]
         self.instructions = (
             f"Set each dial (digits 0-{num_digits - 1}) to its code, then open. "
-            f"u: selected dial up, n: next dial, o: open.{marks}"
+            f"u: selected dial up, n: next dial, o: open.{screen_text}"
         )
         self.digits: list[int] = []
         self.code: list[int] = []
@@ -111,6 +142,8 @@ class CombinationLock:
                 return self.observation()
 
     def observation(self) -> str:
+        if self.image:  # the picture (``screen``) shows the state
+            return ""
         dials = " ".join(
             f"{n}{d}{'*' if self.feedback == 'dial' and d == c else ''}"
             for n, d, c in zip(self.names, self.digits, self.code)
@@ -119,6 +152,23 @@ class CombinationLock:
         if self.feedback == "count":
             text += f" ok:{self.num_right()}"
         return text
+
+    def screen(self) -> np.ndarray | None:
+        """The lock as a grey picture [S, S, 1] (module docstring), or ``None`` with the text screen."""
+        if not self.image:
+            return None
+        S = self.image_size
+        w, unit = S // self.num_dials, (S - 4) // self.num_digits
+        pixels = np.zeros((S, S, 1), np.float32)
+        right = [d == c for d, c in zip(self.digits, self.code)]
+        for i, d in enumerate(self.digits):
+            cols = slice(i * w, i * w + w - 1)
+            pixels[S - 2 - (d + 1) * unit : S - 2, cols] = 1.0
+            if i == self.sel:
+                pixels[0:2, cols] = 1.0
+            if (self.feedback == "dial" and right[i]) or (self.feedback == "count" and i < sum(right)):
+                pixels[S - 2 :, cols] = 1.0
+        return pixels
 
     def num_right(self) -> int:
         return sum(d == c for d, c in zip(self.digits, self.code))

@@ -40,15 +40,22 @@ def _chunk_stats(unembed, hidden, targets, return_entropy):
     return logp, entropy
 
 
-def _image_kwargs(images) -> dict:
-    """``images=`` for a vision-language model's forward; nothing for a text-only call."""
-    return {} if images is None else {"images": images}
+def _image_kwargs(images, image_mask=None) -> dict:
+    """``images=`` (and ``image_mask=``) for a vision-language model's forward; nothing for a
+    text-only call."""
+    if images is None:
+        return {}
+    return {"images": images} if image_mask is None else {"images": images, "image_mask": image_mask}
 
 
-def _shared_prompt_hidden(model, tokens, attention_mask, num_completion: int, group_size: int, images=None):
+def _shared_prompt_hidden(
+    model, tokens, attention_mask, num_completion: int, group_size: int, images=None, image_mask=None
+):
     """Hidden states [B, T, D] that predict the last T tokens, each group's prompt run once.
 
-    Rows ``g*G .. g*G+G-1`` must share their first ``S - T`` columns (tokens and mask) and images.
+    Rows ``g*G .. g*G+G-1`` must share their first ``S - T`` columns (tokens and mask) and the
+    images those show. With ``image_mask``, images may also sit in the completions (episode rows):
+    the soft inputs of whole rows are built once and split between the two calls.
     """
     B, S = tokens.shape
     T, G = num_completion, group_size
@@ -58,12 +65,24 @@ def _shared_prompt_hidden(model, tokens, attention_mask, num_completion: int, gr
     prompt, prompt_mask = tokens[::G, :Sp], attention_mask[::G, :Sp]
     positions = positions_from_mask(attention_mask)  # the positions the unshared pass would use
     cache = model.init_cache(P, S)
-    prompt_images = None if images is None else images[::G]
-    prompt_hidden, cache = model.hidden_states(
-        prompt, positions[::G, :Sp], prompt_mask, cache, **_image_kwargs(prompt_images)
-    )
+    if image_mask is not None and images is not None:
+        embeds, embeds_mask, blocks = model.image_inputs(tokens, images, attention_mask, image_mask)  # [B, S, ..]
+        soft = lambda rows, cols: {
+            "inputs_embeds": embeds[rows, cols],
+            "embeds_mask": embeds_mask[rows, cols],
+            "block_ids": None if blocks is None else blocks[rows, cols],
+        }
+        prompt_kwargs, completion_kwargs = (
+            soft(slice(None, None, G), slice(None, Sp)),
+            soft(slice(None), slice(Sp, None)),
+        )
+    else:
+        prompt_kwargs, completion_kwargs = _image_kwargs(None if images is None else images[::G]), {}
+    prompt_hidden, cache = model.hidden_states(prompt, positions[::G, :Sp], prompt_mask, cache, **prompt_kwargs)
     cache = cache.take_rows(jnp.repeat(jnp.arange(P), G))
-    completion_hidden, _ = model.hidden_states(tokens[:, Sp:], positions[:, Sp:], attention_mask[:, Sp:], cache)
+    completion_hidden, _ = model.hidden_states(
+        tokens[:, Sp:], positions[:, Sp:], attention_mask[:, Sp:], cache, **completion_kwargs
+    )
     last_prompt = jnp.repeat(prompt_hidden[:, -1:], G, axis=0)  # predicts the first completion token
     return jnp.concatenate([last_prompt, completion_hidden[:, :-1]], axis=1)
 
@@ -78,6 +97,7 @@ def completion_logprobs(
     chunk_size: int | None = 128,
     group_size: int = 1,
     images=None,
+    image_mask=None,
 ):
     """Log-probs [B, T] f32 (and entropies [B, T] f32 if asked) of the last T tokens.
 
@@ -94,14 +114,17 @@ def completion_logprobs(
         module docstring). The caller guarantees the sharing.
       images: optional [B, N, H, W, C] for a ``models.vision.VisionLanguageModel``: the images
         whose placeholders the prompt part holds (shared by a group's rows when ``group_size`` > 1).
+      image_mask: optional [B, S], 1 on the image slots (``models.vision``: images anywhere in the
+        row, e.g. one per observation of an episode; other placeholder ids stay ordinary tokens).
+        Without it the first ``N * n_patches`` placeholders of a row are the slots.
     """
     B, S = tokens.shape
     T = num_completion
     if group_size > 1:
-        hidden = _shared_prompt_hidden(model, tokens, attention_mask, T, group_size, images)
+        hidden = _shared_prompt_hidden(model, tokens, attention_mask, T, group_size, images, image_mask)
     else:
         positions = positions_from_mask(attention_mask)
-        hidden, _ = model.hidden_states(tokens, positions, attention_mask, **_image_kwargs(images))
+        hidden, _ = model.hidden_states(tokens, positions, attention_mask, **_image_kwargs(images, image_mask))
         hidden = hidden[:, S - T - 1 : S - 1]  # [B, T, D] predicts tokens[:, S-T:]
     targets = tokens[:, S - T :]
     if chunk_size is None:

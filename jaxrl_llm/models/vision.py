@@ -18,6 +18,15 @@ image keys) and ``models.completion_logprobs(..., images=...)``. Several images 
 image. A placeholder id beyond the first ``N * n_patches`` of a row (e.g. one the policy sampled)
 is an ordinary token on every path.
 
+Images anywhere in a row (multi-turn episodes, one screenshot per observation): ``image_mask``
+[B, S] names the image slots explicitly, instead of counting placeholder ids. The k-th set
+position of a row takes patch embedding k (image ``k // n_patches``), wherever it sits (prompt or
+completion); a placeholder id the mask does not mark (e.g. one the policy sampled) is an ordinary
+token. ``images`` is then [B, N_max, H, W, C] padded with unused images (a row marks
+``n_used * n_patches`` slots, ``n_used <= N_max``). The rollout that writes the placeholders builds
+the mask (``rollouts/episode.py``); the sampler's prefill, ``models.completion_logprobs`` and the
+trainer take it beside ``images``.
+
 Encoder (SigLIP vision tower; Zhai et al., "Sigmoid Loss for Language Image Pre-Training",
 https://arxiv.org/abs/2303.15343, code https://github.com/google-research/big_vision; numerics as
 transformers' ``modeling_siglip.py``, which the parity test compares against):
@@ -281,14 +290,15 @@ class VisionLanguageModel(Decoder):
         out = self.projector(feats).astype(self.cfg.compute_dtype)  # [B*N, n, D]
         return out.reshape(B, N * self.vision_cfg.num_patches, -1)
 
-    def image_inputs(self, tokens, images, attention_mask=None):
+    def image_inputs(self, tokens, images, attention_mask=None, image_mask=None):
         """``(inputs_embeds [B, S, D], embeds_mask [B, S], block_ids [B, S] or None)`` for
-        ``Decoder.hidden_states``: the k-th placeholder of a row (k < N * n_patches, padding not
-        counted) takes patch embedding k; its block is its image's index + 1."""
+        ``Decoder.hidden_states``: the k-th image slot of a row (k < N * n_patches, padding not
+        counted) takes patch embedding k; its block is its image's index + 1. The slots are the
+        positions ``image_mask`` [B, S] marks, or without it the row's placeholder ids."""
         vc = self.vision_cfg
         embeds = self.image_embeds(images)  # [B, N*n, D]
         slots = embeds.shape[1]
-        is_image = tokens == vc.image_token_id
+        is_image = tokens == vc.image_token_id if image_mask is None else image_mask.astype(jnp.bool_)
         if attention_mask is not None:
             is_image = is_image & attention_mask.astype(jnp.bool_)
         k = jnp.cumsum(is_image, axis=-1) - 1  # index of each placeholder in its row
@@ -298,10 +308,12 @@ class VisionLanguageModel(Decoder):
         blocks = jnp.where(is_image, k // vc.num_patches + 1, 0).astype(jnp.int32) if vc.bidirectional else None
         return inputs, is_image, blocks
 
-    def hidden_states(self, tokens, positions, attention_mask=None, cache=None, *, images=None, **soft):
+    def hidden_states(
+        self, tokens, positions, attention_mask=None, cache=None, *, images=None, image_mask=None, **soft
+    ):
         if images is None:
             return super().hidden_states(tokens, positions, attention_mask, cache, **soft)
-        inputs, embeds_mask, blocks = self.image_inputs(tokens, images, attention_mask)
+        inputs, embeds_mask, blocks = self.image_inputs(tokens, images, attention_mask, image_mask)
         return super().hidden_states(
             tokens, positions, attention_mask, cache, inputs_embeds=inputs, embeds_mask=embeds_mask, block_ids=blocks
         )
@@ -336,6 +348,31 @@ def check_placeholders(tokens, num_images: int, cfg: VisionConfig, where: str = 
             f"{where} row {r} holds {int(counts[r])} image placeholders (id {cfg.image_token_id}); "
             f"{num_images} image(s) x {cfg.num_patches} patches need {want}"
         )
+
+
+def check_image_mask(tokens, image_mask, num_images: int, cfg: VisionConfig, where: str = "image_mask") -> np.ndarray:
+    """``image_mask`` as bool [B, S] beside ``tokens`` [B, S], or a ``ValueError`` naming the first
+    bad row: every marked position must hold the placeholder id, and a row marks whole images,
+    at most ``num_images`` of them."""
+    t, m = np.asarray(tokens), np.asarray(image_mask)
+    if m.shape != t.shape:
+        raise ValueError(f"{where}: shape {m.shape} differs from the tokens' {t.shape}")
+    m = m.astype(bool)
+    wrong = m & (t != cfg.image_token_id)
+    if wrong.any():
+        r, c = np.argwhere(wrong)[0]
+        raise ValueError(
+            f"{where}[{r}, {c}] marks token {int(t[r, c])}, not the image placeholder {cfg.image_token_id}"
+        )
+    counts = m.sum(axis=-1)
+    bad = np.flatnonzero((counts % cfg.num_patches != 0) | (counts > num_images * cfg.num_patches))
+    if bad.size:
+        r = int(bad[0])
+        raise ValueError(
+            f"{where} row {r} marks {int(counts[r])} image slots; whole images of {cfg.num_patches} patches, "
+            f"at most {num_images}, are needed"
+        )
+    return m
 
 
 def normalize(pixels):

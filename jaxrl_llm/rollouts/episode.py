@@ -24,6 +24,18 @@ prompt, a tool result) is rendered once with the tokenizer's chat template and e
 the rows the trainer scores are, token for token, the contexts the policy acted in.
 ``loss_mask`` is 1 on the policy's tokens only.
 
+Pictures (GUI screens, ``envs.base``: an environment whose ``screen()`` returns one): each
+observation's picture goes into its user message as ``num_patches`` placeholder ids (first, then
+the observation's text), and the episode keeps its pictures in order. Every turn is sampled from
+the whole conversation with all its pictures so far (``env.kv_cache="reprefill"``; ``"grow"``
+raises: the cached sampler's prefill and extend take no soft tokens): ``images`` [B, N, H, W, C]
+with ``N = env.max_turns`` (the first screen plus one per step that goes on), zero-padded, and an
+``image_mask`` naming the slots the ENVIRONMENT wrote. A placeholder id the policy samples is in
+no mask, so it stays an ordinary token when the sampler and the trainer read it back. The rows
+carry ``images`` [B, N, H, W, C] and ``image_mask`` [B, Sp + T] (``types.Rollout``): the trainer
+places the pictures where the mask says, in the prompt or the completion, and its log-probs
+equal the sampler's.
+
 Rows (``env.rows``):
 
 * ``"episode"``: one row per episode, ``B = P * G``: ``prompt_tokens`` the first prompt
@@ -56,6 +68,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_llm import envs as envs_lib
+from jaxrl_llm import models
 from jaxrl_llm.envs import tools as tools_lib
 from jaxrl_llm.policy import left_pad, right_pad
 from jaxrl_llm.rollouts import token_stats
@@ -65,6 +78,7 @@ from jaxrl_llm.sampling import SamplingConfig, bucket_length, cached
 from jaxrl_llm.types import Rollout
 
 _SENTINEL = "\u2063ACTION\u2063"
+_IMAGE = "\u2063IMAGE\u2063"  # where an observation's picture goes in its rendered message
 EVAL_SEED_BASE = 1 << 30  # training seeds are drawn below it, held-out episodes use seeds above
 
 
@@ -73,12 +87,15 @@ class Episode:
     """One episode as token ids (host lists, filled turn by turn)."""
 
     prompt: list[int]
+    prompt_slots: list[bool] = dataclasses.field(default_factory=list)  # per prompt token: an image slot
+    images: list[np.ndarray] = dataclasses.field(default_factory=list)  # the pictures shown, [H, W, C] each
     tokens: list[int] = dataclasses.field(default_factory=list)
     policy: list[bool] = dataclasses.field(default_factory=list)  # per token: the policy chose it
     logprobs: list[float] = dataclasses.field(default_factory=list)  # sampler log q, 0 off-policy
     policy_logprobs: list[float] = dataclasses.field(default_factory=list)
     entropies: list[float] = dataclasses.field(default_factory=list)
     step_of: list[int] = dataclasses.field(default_factory=list)  # per token: its step, -1 if not policy
+    slots: list[bool] = dataclasses.field(default_factory=list)  # per token: an image slot (environment's)
     turn_start: list[int] = dataclasses.field(default_factory=list)  # per step: first token of its turn
     rewards: list[float] = dataclasses.field(default_factory=list)  # per step
     anchors: list[Hashable] = dataclasses.field(default_factory=list)  # per step: state acted in
@@ -89,8 +106,9 @@ class Episode:
     stop: str = ""  # "" while running, then "done", "turns" or "budget"
     action_ids: list[int] = dataclasses.field(default_factory=list)  # the current turn's last segment
 
-    def add(self, ids, policy: bool, lp=None, plp=None, ent=None) -> None:
+    def add(self, ids, policy: bool, lp=None, plp=None, ent=None, slots=None) -> None:
         n = len(ids)
+        self.slots.extend([False] * n if slots is None else slots)
         zeros = [0.0] * n
         self.tokens.extend(int(i) for i in ids)
         self.policy.extend([policy] * n)
@@ -108,11 +126,14 @@ class ChatPieces:
     policy turn: the end of the assistant message (less the stop token when the policy wrote it)
     and the observation as a user message with the next generation prompt. Pieces come from
     differences of renderings of a fixed conversation, so they are exactly what the template
-    writes between the messages.
+    writes between the messages. ``image=n`` > 0 (an observation with a picture): the message
+    starts with ``n`` ids ``image_token_id``, spliced in where the template put the text's start
+    (the text around them is encoded apart; it must not encode to the placeholder id).
     """
 
-    def __init__(self, tokenizer: Any, system_prompt: str = ""):
+    def __init__(self, tokenizer: Any, system_prompt: str = "", image_token_id: int | None = None):
         self.tokenizer = tokenizer
+        self.image_token_id = image_token_id
         self.system = [{"role": "system", "content": system_prompt}] if system_prompt else []
         base = self.system + [{"role": "user", "content": "u"}, {"role": "assistant", "content": _SENTINEL}]
         self._base_text = self._render(base, False)
@@ -127,21 +148,36 @@ class ChatPieces:
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def first(self, instructions: str, observation: str) -> list[int]:
-        content = f"{instructions}\n\n{observation}" if instructions else observation
-        return self.encode(self._render(self.system + [{"role": "user", "content": content}], True))
+    def encode_with_image(self, text: str, image: int) -> list[int]:
+        """``text`` encoded, ``image`` placeholder ids in place of its ``_IMAGE`` mark (none: 0)."""
+        if not image:
+            return self.encode(text)
+        if self.image_token_id is None:
+            raise ValueError("ChatPieces: a picture needs the policy's image_token_id")
+        if text.count(_IMAGE) != 1:
+            raise ValueError("the chat template dropped or repeated the observation's image mark")
+        before, after = (self.encode(part) for part in text.split(_IMAGE))
+        if self.image_token_id in before + after:
+            raise ValueError(f"an observation's text encodes to the image placeholder id {self.image_token_id}")
+        return before + [self.image_token_id] * image + after
 
-    def user_turn(self, observation: str) -> list[int]:
+    def first(self, instructions: str, observation: str, image: int = 0) -> list[int]:
+        observation = _IMAGE + observation if image else observation
+        content = f"{instructions}\n\n{observation}" if instructions else observation
+        return self.encode_with_image(self._render(self.system + [{"role": "user", "content": content}], True), image)
+
+    def user_turn(self, observation: str, image: int = 0) -> list[int]:
+        observation = _IMAGE + observation if image else observation
         full = self._render(self._base + [{"role": "user", "content": observation}], True)
         if not full.startswith(self._base_text):
             raise ValueError("the chat template renders earlier messages differently once a user message follows")
-        return self.encode(full[len(self._base_text) :])
+        return self.encode_with_image(full[len(self._base_text) :], image)
 
-    def after_action(self, observation: str, last_token: int | None) -> list[int]:
+    def after_action(self, observation: str, last_token: int | None, image: int = 0) -> list[int]:
         close = self.close_ids
         if close and last_token == close[0]:  # the policy wrote the end-of-turn token itself
             close = close[1:]
-        return close + self.user_turn(observation)
+        return close + self.user_turn(observation, image)
 
 
 def tool_cut(tokenizer, ids: np.ndarray, tools: dict[str, Any]) -> tuple[Any, int] | None:
@@ -174,10 +210,23 @@ def turn_width(ctx: Context) -> int:
 
 
 class Reprefill:
-    """Each turn samples from the whole conversation so far, prefilled again (``policy.generate``)."""
+    """Each turn samples from the whole conversation so far, prefilled again (``policy.generate``),
+    with the episode's pictures (``num_images`` > 0: ``images`` [B, num_images, H, W, C]) at the
+    slots the environment wrote (``image_mask``, given to any vision-language policy, so that a
+    placeholder id it sampled earlier stays an ordinary token)."""
 
-    def __init__(self, policy: Any, width: int, greedy: bool, rule: Any, rule_params: Any):
+    def __init__(
+        self,
+        policy: Any,
+        width: int,
+        greedy: bool,
+        rule: Any,
+        rule_params: Any,
+        vision_cfg: Any = None,
+        num_images: int = 0,
+    ):
         self.policy, self.width, self.greedy, self.rule, self.rule_params = policy, width, greedy, rule, rule_params
+        self.vision_cfg, self.num_images = vision_cfg, num_images
 
     def start(self, episodes: list[Episode]) -> None:
         pass
@@ -186,6 +235,12 @@ class Reprefill:
         # Every episode keeps its row (static shapes); a finished one only shows its first prompt.
         contexts = [ep.prompt + ep.tokens if act else ep.prompt for ep, act in zip(episodes, active)]
         tokens, mask = left_pad(contexts, self.width, self.policy.pad_id)
+        pictures = {}
+        if self.vision_cfg is not None:
+            slots = [ep.prompt_slots + ep.slots if act else ep.prompt_slots for ep, act in zip(episodes, active)]
+            pictures["image_mask"] = left_pad(slots, self.width, 0)[0]
+            if self.num_images:
+                pictures["images"] = stack_images(episodes, self.num_images, self.vision_cfg)
         return self.policy.generate(
             tokens,
             mask,
@@ -194,6 +249,7 @@ class Reprefill:
             greedy=self.greedy,
             temperature_rule=self.rule,
             temperature_rule_params=self.rule_params,
+            **pictures,
         )
 
     def append(self, keep: list[int] | None, added: list[list[int]]) -> None:
@@ -267,19 +323,35 @@ def play(
     if T < n_new:
         raise ValueError(f"env.max_episode_tokens={T} < sampling.max_new_tokens={n_new}: no turn fits")
     tools = tools_lib.make(tuple(e.tools))
-    pieces = ChatPieces(policy.tokenizer, e.system_prompt)
+    vc = getattr(policy, "vision_cfg", None)  # None: a text-only policy (or a scripted stand-in)
+    pieces = ChatPieces(policy.tokenizer, e.system_prompt, None if vc is None else vc.image_token_id)
     rule, rule_params = ctx.algo.temperature(ctx.algo_cfg, state) if not greedy else (None, None)
     t_env = time.perf_counter()
     games = [envs_lib.make(e.name, **dict(e.kwargs)) for _ in seeds]
     episodes = []
     for game, seed in zip(games, seeds):
-        episodes.append(Episode(prompt=pieces.first(game.instructions, game.reset(int(seed)))))
+        text = game.reset(int(seed))
+        pixels = picture(game, ctx)
+        prompt = pieces.first(game.instructions, text, 0 if pixels is None else vc.num_patches)
+        episodes.append(
+            Episode(
+                prompt=prompt,
+                prompt_slots=_slots(prompt, pixels is not None, pieces),
+                images=[] if pixels is None else [pixels],
+            )
+        )
+    num_images = e.max_turns if any(ep.images for ep in episodes) else 0
     env_time, sample_time = time.perf_counter() - t_env, 0.0
     if grow_cache(ctx):
+        if num_images:
+            raise NotImplementedError(
+                f"environment {e.name!r} shows pictures, which env.kv_cache='grow' does not take yet (the "
+                "cached sampler's prefill and extend have no soft tokens); set env.kv_cache='reprefill'"
+            )
         sampler = GrowCache(policy, greedy, rule, rule_params)
     else:  # one context width for every turn (first prompt's bucket + budget): one compiled sampler
         sampler = Reprefill(
-            policy, bucket_length(max(len(ep.prompt) for ep in episodes)) + T, greedy, rule, rule_params
+            policy, bucket_length(max(len(ep.prompt) for ep in episodes)) + T, greedy, rule, rule_params, vc, num_images
         )
     t0 = time.perf_counter()
     sampler.start(episodes)
@@ -338,17 +410,58 @@ def play(
             elif len(ep.rewards) >= e.max_turns:
                 ep.stop = "turns"
             else:
-                obs = pieces.after_action(step.observation, int(ids[-1]) if len(ids) else None)
+                pixels = picture(games[i], ctx)
+                obs = pieces.after_action(
+                    step.observation, int(ids[-1]) if len(ids) else None, 0 if pixels is None else vc.num_patches
+                )
                 if len(ep.tokens) + len(obs) + n_new > T:
                     ep.stop = "budget"
                 else:
-                    ep.add(obs, False)
+                    ep.add(obs, False, slots=_slots(obs, pixels is not None, pieces))
+                    if pixels is not None:
+                        ep.images.append(pixels)
         env_time += time.perf_counter() - t0
         t0 = time.perf_counter()
         added = [ep.tokens[before[i] :][sum(ep.policy[before[i] :]) :] for i, ep in enumerate(episodes)]
         sampler.append(keep if cut_any else None, [a if not ep.stop else [] for a, ep in zip(added, episodes)])
         sample_time += time.perf_counter() - t0
     return episodes, {"time/sample": sample_time, "time/env": env_time}
+
+
+def picture(game: Any, ctx: Context) -> np.ndarray | None:
+    """The environment's current picture (``envs.base.screen``) as float32 [H, W, C] checked
+    against the policy's vision encoder, or ``None``; a picture for a text-only policy, or of the
+    wrong shape, raises a ``ValueError`` naming the environment."""
+    pixels = envs_lib.base.screen(game)
+    if pixels is None:
+        return None
+    name, vc = ctx.cfg.env.name, ctx.policy.vision_cfg
+    if vc is None:
+        raise ValueError(
+            f"environment {name!r} shows pictures but model {ctx.cfg.model.name!r} has no vision encoder; "
+            f"use a vision-language model ({', '.join(models.vision_models())})"
+        )
+    pixels = np.asarray(pixels)
+    if pixels.ndim != 3:
+        raise ValueError(f"screen of environment {name!r}: expected [H, W, C] pixels, got shape {pixels.shape}")
+    return models.vision.check_images(pixels[None, None], vc, f"screen of environment {name!r}")[0, 0]
+
+
+def _slots(ids: list[int], shown: bool, pieces: ChatPieces) -> list[bool]:
+    """Per id of an environment message: an image slot (the message shows a picture, and
+    ``ChatPieces`` keeps the placeholder id out of its text)."""
+    return [shown and t == pieces.image_token_id for t in ids]
+
+
+def stack_images(episodes: list[Episode], num_images: int, vc: Any) -> np.ndarray:
+    """The episodes' pictures as [B, num_images, H, W, C] float32, zero-padded after each one's last."""
+    out = np.zeros((len(episodes), num_images, vc.image_size, vc.image_size, vc.num_channels), np.float32)
+    for b, ep in enumerate(episodes):
+        if len(ep.images) > num_images:
+            raise ValueError(f"episode {b} shows {len(ep.images)} pictures > {num_images} (env.max_turns)")
+        if ep.images:
+            out[b, : len(ep.images)] = np.stack(ep.images)
+    return out
 
 
 def grow_cache(ctx: Context) -> bool:
@@ -376,15 +489,30 @@ def _pad_rows(values: list[list[float]], width: int, fill: float, dtype) -> np.n
     return out
 
 
+def _image_fields(
+    ctx: Context, episodes: list[Episode], contexts: list[list[bool]], turns: list[list[bool]], Sp: int, T: int
+) -> dict[str, np.ndarray]:
+    """``images`` [B, N, H, W, C] (each row's episode's pictures; ``episodes`` one per row) and
+    ``image_mask`` [B, Sp + T] f32 from the rows' context and completion slot flags; nothing for
+    a run without pictures."""
+    if not any(ep.images for ep in episodes):
+        return {}
+    mask = np.concatenate([left_pad(contexts, Sp, 0)[0], right_pad(turns, T, 0)[0]], axis=1)
+    images = stack_images(episodes, ctx.cfg.env.max_turns, ctx.policy.vision_cfg)
+    return {"images": images, "image_mask": mask.astype(np.float32)}
+
+
 def episode_rows(ctx: Context, episodes: list[Episode], G: int) -> Rollout:
     """One row per episode (module docstring)."""
     e, pad = ctx.cfg.env, ctx.policy.pad_id
     T, K = e.max_episode_tokens, e.max_turns
     prompts = [ep.prompt for ep in episodes]
-    prompt_tokens, prompt_mask = left_pad(prompts, bucket_length(max(len(p) for p in prompts)), pad)
+    Sp = bucket_length(max(len(p) for p in prompts))
+    prompt_tokens, prompt_mask = left_pad(prompts, Sp, pad)
     tokens, mask = right_pad([ep.tokens for ep in episodes], T, pad)
     per_token = lambda f, fill=0.0, dtype=np.float32: _pad_rows([getattr(ep, f) for ep in episodes], T, fill, dtype)
     B = len(episodes)
+    pictures = _image_fields(ctx, episodes, [ep.prompt_slots for ep in episodes], [ep.slots for ep in episodes], Sp, T)
     return Rollout(
         prompt_tokens=prompt_tokens,
         prompt_mask=prompt_mask,
@@ -398,6 +526,7 @@ def episode_rows(ctx: Context, episodes: list[Episode], G: int) -> Rollout:
         sampler_logprobs=per_token("logprobs"),
         policy_logprobs=per_token("policy_logprobs"),
         entropies=per_token("entropies"),
+        **pictures,
         extras={
             "step_ids": per_token("step_of", -1, np.int32),
             "step_rewards": _pad_rows([ep.rewards for ep in episodes], K, 0.0, np.float32),
@@ -418,6 +547,7 @@ def step_rows(ctx: Context, episodes: list[Episode], G: int) -> Rollout:
     anchors = _anchor_ids(episodes, G)
     contexts, turns, fields = [], [], {k: [] for k in ("policy", "logprobs", "policy_logprobs", "entropies")}
     rewards, step_index, anchor_ids, valid, returns = [], [], [], [], []
+    context_slots, turn_slots = [], []
     for b, ep in enumerate(episodes):
         for k in range(K):
             ok = k < len(ep.rewards)
@@ -426,6 +556,8 @@ def step_rows(ctx: Context, episodes: list[Episode], G: int) -> Rollout:
             hi = max(t for t in range(lo, len(ep.tokens)) if ep.step_of[t] == k) + 1 if ok else 0
             contexts.append(ep.prompt + ep.tokens[:lo] if ok else ep.prompt)
             turns.append(ep.tokens[lo:hi])
+            context_slots.append(ep.prompt_slots + ep.slots[:lo] if ok else ep.prompt_slots)
+            turn_slots.append(ep.slots[lo:hi])
             for f in fields:
                 fields[f].append(getattr(ep, f)[lo:hi])
             rewards.append(ep.rewards[k] if ok else 0.0)
@@ -437,6 +569,8 @@ def step_rows(ctx: Context, episodes: list[Episode], G: int) -> Rollout:
     tokens, mask = right_pad(turns, W, pad)
     rows = lambda f: _pad_rows(fields[f], W, 0.0, np.float32)
     B = len(contexts)
+    row_episodes = [ep for ep in episodes for _ in range(K)]
+    pictures = _image_fields(ctx, row_episodes, context_slots, turn_slots, Sp, W)
     return Rollout(
         prompt_tokens=prompt_tokens,
         prompt_mask=prompt_mask,
@@ -450,6 +584,7 @@ def step_rows(ctx: Context, episodes: list[Episode], G: int) -> Rollout:
         sampler_logprobs=rows("logprobs"),
         policy_logprobs=rows("policy_logprobs"),
         entropies=rows("entropies"),
+        **pictures,
         extras={
             "episode_ids": np.repeat(np.arange(len(episodes), dtype=np.int32), K),
             "step_index": np.asarray(step_index, np.int32),
@@ -492,6 +627,10 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
     if ctx.cfg.env.rows == "step":
         rollout = step_rows(ctx, episodes, G)
     if "sum_pi_squared" in ctx.algo.rollout_extras:  # sum_v pi_old(v)^2 [B, T] (optimal token baseline)
+        if rollout.images is not None:
+            raise NotImplementedError(
+                f"{ctx.algo.name}'s sum_pi_squared pass reads no pictures; use a text environment"
+            )
         # at every position of the row; the estimator reads the policy's tokens (loss_mask) only
         rollout = rollout.with_items(
             sum_pi_squared=token_stats.sum_pi_squared(

@@ -11,6 +11,8 @@ one row per episode, ``episode.episode_rows``). Per row it adds ``eval`` (the ep
 (``substitute``: std < ``algo.std_max``, mean < ``algo.mean_max``) and whose task buffer (the
 method's state, ``ops.replay``) holds an episode gets one, drawn uniformly, in place of its first
 row. The method pushes the step's original successes after the update (``update_state``).
+Episodes with pictures (``episode.play``): a replayed row takes the buffered episode's ``images``
+and the completion part of its ``image_mask`` too (``algo.episode_images`` must be set).
 
 Old log-probs: the rows leave ``policy_logprobs`` unset, so the trainer recomputes pi_old with the
 current policy for every row (a replayed row's sampling-time log-probs are stale); its
@@ -64,10 +66,8 @@ def substitute(
     }
     if not len(chosen):
         return rollout, metrics
-    arrays = {
-        name: np.array(rollout[name])
-        for name in ("tokens", "mask", "loss_mask", "lengths", "rewards", "sampler_logprobs", "entropies")
-    }
+    names = ("tokens", "mask", "loss_mask", "lengths", "rewards", "sampler_logprobs", "entropies")
+    arrays = {name: np.array(rollout[name]) for name in names + ("images", "image_mask") if name in rollout}
     extras = {k: np.array(v) for k, v in rollout.extras.items()}
     K = extras["step_rewards"].shape[1]
     for p in chosen:
@@ -85,7 +85,31 @@ def substitute(
         extras["anchor_ids"][b] = -1  # anchor ids compare states within one step's group only
         extras["success"][b], extras["eval"][b], extras["format"][b] = row["eval"], row["eval"], row["format"]
         extras["episode_mask"][b], extras["replaced"][b] = row["mask"], 1.0
+        if "images" in arrays:
+            arrays["images"][b], arrays["image_mask"][b, -len(row["image_mask"]) :] = row["images"], row["image_mask"]
     return rollout.replace(**arrays, extras=extras), metrics
+
+
+def check_buffer(rollout: Rollout, state: Any, cfg: Any) -> None:
+    """Rows with pictures need a buffer that keeps them (``algo.episode_images``, ``image_shape``)
+    when replay can put a buffered episode in their place; a mismatch is named."""
+    items = state["buffer"]["items"]
+    if rollout.images is None:
+        if "images" in items:
+            raise ValueError("algo.episode_images > 0 but the episodes show no pictures; set it to 0")
+        return
+    want = tuple(np.shape(rollout.images)[1:])
+    if "images" not in items:
+        if cfg.replay:
+            raise ValueError(
+                f"the episodes show pictures {want}: set algo.episode_images={want[0]} and "
+                f"algo.image_shape={want[1:]} so that replayed episodes keep theirs"
+            )
+    elif tuple(items["images"].shape[2:]) != want:
+        raise ValueError(
+            f"algo.episode_images / image_shape give buffered pictures {tuple(items['images'].shape[2:])}, "
+            f"the episodes show {want}"
+        )
 
 
 def heldout(ctx: Context, key: jax.Array, state: Any) -> dict[str, float]:
@@ -113,6 +137,7 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
     metrics = rollout_metrics(rollout, ctx.cfg.eval.correct_threshold)
     metrics.update(episode.episode_metrics(episodes))
     metrics["episode/format_fail"] = float(np.mean(np.asarray(rollout["format"]) < 0))
+    check_buffer(rollout, state, a)
     rollout, replay_metrics = substitute(rollout, state, task_ids, jax.random.fold_in(key, 3), a)
     metrics.update(replay_metrics)
     step = int(state["step"])

@@ -227,6 +227,7 @@ def _generate_impl(
     backend: backends.Xla,
     rule_params=None,
     images=None,
+    image_mask=None,
 ):
     _TRACES["count"] += 1
     model = nnx.merge(graphdef, state)
@@ -245,6 +246,8 @@ def _generate_impl(
     plan = decode.windows(model.cfg, B, S0, T)
     cache = _constrain_cache(model.init_cache(P, plan[0][1]), mesh)
     image_kwargs = {} if images is None else {"images": images}  # a VLM's prompt images enter the prefill only
+    if image_mask is not None:
+        image_kwargs["image_mask"] = _constrain(image_mask, mesh, batch_seq)
     hidden, cache = model.hidden_states(context, positions_from_mask(context_mask), context_mask, cache, **image_kwargs)
     last = S0 - 1 - jnp.argmax(context_mask[:, ::-1], axis=-1)  # [P]
     hidden_last = jnp.take_along_axis(hidden, last[:, None, None], axis=1)  # [P, 1, D]
@@ -422,6 +425,7 @@ def _run(
     mesh,
     rule_params=None,
     images=None,
+    image_mask=None,
 ):
     graphdef, state = nnx.split(model)
     backend = backends.resolve(cfg.backend, model.cfg, mesh, prompt.shape[0] * int(num_samples))
@@ -432,6 +436,8 @@ def _run(
             if mesh is None
             else jax.device_put(images, sharding.divisible_sharding(mesh, ("batch",), images.shape))
         )
+    if image_mask is not None:
+        (image_mask,) = _place(mesh, [image_mask])
     return _generate(
         graphdef,
         state,
@@ -447,6 +453,7 @@ def _run(
         backend=backend,
         rule_params=rule_params,
         images=images,
+        image_mask=image_mask,
     )
 
 
@@ -477,6 +484,7 @@ def sample(
     mesh=None,
     temperature_rule_params: Any = None,
     images=None,
+    image_mask=None,
 ) -> SampleOutput:
     """Samples ``num_samples`` completions of each prompt.
 
@@ -500,6 +508,9 @@ def sample(
       images: optional [P, N, H, W, C] for a ``models.vision.VisionLanguageModel``: each prompt's
         N images, whose ``N * n_patches`` placeholder ids it holds (checked here). They enter the
         prefill as soft tokens; the G samples share that prefill and decoding is unchanged.
+      image_mask: optional [P, Sp], 1 on the image slots (``models.vision``): then images may be
+        padded (a row marks the slots of the images it uses, whole images, at most N) and a
+        placeholder id it does not mark, e.g. one sampled in an earlier turn, is an ordinary token.
 
     Returns:
       ``SampleOutput`` with B = P * G rows (row b = sample b % G of prompt b // G) and T new tokens.
@@ -522,7 +533,18 @@ def sample(
         images = vision.check_images(images, vcfg)
         if images.shape[0] != prompt.shape[0]:
             raise ValueError(f"sample: images has {images.shape[0]} rows but prompt_tokens has {prompt.shape[0]}")
-        vision.check_placeholders(np.where(mask.astype(bool), prompt, -1), images.shape[1], vcfg)
+        if image_mask is None:
+            vision.check_placeholders(np.where(mask.astype(bool), prompt, -1), images.shape[1], vcfg)
+        else:
+            image_mask = np.asarray(image_mask).astype(bool)
+            if image_mask.shape != np.shape(prompt_tokens):
+                raise ValueError(f"sample: image_mask {image_mask.shape} != prompt_tokens {np.shape(prompt_tokens)}")
+            image_mask = _pad_width(image_mask, width, True, False) & mask.astype(bool)
+            image_mask = vision.check_image_mask(prompt, image_mask, images.shape[1], vcfg)
+    elif image_mask is not None and np.asarray(image_mask).any():
+        raise ValueError("sample: image_mask marks image slots but no images were given")
+    else:
+        image_mask = None
     empty = np.zeros((prompt.shape[0], 0), np.int32)
     return _run(
         model,
@@ -537,6 +559,7 @@ def sample(
         mesh,
         temperature_rule_params,
         images,
+        image_mask,
     )
 
 
