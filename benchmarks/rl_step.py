@@ -19,6 +19,7 @@ script says so.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -30,6 +31,17 @@ import time
 import numpy as np
 
 PROMPTS, SAMPLES, NEW_TOKENS = 2, 4, 64
+BENCH_SYSTEM_PROMPT = "Solve the problem. Put only the final number inside <answer></answer> tags."
+BENCH_TASK_KWARGS = {
+    "min_terms": 2,
+    "max_terms": 2,
+    "min_digits": 1,
+    "max_digits": 2,
+    "operators": ["+", "-"],
+    "allow_parentheses": False,
+    "allow_negation": False,
+    "num_eval": 64,
+}
 
 
 def experiment_config(run_dir: str, steps: int):
@@ -39,6 +51,21 @@ def experiment_config(run_dir: str, steps: int):
     from jaxrl_llm import config
 
     cfg = smollm2_grpo.get_config()
+    # The benchmark's own task and sampling (the experiment's learning run uses another task): the
+    # figures in the README were measured with these, on both sides.
+    cfg = dataclasses.replace(
+        cfg,
+        task=dataclasses.replace(
+            cfg.task,
+            name="rg:basic_arithmetic",
+            kwargs={**BENCH_TASK_KWARGS},
+            max_prompt_len=128,
+            system_prompt=BENCH_SYSTEM_PROMPT,
+        ),
+        sampling=dataclasses.replace(cfg.sampling, temperature=1.0),
+        optim=dataclasses.replace(cfg.optim, learning_rate=1e-6),
+        reward=dataclasses.replace(cfg.reward, num_workers=2),
+    )
     return config.apply_overrides(
         cfg,
         [

