@@ -14,9 +14,13 @@ Hardware: the project's 2-core CPU machine, f32. Time: ~5 min for 100 RL steps (
 
 Expected result, measured once (seed 0, 2026-11-27): 0.9% of samples have a zero advantage, where
 GRPO wastes 24% in zero-spread groups. A step takes 2.0 s against GRPO's 0.9 s: GRPO computes each
-group's shared prompt once, and SPO also scores its replayed responses. So SPO yields 63 useful
-samples/s against GRPO's ~105. Greedy held-out accuracy after 100 RL steps was 47.3%, against
+group's shared prompt once, and SPO also scores its replayed responses: 63 samples/s against
+GRPO's ~136 (its nonzero-advantage share is ~100% by construction, so it says nothing about how
+much signal a sample carries). Greedy held-out accuracy after 100 RL steps was 47.3%, against
 GRPO's 44.1% / 43.4% (from 43.4%), within noise. Details: ``experiments/results/single_stream_spo.md``.
+Over 400 steps and 3 seeds in the learning suite (``experiments/results/family_a_seeds.md``) SPO
+ended at 77.0 +- 1.7% against GRPO's 66.5 +- 4.5% (p = 0.04), with more settings differing than
+the baseline (listed there).
 """
 
 from bases import family_a  # experiments/bases/: load_experiment puts experiments/ on sys.path
