@@ -13,7 +13,7 @@ Tasks (``SUITE``; the first five train the from-scratch ``small`` model, 3.0M pa
 | ``partial_sums`` | multi-step scratchpad | ``suite:partial_sums``, 4-5 terms of 1-2 digits, a sum a line | 30-85 tokens |
 | ``tagged`` | format (answer tags) | ``suite:tagged_arithmetic``, 3 one-digit terms, +0.2 for any tag | 1-20 tokens |
 | ``codegen`` | code, sandboxed tests | ``suite:codegen``, ``f(x)`` from 3 examples, 7 asserts | ~20 tokens |
-| ``smollm2`` | pretrained model | ``suite:number_arithmetic`` on SmolLM2-135M-Instruct, no SFT | <= 32 tokens |
+| ``smollm2`` | pretrained model | ``suite:number_arithmetic`` (1 digit) on SmolLM2-135M-Instruct, no SFT | <= 48 tokens |
 
 SFT starts (``SftRecipe``): the trainer's own SFT phase on the task's demonstrations
 (``demonstrations=True``: the reference answer, or the worked scratchpad, tags, function body),
@@ -23,15 +23,16 @@ and its kwargs, the prompt length and the SFT fields, so a changed recipe builds
 an unchanged one is reused by every method and seed. The RL runs load that directory as their
 model with ``sft.steps=0``; their first evaluation ("before") is the start's accuracy.
 
-Recipe rule (``RULE``; one setting for every task, not tuned per task): GRPO-family update with
-Adam lr 5e-5 for the from-scratch model (1e-6 for the pretrained SmolLM2: Adam moves every
-parameter by ~lr a step, and a pretrained model's weights sit in a far narrower basin), constant
-schedule, gradient clipping 1.0; 16 prompts x 8 samples a step at temperature 1; KL weight
-beta = 0.04 to the start (set on every method whose Config has ``beta``); 400 RL steps (100 for
-SmolLM2, whose step costs ~40x); held-out greedy accuracy and pass@1 / pass@4 every 100 steps.
-It is the default run's setting (experiments/default.py), where GRPO learns basic_arithmetic
-(43% -> 79% in 1100 steps; 43% -> 54-59% in 400, experiments/results/family_a.md). The sweep that
-is to confirm or replace it is in experiments/results/suite.md.
+Recipe rule (``RULE``; one setting for every from-scratch task, not tuned per task): GRPO-family
+update with Adam lr 5e-5, constant schedule, gradient clipping 1.0; 16 prompts x 8 samples a step
+at temperature 1; KL weight beta = 0.04 to the start (set on every method whose Config has
+``beta``); 400 RL steps; held-out greedy accuracy and pass@1 / pass@4 every 100 steps. It is the
+default run's setting (experiments/default.py), where GRPO learns basic_arithmetic (43% -> 79% in
+1100 steps; 43% -> 54-59% in 400, experiments/results/family_a.md). The sweep that is to confirm
+or replace it is in experiments/results/suite.md. The pretrained model's task runs under
+``PRETRAINED_RULE`` (``Rule.for_task``): temperature 0.7, lr 1e-5, 40 steps of 8 x 4, the recipe of
+experiments/smollm2_grpo.py, because under the from-scratch rule its groups carry no signal and a
+step costs ~40x (see the comment at ``PRETRAINED_RULE``).
 
 Outputs, under ``--out`` (default ``runs/suite``):
   ``<method>/<task>/s<seed>/``: each run (``metrics.jsonl``, checkpoints, ``summary.json``);
@@ -51,13 +52,12 @@ Commands (``--set`` overrides apply to every run, after the rule):
     python experiments/suite.py --smoke --out /tmp/suite                   # CI: tiny model, 2 steps
     jaxrl-llm train suite          # one run: GRPO on ``arith``, seed 0, SFT inline (``get_config``)
 
-Hardware and time (2-core CPU, f32, estimates from the step times of the default run and the
-probes in experiments/results/suite.md; the full table has not been run yet): ``arith``,
-``arith_hard``, ``tagged`` ~3-5 min a run; ``partial_sums`` ~15 min; ``codegen`` ~2 h (128
-sandboxed test runs a step at ~0.27 s each on 2 workers: ~17 s a step in rewards); ``smollm2``
-~1-1.5 h (128 x 32 sampled tokens and their update on 135M parameters, ~40 s a step). One method
-x 6 tasks x 3 seeds: about 10-12 hours on this machine, one run at a time; ``--jobs`` on a
-machine with more cores divides that.
+Hardware and time (2-core AMD EPYC CPU, f32): ``arith``, ``arith_hard`` ~3-5 min a run (from the
+default run's step time); ``tagged`` ~9 min to build its SFT start (300 steps at ~1.9 s) and
+~10-15 min a run; ``partial_sums`` is the dearest of the from-scratch tasks (96 new tokens on
+192-token prompts); ``codegen`` ~2 h (128 sandboxed test runs a step at ~0.27 s each on 2
+workers: ~17 s a step in rewards); ``smollm2`` 20-27 min a run (measured with other jobs on the
+machine; 25-34 s a step). ``--jobs`` on a machine with more cores divides the total.
 """
 
 import argparse
@@ -142,7 +142,6 @@ class Rule:
     """The one recipe every task runs under (see the module docstring for why these values)."""
 
     learning_rate: float = 5e-5
-    pretrained_learning_rate: float = 1e-6
     steps: int = 400
     prompts_per_step: int = 16
     group_size: int = 8
@@ -153,12 +152,31 @@ class Rule:
     checkpoint_every: int = 50
     reward_workers: int = 2
     num_devices: int = 0  # mesh.num_devices: 0 = all
+    # The rule for a pretrained model's tasks (None: this rule for every task); see PRETRAINED_RULE.
+    pretrained: Any = None  # a Rule, or None
 
-    def learning_rate_for(self, task: SuiteTask) -> float:
-        return self.pretrained_learning_rate if task.model in PRETRAINED else self.learning_rate
+    def for_task(self, task: SuiteTask) -> "Rule":
+        """The rule ``task`` runs under: ``pretrained`` for a pretrained model's task, else this."""
+        return self.pretrained if task.model in PRETRAINED and self.pretrained is not None else self
 
 
-RULE = Rule()
+# The pretrained model's rule. Under the from-scratch rule (temperature 1) SmolLM2's sampled
+# groups mostly carry no reward spread (probe in experiments/results/suite.md), and a step costs
+# ~40x a ``small`` one. Its rule is the recipe experiments/smollm2_grpo.py found by a probe
+# (experiments/results/smollm2_grpo.md: +40.7 +- 3.2 points over 3 seeds): temperature 0.7 in
+# training and in pass@k, Adam lr 1e-5, 40 steps of 8 prompts x 4 samples, evaluations every 20
+# steps. The regex reward runs in the trainer's process (no workers).
+PRETRAINED_RULE = Rule(
+    learning_rate=1e-5,
+    steps=40,
+    prompts_per_step=8,
+    group_size=4,
+    temperature=0.7,
+    eval_every=20,
+    checkpoint_every=10,
+    reward_workers=0,
+)
+RULE = Rule(pretrained=PRETRAINED_RULE)
 
 _ARITH = {
     "min_terms": 2,
@@ -222,13 +240,12 @@ SUITE: tuple[SuiteTask, ...] = (
         "smollm2",
         "pretrained model",
         "suite:number_arithmetic",
-        {"num_eval": 200},
+        {"min_digits": 1, "max_digits": 1, "num_eval": 200},
         max_prompt_len=64,
-        max_new_tokens=32,
+        max_new_tokens=48,
         sft=None,
         model=SMOLLM2,
-        eval_examples=64,
-        steps=100,
+        eval_examples=100,
     ),
 )
 TASKS = {t.key: t for t in SUITE}
@@ -365,7 +382,9 @@ def run_config(
     overrides: Sequence[str] = (),
     compilation_cache: str = "",
 ) -> Config:
-    """One RL run of ``method`` on ``task`` from ``start`` under ``rule``, then ``overrides``."""
+    """One RL run of ``method`` on ``task`` from ``start`` under ``rule`` (its ``for_task``),
+    then ``overrides``."""
+    rule = rule.for_task(task)
     cfg = Config(
         name=f"{method}_{task.key}_s{seed}",
         run_dir=str(directory),
@@ -380,7 +399,7 @@ def run_config(
             system_prompt=task.system_prompt,
         ),
         sampling=SamplingConfig(temperature=rule.temperature, max_new_tokens=task.max_new_tokens),
-        optim=OptimConfig(learning_rate=rule.learning_rate_for(task), max_grad_norm=1.0),
+        optim=OptimConfig(learning_rate=rule.learning_rate, max_grad_norm=1.0),
         train=TrainConfig(
             steps=task.steps or rule.steps, prompts_per_step=rule.prompts_per_step, group_size=rule.group_size
         ),
@@ -389,6 +408,7 @@ def run_config(
             every=rule.eval_every,
             num_examples=task.eval_examples,
             k=rule.eval_k,
+            temperature=rule.temperature,
             batch_size=min(task.eval_examples, 256),
         ),
         checkpoint=CheckpointConfig(every=rule.checkpoint_every),
@@ -502,7 +522,7 @@ def get_config() -> Config:
 # The table and the plots
 
 # Training signals that say why GRPO does or does not learn a task: mean over the first and the last
-# ``SIGNAL_WINDOW`` RL steps of each run.
+# ``SIGNAL_WINDOW`` RL steps of each run (a quarter of the run where it is shorter than 200 steps).
 SIGNALS = ("reward/mean", "frac_zero_std_groups", "entropy", "grad_norm", "kl", "completion_len/mean")
 SIGNAL_WINDOW = 50
 
@@ -533,6 +553,7 @@ def run_record(directory: pathlib.Path) -> dict[str, Any] | None:
         batch = t["prompts_per_step"] * t["group_size"]
     rl = [r for r in records if r.get("phase") == "rl"]
     first, last = evals[0], evals[-1]
+    window = max(1, min(SIGNAL_WINDOW, len(rl) // 4))  # a short run's windows must not overlap
     return {
         "run_dir": str(directory),
         "finished": is_finished(directory),
@@ -545,7 +566,7 @@ def run_record(directory: pathlib.Path) -> dict[str, Any] | None:
         "tokens": float(sum(r.get("completion_len/mean", 0.0) * batch * r.get("sampling_rounds", 1) for r in rl)),
         "wall_s": float(sum(r.get("time/step", 0.0) for r in rl)),
         "curve": [(r["step"] - first["step"], r["eval/accuracy"]) for r in evals],
-        "signals": {k: [_window_mean(rl[:SIGNAL_WINDOW], k), _window_mean(rl[-SIGNAL_WINDOW:], k)] for k in SIGNALS},
+        "signals": {k: [_window_mean(rl[:window], k), _window_mean(rl[-window:], k)] for k in SIGNALS},
     }
 
 
@@ -654,7 +675,8 @@ def report(
             f"# Learning suite: {method}",
             "",
             "Mean ± sample std over seeds; [GRPO's std over its seeds on the same task] is the "
-            "noise floor. Accuracy is held-out greedy; pass@1 / pass@k are sampled at temperature 1.",
+            "noise floor. Accuracy is held-out greedy; pass@1 / pass@k are sampled at the rule's "
+            "temperature (1; 0.7 for the pretrained model's task, `PRETRAINED_RULE`).",
             "",
             "| task | kind | seeds | " + " | ".join(label for _, label in COLUMNS) + " |",
             "|---|---|---|" + "---|" * len(COLUMNS),
@@ -667,7 +689,8 @@ def report(
             lines.append(f"| {key} | {row['kind']} | {seeds} | " + " | ".join(cells) + " |")
         lines += [
             "",
-            f"Training signals (mean over seeds; first -> last {SIGNAL_WINDOW} RL steps):",
+            f"Training signals (mean over seeds; first -> last {SIGNAL_WINDOW} RL steps, or a quarter "
+            "of a shorter run):",
             "",
             "| task | " + " | ".join(SIGNALS) + " |",
             "|---|" + "---|" * len(SIGNALS),

@@ -136,7 +136,15 @@ def test_rule_sets_beta_where_the_method_has_one_and_overrides_come_last(tmp_pat
     assert cfg.algo.beta == runner.RULE.beta and cfg.optim.learning_rate == 1e-4 and cfg.seed == 1
     assert cfg.train.steps == runner.RULE.steps and cfg.sft.steps == 0
     smollm2 = runner.run_config(runner.TASKS["smollm2"], "grpo", 0, runner.SMOLLM2, tmp_path / "s")
-    assert smollm2.optim.learning_rate == runner.RULE.pretrained_learning_rate and smollm2.train.steps == 100
+    pre = runner.PRETRAINED_RULE
+    assert runner.RULE.for_task(runner.TASKS["smollm2"]) is pre and runner.RULE.for_task(t) is runner.RULE
+    assert (smollm2.optim.learning_rate, smollm2.train.steps, smollm2.sampling.temperature) == (
+        pre.learning_rate,
+        pre.steps,
+        pre.temperature,
+    )
+    assert (smollm2.train.prompts_per_step, smollm2.train.group_size, smollm2.eval.temperature) == (8, 4, 0.7)
+    assert smollm2.algo.beta == pre.beta and cfg.eval.temperature == runner.RULE.temperature
 
 
 def test_jobs_run_each_pending_run_once_in_its_own_process_on_disjoint_cores(tmp_path, monkeypatch):
@@ -195,7 +203,7 @@ def test_report_table_has_mean_spread_and_grpo_noise_floor(tmp_path):
     data = json.loads((tmp_path / "suite_gtpo.json").read_text())
     assert data["grpo_stats"]["arith"]["final"]["std"] == pytest.approx(0.1)
     assert data["tasks"]["arith"]["stats"]["final"]["mean"] == pytest.approx(0.8)
-    assert "| arith | 0.75 -> 0.75 | - |" in grpo_md  # reward/mean over the first and last steps
+    assert "| arith | 1 -> 0.5 | - |" in grpo_md  # reward/mean of the first and the last quarter (1 of 4 steps)
     assert (tmp_path / "plots" / "arith.png").stat().st_size > 0
 
 

@@ -24,6 +24,7 @@ Pairs stay whole in every micro-batch: ``judges.pairing.check_pairs_config`` (ca
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -221,8 +222,9 @@ def collect_pref_groups(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollo
         prompt_ids=cat(samples.prompt_ids, np.full(Q * k, -1, np.int32)).astype(np.int32),
         lengths=cat(samples.lengths, mask.sum(axis=1)).astype(np.int32),
         extras={"gepo_role": cat(np.zeros(on_rows, np.float32), role)},
-        # uniform groups that each share one prompt let the update compute a prompt once per group
-        group_size=G if k == G else 1,
+        # Runs of gcd(G, k) rows share one prompt (an on-policy group of G holds G / gcd of them,
+        # a static group of k holds k / gcd), so the update computes a prompt once per run.
+        group_size=math.gcd(G, k),
     )
     metrics["time/reward"] += time.perf_counter() - t0
     metrics["gepo/static_truncated"] = float(np.mean([len(s) > T for s in seqs]))
