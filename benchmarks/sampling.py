@@ -64,7 +64,8 @@ if "--peer" not in sys.argv and "xla_force_host_platform_device_count" not in os
 # at startup, so the script starts itself again with it; --no-huge-pages runs without.
 _TUNABLE = "glibc.malloc.hugetlb=1"
 if (
-    sys.platform.startswith("linux")
+    __name__ == "__main__"  # run as a script: an import must not replace the importing process
+    and sys.platform.startswith("linux")
     and "--no-huge-pages" not in sys.argv
     and "--peer" not in sys.argv
     and _TUNABLE not in os.environ.get("GLIBC_TUNABLES", "")

@@ -42,6 +42,9 @@ class ModelConfig:
     param_dtype: Literal["float32", "bfloat16"] = "float32"  # storage of the master weights
     compute_dtype: Literal["float32", "bfloat16"] = "float32"  # matmuls; loss math is always f32
     logprob_chunk_size: int = 0  # 0 = no chunking over T when computing log-probs
+    # attention implementation (jaxrl_llm.models.attention): "auto" = cuDNN on a GPU, splash on a TPU,
+    # the reference "xla" on a CPU
+    attention: Literal["auto", "xla", "dot_product", "cudnn", "splash"] = "auto"
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # The GPU benchmark run, one script: forward+backward and sampling, ours (JAX) vs transformers
-# (PyTorch), SmolLM2-135M architecture with random weights, bf16 parameters and compute.
+# (PyTorch), SmolLM2-135M architecture with random weights, bf16 parameters and compute; then ours
+# alone on a 1B-class shape (zoo `llama-1b-random`) at [8, 2048], attention `auto` (cuDNN) and the
+# reference `xla` (f32 scores): their ratio is what fused attention buys at that size.
 #
 #     OUT=/some/dir bash benchmarks/gpu/run.sh
 #
 # Needs python3 with jax (CUDA), flax, optax, chex, transformers, torch (CUDA), safetensors,
 # numpy; no download, no GGUF file, no pip install (jaxrl_llm is imported from this checkout).
 # Writes to $OUT: env.log, run.log (one line per step), <step>.log (each step's full output),
-# forward_backward_<B>x<S>.json, sampling.json, summary.txt (the table also printed at the end).
+# forward_backward_<B>x<S>.json, forward_backward_<model>_<B>x<S>_<attention>.json, sampling.json,
+# summary.txt (the table also printed at the end).
 #
-# Wall time is bounded by BUDGET_S (default 360 s): each step runs under `timeout`, capped by its
+# Wall time is bounded by BUDGET_S (default 540 s): each step runs under `timeout`, capped by its
 # own limit and by what is left of the budget; a step with under 30 s left is skipped. A failed
 # or timed-out step is logged (its traceback is in the printed tail) and the next one runs.
 # JAX_COMPILATION_CACHE_DIR (default /tmp/jax_cache) lets a rerun on the same machine skip the
@@ -22,10 +25,11 @@ mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 # JAX preallocates this fraction of GPU memory; the rest is PyTorch's (the peer runs in the same
-# process). Half each: ours at [8, 1024] needs ~15 GB (it keeps f32 attention scores per layer).
+# process). Half each: ours at [8, 1024] with the reference attention needs ~15 GB (it keeps f32
+# attention scores per layer). The 1B steps run without the peer and give JAX 0.95.
 export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.5}
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jax_cache}
-BUDGET_S=${BUDGET_S:-360}
+BUDGET_S=${BUDGET_S:-540}
 START=$(date +%s)
 COMMON=(--weights random --dtype bfloat16 --device gpu)
 
@@ -69,18 +73,32 @@ fb() {  # fb BxS MAX_SECONDS ITERS
     --seq "${1#*x}" --rounds 3 --iters "$3" --out "$OUT/forward_backward_$1.json"
 }
 
+# The 1B-class shape of the attention steps. The reference's f32 scores at [8, 2048] alone take
+# 16 layers x 8 x 32 heads x 2048^2 x 4 B = 64 GiB: on an 80 GB card its step may not fit.
+BIG=llama-1b-random
+fb_attention() {  # fb_attention BxS ATTENTION MAX_SECONDS ITERS: $BIG, ours only
+  step "forward_backward_${BIG}_$1_$2" "$3" env XLA_PYTHON_CLIENT_MEM_FRACTION=0.95 python3 \
+    benchmarks/forward_backward.py "${COMMON[@]}" --model "$BIG" --attention "$2" --no-peer \
+    --batch "${1%x*}" --seq "${1#*x}" --rounds 2 --iters "$4" --out "$OUT/forward_backward_${BIG}_$1_$2.json"
+}
+
 if [[ ${SMOKE:-0} == 1 ]]; then  # this script's own check on a CPU machine: same steps, tiny sizes
   COMMON=(--weights random --dtype bfloat16 --device cpu)
+  BIG=smollm2-135m-instruct  # a 1B model is no smoke test on a CPU; the steps' flags are what is checked
   fb 2x32 150 1
   step sampling 200 python3 benchmarks/sampling.py "${COMMON[@]}" --batch 1,2 --new-tokens 8 --reps 1 \
     --out "$OUT/sampling.json"
   fb 1x16 120 1
+  fb_attention 1x16 auto 120 1
+  fb_attention 1x16 xla 120 1
 else
   fb 8x256 150 10
   step sampling 200 python3 benchmarks/sampling.py "${COMMON[@]}" --batch 1,16,64,256 --new-tokens 128 --reps 3 \
     --out "$OUT/sampling.json"
   fb 32x256 120 5
   fb 8x1024 120 5
+  fb_attention 8x2048 auto 150 3
+  fb_attention 8x2048 xla 150 3
 fi
 
 echo "== summary ($(( $(date +%s) - START ))s total)"

@@ -31,14 +31,21 @@ def _load(path: str) -> dict | None:
 
 def forward_backward_rows(paths: list[str]) -> list[str]:
     lines = [
-        f"{'forward+backward':18s} {'dtype':>9s} {'ours tok/s':>11s} {'peer tok/s':>11s} {'ratio':>6s} "
-        f"{'MFU':>6s} {'peer MFU':>8s} {'peak TFLOP/s':>12s} {'compile s':>9s}"
+        f"{'forward+backward':21s} {'[B, S]':12s} {'attention':>11s} {'dtype':>9s} {'ours tok/s':>11s} "
+        f"{'peer tok/s':>11s} {'ratio':>6s} {'MFU':>6s} {'peer MFU':>8s} {'peak TFLOP/s':>12s} {'compile s':>9s}"
     ]
     results = [_load(path) for path in paths]
-    for r in sorted(filter(None, results), key=lambda r: (r["seq"], r["batch"])):
+    for r in results:  # files written before the model / attention fields: SmolLM2, the reference attention
+        if r is not None:
+            r.setdefault("model", "smollm2-135m-instruct")
+            r.setdefault("attention_used", "xla")
+            used, asked = r["attention_used"], r.get("attention", r["attention_used"])
+            r["attention_label"] = used if asked == used else f"{asked}={used}"  # e.g. auto=cudnn
+    for r in sorted(filter(None, results), key=lambda r: (r["model"], r["seq"], r["batch"], r["attention_label"])):
         peak = next(v for k, v in r.items() if k.endswith("_matmul_peak_gflops"))
         lines.append(
-            f"{'[%d, %d]' % (r['batch'], r['seq']):18s} {r['dtype']:>9s} {r['tokens_per_s']:11.0f} "
+            f"{r['model']:21s} {'[%d, %d]' % (r['batch'], r['seq']):12s} {r['attention_label']:>11s} "
+            f"{r['dtype']:>9s} {r['tokens_per_s']:11.0f} "
             f"{_f(r['peer_tokens_per_s'], '11.0f')} {_f(r['ratio_vs_peer'], '6.2f')} "
             f"{r['fraction_of_peak']:6.1%} {_f(r['peer_fraction_of_peak'], '8.1%')} "
             f"{peak / 1e3:12.1f} {r['compile_seconds']:9.1f}"

@@ -74,10 +74,10 @@ _PARTNERS: dict[tuple, FrozenPartner] = {}
 
 
 def partner(cfg: Any, model: str, max_new_tokens: int = 16, greedy: bool = True) -> FrozenPartner:
-    """The process's ``FrozenPartner`` for ``model`` (with ``cfg``'s seed, dtypes and mesh size),
-    built on first use."""
+    """The process's ``FrozenPartner`` for ``model`` (with ``cfg``'s seed, dtypes, attention and mesh
+    size), built on first use."""
     m = cfg.model
-    key = (model, max_new_tokens, greedy, cfg.seed, m.param_dtype, m.compute_dtype, repr(cfg.mesh))
+    key = (model, max_new_tokens, greedy, cfg.seed, m.param_dtype, m.compute_dtype, m.attention, repr(cfg.mesh))
     if key not in _PARTNERS:
         _PARTNERS[key] = FrozenPartner.create(cfg, model, max_new_tokens, greedy)
     return _PARTNERS[key]

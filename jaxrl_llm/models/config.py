@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import jax.numpy as jnp
 
-from jaxrl_llm.models import rope
+from jaxrl_llm.models import attention, rope
 
 ARCHITECTURES = ("llama", "qwen2", "qwen3")
 
@@ -25,6 +25,10 @@ class ModelConfig:
     ``architecture`` picks the family's fixed choices: ``qwen2`` has q/k/v biases, ``qwen3`` has
     RMSNorm on q and k per head; ``llama`` has neither (unless ``attention_bias`` is set, as some
     Llama-architecture checkpoints do).
+
+    ``attention_impl`` picks how attention runs (``attention.IMPLEMENTATIONS``; ``"auto"`` is
+    cuDNN on a GPU, splash on a TPU, the reference ``"xla"`` on a CPU): an execution choice, not
+    part of the architecture (checkpoints neither store nor read it).
     """
 
     vocab_size: int
@@ -44,6 +48,7 @@ class ModelConfig:
     max_position_embeddings: int = 4096
     dtype: str = "float32"  # compute dtype of activations and matmuls
     param_dtype: str = "float32"  # storage dtype of the parameters
+    attention_impl: str = "auto"  # attention.IMPLEMENTATIONS
     bos_token_id: int | None = None
     eos_token_id: int | tuple[int, ...] | None = None
     pad_token_id: int | None = None
@@ -68,6 +73,7 @@ class ModelConfig:
         for name in ("dtype", "param_dtype"):
             if getattr(self, name) not in ("float32", "bfloat16", "float16"):
                 raise ValueError(f"{name}={getattr(self, name)!r}; expected float32, bfloat16 or float16")
+        attention.check(self.attention_impl, "attention_impl")
         if self.head_dim is None:
             if self.hidden_size % self.num_heads:
                 raise ValueError("hidden_size must be divisible by num_heads when head_dim is not given")

@@ -15,6 +15,10 @@ maps them to the mesh.
 Sequences may be left-padded: ``attention_mask`` marks real tokens, ``positions`` gives each real
 token's RoPE position, and keys at padded slots are never attended to.
 
+Attention itself is ``attention.attend`` over the boolean mask built here; ``cfg.attention_impl``
+picks its implementation (``"auto"``: cuDNN on a GPU, splash on a TPU, the f32-scores reference
+``"xla"`` elsewhere).
+
 Two optional inputs serve non-text prefixes (``jaxrl_llm.models.vision``) and non-causal models
 (``jaxrl_llm.mdlm``), on the uncached path and on a cached call (a prefill) alike:
 
@@ -35,7 +39,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxrl_llm.models import rope
+from jaxrl_llm.models import attention, rope
 from jaxrl_llm.models.cache import KVCache
 from jaxrl_llm.models.config import ModelConfig
 
@@ -173,7 +177,7 @@ class Decoder(nnx.Module):
             key_valid = jax.lax.dynamic_update_slice(cache.valid, attention_mask, (0, cache.index))
             q_slot = cache.index + jnp.arange(S)
             k_slot = jnp.arange(cache.valid.shape[1])
-        # [B, 1, 1, S, Skv]: causal by slot order (or within one nonzero block), and only real keys.
+        # [B, S, Skv]: causal by slot order (or within one nonzero block), and only real keys.
         allowed = (k_slot[None, :] <= q_slot[:, None])[None]
         if block_ids is not None:
             block_ids = block_ids.astype(jnp.int32)
@@ -185,14 +189,14 @@ class Decoder(nnx.Module):
             same_block = (block_ids[:, :, None] == key_blocks[:, None, :]) & (block_ids[:, :, None] > 0)
             allowed = allowed | same_block
         allowed = allowed & key_valid[:, None, :]
-        allowed = allowed[:, None, None]
+        causal = cache is None and block_ids is None  # allowed = causal & key padding (attention.attend)
 
         layer_params = {k: v[...] for k, v in self.layers.items()}
 
         def block(x, inputs):
             p, kv = inputs
             h = rms_norm(x, p["attn_norm"], cfg.rms_norm_eps)
-            attn_out, new_kv = self._attention(h, p, cos, sin, allowed, kv, cache)
+            attn_out, new_kv = self._attention(h, p, cos, sin, allowed, causal, kv, cache)
             x = x + attn_out
             h = rms_norm(x, p["mlp_norm"], cfg.rms_norm_eps)
             gate = jnp.einsum("bsd,df->bsf", h, p["w_gate"].astype(cdt))
@@ -213,12 +217,9 @@ class Decoder(nnx.Module):
             cache = KVCache(k=kv_out[0], v=kv_out[1], valid=key_valid, index=cache.index + S)
         return x, cache
 
-    def _attention(self, h, p, cos, sin, allowed, kv, cache):
+    def _attention(self, h, p, cos, sin, allowed, causal, kv, cache):
         cfg = self.cfg
         cdt = cfg.compute_dtype
-        B, S, _ = h.shape
-        K, Dh = cfg.num_kv_heads, cfg.head_dim
-        G = cfg.num_heads // K
         q = jnp.einsum("bsd,dhk->bshk", h, p["wq"].astype(cdt))
         k = jnp.einsum("bsd,dhk->bshk", h, p["wk"].astype(cdt))
         v = jnp.einsum("bsd,dhk->bshk", h, p["wv"].astype(cdt))
@@ -238,12 +239,9 @@ class Decoder(nnx.Module):
             k, v = k_all.astype(cdt), v_all.astype(cdt)
         else:
             new_kv = None
-        q = q.reshape(B, S, K, G, Dh)
-        scores = jnp.einsum("bskgd,btkd->bkgst", q, k, preferred_element_type=jnp.float32)
-        scores = scores * (1.0 / math.sqrt(Dh))
-        scores = jnp.where(allowed, scores, jnp.finfo(jnp.float32).min)
-        probs = jax.nn.softmax(scores, axis=-1).astype(cdt)
-        out = jnp.einsum("bkgst,btkd->bskgd", probs, v).reshape(B, S, cfg.num_heads, Dh)
+        out = attention.attend(
+            q, k, v, allowed, impl=cfg.attention_impl, scale=1.0 / math.sqrt(cfg.head_dim), causal=causal
+        )  # [B, S, H, Dh]
         return jnp.einsum("bshk,hkd->bsd", out, p["wo"].astype(cdt)), new_kv
 
     def unembed(self, hidden):

@@ -9,10 +9,17 @@
 | `tiny`                  | ~0.3M  | from scratch, 2 layers, d=128, synthetic tokenizer: fast tests  |
 | `small`                 | ~3.0M  | from scratch, 4 layers, d=256, synthetic tokenizer: the default |
 |                         |        | experiment (small arithmetic reasoning-gym tasks on a CPU)      |
+| `llama-1b-random`       | 1.24B  | Llama-3.2-1B's shape, random weights, no tokenizer: benchmarks  |
+| `qwen2.5-1.5b-random`   | 1.54B  | Qwen2.5-1.5B's shape, random weights, no tokenizer: benchmarks  |
 
 The from-scratch models use the Qwen3 block (per-head q/k RMSNorm keeps attention logits bounded
 when training from random init) with tied embeddings; their vocabulary is the synthetic
 tokenizer's 101 ids padded to 128 rows.
+
+The two 1B-class shapes copy the published configs (layers, widths, heads, vocabulary, RoPE, tied
+embeddings, Qwen2's q/k/v biases) with the decoder's random init: throughput does not depend on
+the weights, and the benchmarks feed random token ids. ``get_model`` returns them with tokenizer
+None (as the trainer's ``build_model`` then refuses them); ``get_tokenizer`` raises for them.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from collections.abc import Callable
 import transformers
 from flax import nnx
 
-from jaxrl_llm.models import gguf_io, hf_io, partition
+from jaxrl_llm.models import hf_io, partition, rope
 from jaxrl_llm.models import tokenizer as tokenizers_
 from jaxrl_llm.models.config import ModelConfig
 from jaxrl_llm.models.decoder import Decoder
@@ -67,6 +74,45 @@ SMALL = ModelConfig(
     **_SYNTHETIC_IDS,
 )
 
+# Llama-3.2-1B (meta-llama/Llama-3.2-1B config.json): 16 layers, d=2048, GQA 32/8, llama3 RoPE scaling.
+LLAMA_1B = ModelConfig(
+    vocab_size=128256,
+    hidden_size=2048,
+    intermediate_size=8192,
+    num_layers=16,
+    num_heads=32,
+    num_kv_heads=8,
+    head_dim=64,
+    architecture="llama",
+    rope_theta=500_000.0,
+    rope_scaling=rope.RopeScaling(
+        "llama3", factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=8192
+    ),
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=True,
+    max_position_embeddings=131072,
+    bos_token_id=128000,
+    eos_token_id=128001,
+)
+# Qwen2.5-1.5B (Qwen/Qwen2.5-1.5B config.json): 28 layers, d=1536, GQA 12/2, q/k/v biases.
+QWEN25_1_5B = ModelConfig(
+    vocab_size=151936,
+    hidden_size=1536,
+    intermediate_size=8960,
+    num_layers=28,
+    num_heads=12,
+    num_kv_heads=2,
+    head_dim=128,
+    architecture="qwen2",
+    attention_bias=True,
+    rope_theta=1_000_000.0,
+    rms_norm_eps=1e-6,
+    tie_word_embeddings=True,
+    max_position_embeddings=131072,
+    bos_token_id=151643,
+    eos_token_id=151643,
+)
+
 
 # The vision-language models' placeholder id: the last id of the 128-id synthetic vocabulary (the
 # synthetic tokenizer's characters end well below it, so no text encodes to it).
@@ -96,6 +142,9 @@ def smollm2_path() -> str:
 
 def _smollm2(dtype, seed, mesh):
     del seed  # pretrained: nothing is random
+    # Imported on use: ``gguf`` is absent where only random-weight models run (the GPU image).
+    from jaxrl_llm.models import gguf_io
+
     return gguf_io.load_gguf(smollm2_path(), dtype=dtype, mesh=mesh)
 
 
@@ -104,15 +153,29 @@ def _smollm2_tokenizer():
     return transformers.AutoTokenizer.from_pretrained(os.path.dirname(path), gguf_file=os.path.basename(path))
 
 
-def _from_scratch(cfg: ModelConfig):
-    def build(dtype, seed, mesh):
-        c = cfg if dtype is None else cfg.replace(dtype=dtype, param_dtype=dtype)
-        model = Decoder(c, rngs=nnx.Rngs(seed))
-        if mesh is not None:
-            partition.shard_model(model, mesh)
-        return model, tokenizers_.synthetic_tokenizer()
+def _random_decoder(cfg: ModelConfig, dtype, seed: int, mesh) -> Decoder:
+    c = cfg if dtype is None else cfg.replace(dtype=dtype, param_dtype=dtype)
+    model = Decoder(c, rngs=nnx.Rngs(seed))
+    if mesh is not None:
+        partition.shard_model(model, mesh)
+    return model
 
-    return build
+
+def _from_scratch(cfg: ModelConfig):
+    return lambda dtype, seed, mesh: (_random_decoder(cfg, dtype, seed, mesh), tokenizers_.synthetic_tokenizer())
+
+
+def _benchmark_shape(cfg: ModelConfig):
+    return lambda dtype, seed, mesh: (_random_decoder(cfg, dtype, seed, mesh), None)
+
+
+def _no_tokenizer(name: str):
+    def tokenizer():
+        raise ValueError(
+            f"model {name!r} is a benchmark shape with random weights and has no tokenizer; feed it token ids"
+        )
+
+    return tokenizer
 
 
 def _vision_from_scratch(cfg: ModelConfig, vision_cfg: VisionConfig):
@@ -155,6 +218,18 @@ MODELS = {
         _from_scratch(SMALL),
         tokenizers_.synthetic_tokenizer,
     ),
+    "llama-1b-random": ModelSpec(
+        "llama-1b-random",
+        f"Llama-3.2-1B's shape, {LLAMA_1B.num_params / 1e9:.2f}B params, random weights, no tokenizer (benchmarks)",
+        _benchmark_shape(LLAMA_1B),
+        _no_tokenizer("llama-1b-random"),
+    ),
+    "qwen2.5-1.5b-random": ModelSpec(
+        "qwen2.5-1.5b-random",
+        f"Qwen2.5-1.5B's shape, {QWEN25_1_5B.num_params / 1e9:.2f}B params, random weights, no tokenizer (benchmarks)",
+        _benchmark_shape(QWEN25_1_5B),
+        _no_tokenizer("qwen2.5-1.5b-random"),
+    ),
     "tiny-vlm": ModelSpec(
         "tiny-vlm",
         "``tiny`` + a from-scratch SigLIP-architecture tower, 8x8 grey images (images:digits), synthetic tokenizer",
@@ -182,7 +257,8 @@ def vision_models() -> list[str]:
 
 
 def get_model(name: str, *, dtype=None, seed: int = 0, mesh=None):
-    """A built-in model by name, or a local HF checkpoint directory. Returns ``(model, tokenizer)``.
+    """A built-in model by name, or a local HF checkpoint directory. Returns ``(model, tokenizer)``;
+    the tokenizer is None for the random-weight benchmark shapes (and checkpoints without one).
 
     Args:
       name: one of ``list_models()`` or a directory for ``load_pretrained``.
