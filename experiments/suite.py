@@ -53,8 +53,9 @@ Commands (``--set`` overrides apply to every run, after the rule):
     jaxrl-llm train suite          # one run: GRPO on ``arith``, seed 0, SFT inline (``get_config``)
 
 Hardware and time (2-core AMD EPYC CPU, f32): ``arith``, ``arith_hard`` ~3-5 min a run (from the
-default run's step time); ``tagged`` ~9 min to build its SFT start (300 steps at ~1.9 s) and
-~10-15 min a run; ``partial_sums`` is the dearest of the from-scratch tasks (96 new tokens on
+default run's step time); ``tagged`` ~17 min to build its SFT start (300 steps at 1.9-3.6 s) and
+28-40 min a run (both measured on 2026-12-06 beside 1-3 other jobs; 3.7-4.6 s a step);
+``partial_sums`` is the dearest of the from-scratch tasks (96 new tokens on
 192-token prompts); ``codegen`` ~2 h (128 sandboxed test runs a step at ~0.27 s each on 2
 workers: ~17 s a step in rewards); ``smollm2`` 20-27 min a run (measured with other jobs on the
 machine; 25-34 s a step). ``--jobs`` on a machine with more cores divides the total.
