@@ -20,8 +20,18 @@ with random weights (no GGUF file needed; the peer loads the same weights); ``--
 ours only. ``--model`` picks a 1B-class shape of the zoo instead (``llama-1b-random``,
 ``qwen2.5-1.5b-random``: random weights always, ``--weights`` aside). ``--attention`` sets our
 attention implementation (``jaxrl_llm.models.attention``; default ``auto``: cuDNN on a GPU, the
-reference ``xla`` on a CPU); the JSON records it and what ``auto`` chose. Writes
-``benchmarks/results/forward_backward.json`` (``--out``).
+reference ``xla`` on a CPU); the JSON records it and what ``auto`` chose. ``--remat`` and
+``--scan-layers`` set the model's memory and compile controls (``jaxrl_llm.models.remat``,
+``ModelConfig.scan_layers``); the JSON records them and whether the layers ran as a rolled loop
+(``layers_rolled``: ``--scan-layers`` or any remat policy).
+
+Compile and memory: ``compile_seconds`` is the step's lower + compile time, apart from its first
+run (``first_step_seconds``) and from the timed steps. ``peak_bytes_in_use`` is the device's peak
+allocation over the whole process (``memory_stats()``; after the timed rounds, so it covers the
+step, the parameters, the matmul-peak arrays), null where the backend reports no statistics (the
+CPU backend does not; ``peak_bytes_source`` says which); ``compiled_memory_bytes`` is XLA's
+buffer assignment for the step (arguments, outputs, temporaries), available on every backend.
+Writes ``benchmarks/results/forward_backward.json`` (``--out``).
 """
 
 from __future__ import annotations
@@ -46,7 +56,7 @@ import transformers  # noqa: E402
 from flax import nnx  # noqa: E402
 from gpu import device  # noqa: E402
 
-from jaxrl_llm.models import attention, completion_logprobs, get_model, save_pretrained  # noqa: E402
+from jaxrl_llm.models import attention, completion_logprobs, get_model, remat, save_pretrained  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "forward_backward.json")
 DTYPE_SHORT = {"float32": "f32", "bfloat16": "bf16"}
@@ -69,11 +79,21 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def build_model(name: str, weights: str, dtype: str, attention_impl: str):
+def build_model(name: str, weights: str, dtype: str, attention_impl: str, remat_policy: str, scan_layers: bool):
     """Ours: SmolLM2-135M (``weights``: its GGUF checkpoint or random) or a 1B-class zoo shape (random)."""
     model = device.smollm2(weights, dtype)[0] if name == SMOLLM2 else get_model(name, dtype=dtype)[0]
-    model.cfg = model.cfg.replace(attention_impl=attention_impl)
+    model.cfg = model.cfg.replace(attention_impl=attention_impl, remat=remat_policy, scan_layers=scan_layers)
     return model
+
+
+def peak_device_bytes() -> tuple[int | None, str]:
+    """(peak bytes allocated on JAX's first device so far, where the figure comes from); None
+    where the backend keeps no allocator statistics (the CPU backend)."""
+    dev = jax.devices()[0]
+    stats = dev.memory_stats()
+    if stats is None or "peak_bytes_in_use" not in stats:
+        return None, f"not reported: {dev.platform} memory_stats() has no peak_bytes_in_use"
+    return int(stats["peak_bytes_in_use"]), f"{dev.platform} memory_stats()['peak_bytes_in_use']"
 
 
 def model_flops_per_token(cfg, seq: int) -> float:
@@ -91,6 +111,17 @@ def main():
         choices=attention.IMPLEMENTATIONS,
         default="auto",
         help="our attention implementation (jaxrl_llm.models.attention)",
+    )
+    ap.add_argument(
+        "--remat",
+        choices=remat.POLICIES,
+        default="none",
+        help="what the backward keeps of each layer (jaxrl_llm.models.remat); not none: layers rolled",
+    )
+    ap.add_argument(
+        "--scan-layers",
+        action="store_true",
+        help="run the layers as a rolled scan (one compiled layer body) instead of unrolled",
     )
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=256)
@@ -128,12 +159,15 @@ def main():
     else:
         import torch
 
-    model = build_model(args.model, args.weights, args.dtype, args.attention)
+    model = build_model(args.model, args.weights, args.dtype, args.attention, args.remat, args.scan_layers)
     cfg = model.cfg
     attention_used = attention.implementation_for(
         cfg.attention_impl, dtype=cfg.compute_dtype, head_dim=cfg.head_dim, q_len=S, kv_len=S, causal=True
     )
-    print(f"{args.model}: {cfg.num_params / 1e6:.1f}M params; attention {cfg.attention_impl} -> {attention_used}")
+    print(
+        f"{args.model}: {cfg.num_params / 1e6:.1f}M params; attention {cfg.attention_impl} -> {attention_used}; "
+        f"remat {cfg.remat}; scan_layers {cfg.scan_layers} (layers {'rolled' if cfg.layers_rolled else 'unrolled'})"
+    )
     tokens = np.random.RandomState(0).randint(0, model.cfg.vocab_size, (B, S))
 
     graphdef, params = nnx.split(model)
@@ -144,12 +178,20 @@ def main():
         logp = completion_logprobs(nnx.merge(graphdef, p), toks, mask, S - 1, **lp_kwargs)
         return -jnp.mean(logp)
 
-    step = jax.jit(jax.value_and_grad(loss_fn))
     jtokens = jnp.asarray(tokens, jnp.int32)
+    t0 = time.perf_counter()
+    step = jax.jit(jax.value_and_grad(loss_fn)).lower(params, jtokens).compile()
+    compile_s = time.perf_counter() - t0
+    analysis = step.memory_analysis()
+    compiled_memory = {k: int(getattr(analysis, f"{k}_size_in_bytes")) for k in ("argument", "output", "temp", "alias")}
+    print(
+        f"compile {compile_s:.1f}s; XLA buffers (MiB): "
+        + ", ".join(f"{k} {v / 2**20:.1f}" for k, v in compiled_memory.items())
+    )
     t0 = time.perf_counter()
     ours_loss, grads = step(params, jtokens)
     jax.block_until_ready(grads)
-    compile_s = time.perf_counter() - t0
+    first_step_s = time.perf_counter() - t0
     del grads
 
     def ours_step():
@@ -185,6 +227,7 @@ def main():
             peer_t += [_timed(peer_step) for _ in range(args.iters)]
             line += f"   transformers {B * S / statistics.median(peer_t[-args.iters :]):7.1f} tok/s"
         print(line)
+    peak_bytes, peak_bytes_source = peak_device_bytes()
     peak_after = matmul_peak(args.dtype, platform, torch_device)
     peak = max(*peak_before.values(), *peak_after.values())
 
@@ -197,6 +240,9 @@ def main():
         "model": args.model,
         "attention": args.attention,
         "attention_used": attention_used,
+        "remat": cfg.remat,
+        "scan_layers": cfg.scan_layers,
+        "layers_rolled": cfg.layers_rolled,
         "dtype": args.dtype,
         "batch": B,
         "seq": S,
@@ -211,6 +257,10 @@ def main():
         "peer_fraction_of_peak": peer_tps * flops_tok / 1e9 / peak if peer_tps else None,
         "step_seconds": {"ours": ours_t, "peer": peer_t},
         "compile_seconds": compile_s,
+        "first_step_seconds": first_step_s,
+        "peak_bytes_in_use": peak_bytes,
+        "peak_bytes_source": peak_bytes_source,
+        "compiled_memory_bytes": compiled_memory,
         "devices": str(jax.devices()[0].platform),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads() if torch else None,
@@ -237,6 +287,8 @@ def main():
         print(f"{name:24s} {t:10.1f} {f:7.1%}")
     if peer_tps:
         print(f"{'ratio ours / peer':24s} {tps / peer_tps:10.2f}")
+    peak_text = "-" if peak_bytes is None else f"{peak_bytes / 2**30:.2f} GiB"
+    print(f"compile {compile_s:.1f}s (lower + compile); peak device memory {peak_text} ({peak_bytes_source})")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)

@@ -3,6 +3,8 @@
     python benchmarks/sampling.py            # ~10 min on a 2-core CPU; writes benchmarks/results/sampling.json
     python benchmarks/sampling.py --weights random --dtype bfloat16 --device gpu \
         --batch 1,16,64,256 --reps 3 --out $OUT/sampling.json                       # on a GPU
+    python benchmarks/sampling.py --model llama-1b-random --dtype bfloat16 --device gpu \
+        --batch 64,256 --backend ragged,xla --peer-cache static --out $OUT/s.json   # the 1B decode
 
 Settings: SmolLM2-135M-Instruct at batch 1, 16, 64 and the zoo's ``tiny`` model at batch 64;
 each with prompts of exactly 64 tokens and exactly 128 new tokens, plain sampling
@@ -16,7 +18,8 @@ and on a 2-device data-parallel mesh (``--xla_force_host_platform_device_count=2
 runs its rows on its own core), and the faster is kept (``devices`` in the JSON), as the peer's
 faster of 1 and 2 torch threads is. ``--backend`` picks the sampler's decode backend (default
 "auto": on CPU devices in f32 the "cpu" backend of ``jaxrl_llm/kernels``, hand-written kernels in
-``cpu_matmul.cc``; else "xla"); ``backend`` and ``cpu_kernels`` in the JSON.
+``cpu_matmul.cc``; on GPUs and TPUs "ragged", ``kernels/ragged_attention.py``; else "xla");
+``backend`` and ``cpu_kernels`` in the JSON.
 
 The peer runs in a separate torch-only process, with whichever of 1 or 2 torch threads is faster
 (on a GPU: in this process, after JAX's calls, each call timed up to ``torch.cuda.synchronize()``).
@@ -32,13 +35,26 @@ element), ``--device``, ``--batch 1,16,64,256`` (SmolLM2 only, at these batch si
 are a bf16 (``--dtype``) 8192^3 matmul and a 1 GiB device-to-device copy, each in JAX and in
 PyTorch, the larger of the two kept.
 
+``--model llama-1b-random`` (or ``qwen2.5-1.5b-random``): a 1B-class shape of the zoo with random
+weights (``zoo.get_model``; no tokenizer: random prompt ids) at ``--batch`` (default 64,256); the
+peer loads a ``save_pretrained`` copy. ``--backend`` takes a comma-separated list (e.g.
+``ragged,xla``: the decode attention that reads only each row's own KV blocks, and the
+reference): each setting is timed once per backend in this process, one JSON row each (``backend``
+the resolved name, ``backend_requested`` the flag's), the peer once per setting. ``--peer-cache
+static`` runs ``generate`` with ``cache_implementation="static"`` (on a GPU transformers then
+compiles the decoding forward with ``torch.compile``: its first call, the warm-up, includes that).
+The JSON is rewritten after every row: ours first for every setting and backend, then the peers,
+so a run cut short keeps what it measured.
+
 Roofline: a call is a prefill step and 127 decoding steps. For each step, FLOPs (2 per
 weight-multiply-add for the non-embedding weights and the unembedding at every new-token row,
 plus 4 * H * Dh * context per row per layer for attention) and bytes (all weights read once,
 plus the KV cache read, in f32) give a compute floor (FLOPs / matmul rate) and a memory floor
 (bytes / copy rate); the step's floor is the larger. The rates are measured in the same run: an
 f32 2048^3 matmul, and a 256 MiB array update (read + write). fraction_of_roofline = floor time
-/ measured time.
+/ measured time. fraction_of_hbm_roofline: the same with every decoding step at its memory floor
+alone (weights + KV bytes read per step over the copy rate; the prefill step keeps its floor),
+the bound a memory-bound decoder is measured against.
 """
 
 from __future__ import annotations
@@ -137,22 +153,24 @@ def gpu_rates(dtype: str, torch_device: str | None) -> dict:
     }
 
 
-def roofline_seconds(cfg, batch: int, rates: dict, new_tokens: int = NEW_TOKENS) -> float:
-    """The floor time of one call: prefill + (new_tokens - 1) decoding steps (see module docstring)."""
+def roofline_seconds(cfg, batch: int, rates: dict, new_tokens: int = NEW_TOKENS, hbm: bool = False) -> float:
+    """The floor time of one call: prefill + (new_tokens - 1) decoding steps (see module docstring);
+    ``hbm``: each decoding step at its memory floor (weights + KV bytes over the copy rate)."""
     L, D, V = cfg.num_layers, cfg.hidden_size, cfg.vocab_size
     H, K, Dh = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     nonembed = cfg.num_params - V * D * (1 if cfg.tie_word_embeddings else 2)
     itemsize = jnp.dtype(cfg.param_dtype).itemsize
     weight_bytes = itemsize * cfg.num_params
 
-    def step(rows_tokens: int, rows: int, context: float) -> float:
+    def step(rows_tokens: int, rows: int, context: float, memory_only: bool = False) -> float:
         flops = 2 * rows_tokens * nonembed + 2 * rows * V * D + 4 * rows_tokens * L * H * Dh * context
         kv_bytes = jnp.dtype(cfg.dtype).itemsize * 2 * L * rows * K * Dh * (context + rows_tokens / rows)
-        return max(flops / rates["matmul_flops_per_s"], (weight_bytes + kv_bytes) / rates["copy_bytes_per_s"])
+        memory = (weight_bytes + kv_bytes) / rates["copy_bytes_per_s"]
+        return memory if memory_only else max(flops / rates["matmul_flops_per_s"], memory)
 
     total = step(batch * PROMPT_LEN, batch, PROMPT_LEN / 2)  # causal prefill: mean context S/2
     for t in range(1, new_tokens):
-        total += step(batch, batch, PROMPT_LEN + t)
+        total += step(batch, batch, PROMPT_LEN + t, memory_only=hbm)
     return total
 
 
@@ -208,12 +226,21 @@ def peer_model(model_dir: str, dtype: str = "float32", torch_device: str = "cpu"
 
 
 def generate_seconds(
-    tm, tokens: np.ndarray, reps: int, new_tokens: int = NEW_TOKENS, torch_device: str = "cpu"
+    tm,
+    tokens: np.ndarray,
+    reps: int,
+    new_tokens: int = NEW_TOKENS,
+    torch_device: str = "cpu",
+    cache: str = "dynamic",
+    warmups: list | None = None,
 ) -> float:
-    """Median seconds of one ``generate`` call (exactly ``new_tokens`` new tokens) after a warm-up call."""
+    """Median seconds of one ``generate`` call (exactly ``new_tokens`` new tokens) after a warm-up
+    call; ``cache``: transformers' ``cache_implementation`` ("dynamic": its default). ``warmups``:
+    the warm-up call's seconds are appended to it."""
     import torch
 
     ids = torch.tensor(tokens, dtype=torch.long, device=torch_device)
+    cache_kwargs = {} if cache == "dynamic" else {"cache_implementation": cache}
 
     def run():
         with torch.no_grad():
@@ -227,28 +254,43 @@ def generate_seconds(
                 max_new_tokens=new_tokens,
                 min_new_tokens=new_tokens,
                 pad_token_id=0,
+                **cache_kwargs,
             )
         if torch_device == "cuda":
             torch.cuda.synchronize()
         assert out.shape[1] == PROMPT_LEN + new_tokens
 
+    start = time.perf_counter()
     run()
+    if warmups is not None:
+        warmups.append(time.perf_counter() - start)
     return median_time(run, reps)
 
 
 def peer_main(
-    model_dir: str, tokens_file: str, threads: int, reps: int, new_tokens: int = NEW_TOKENS, dtype: str = "float32"
+    model_dir: str,
+    tokens_file: str,
+    threads: int,
+    reps: int,
+    new_tokens: int = NEW_TOKENS,
+    dtype: str = "float32",
+    cache: str = "dynamic",
 ) -> None:
     """Times transformers' generate in this (torch-only) process; prints the median seconds."""
     import torch
 
     torch.set_num_threads(threads)
-    seconds = generate_seconds(peer_model(model_dir, dtype), np.load(tokens_file), reps, new_tokens)
+    seconds = generate_seconds(peer_model(model_dir, dtype), np.load(tokens_file), reps, new_tokens, cache=cache)
     print(f"PEER_SECONDS {seconds}")
 
 
 def peer(
-    model_dir: str, tokens: np.ndarray, reps: int, new_tokens: int = NEW_TOKENS, dtype: str = "float32"
+    model_dir: str,
+    tokens: np.ndarray,
+    reps: int,
+    new_tokens: int = NEW_TOKENS,
+    dtype: str = "float32",
+    cache: str = "dynamic",
 ) -> tuple[float, int]:
     """The peer's best time over 1 and 2 torch threads, each in a fresh process (no jax in it).
 
@@ -270,6 +312,7 @@ def peer(
                     str(reps),
                     str(new_tokens),
                     dtype,
+                    cache,
                 ],
                 capture_output=True,
                 text=True,
@@ -281,8 +324,18 @@ def peer(
     return best
 
 
+SMOLLM2 = "smollm2-135m-instruct"
+MODELS = (SMOLLM2, "llama-1b-random", "qwen2.5-1.5b-random")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--model",
+        choices=MODELS,
+        default=SMOLLM2,
+        help="SmolLM2-135M (--weights picks its weights), or a 1B-class zoo shape with random weights",
+    )
     ap.add_argument(
         "--weights",
         choices=device.WEIGHTS,
@@ -299,7 +352,7 @@ def main():
     ap.add_argument(
         "--batch",
         default=None,
-        help="comma-separated batch sizes, SmolLM2 only (default: SmolLM2 at 1, 16, 64 and tiny at 64)",
+        help="comma-separated batch sizes (default: SmolLM2 at 1, 16, 64 and tiny at 64; a 1B shape at 64, 256)",
     )
     ap.add_argument("--new-tokens", type=int, default=NEW_TOKENS)
     ap.add_argument(
@@ -309,6 +362,12 @@ def main():
         help="timed calls per side (default: 3; SmolLM2 at batch >= 64: 2 ours; SmolLM2 peer: 1)",
     )
     ap.add_argument("--no-peer", action="store_true", help="time ours only")
+    ap.add_argument(
+        "--peer-cache",
+        choices=("dynamic", "static"),
+        default="dynamic",
+        help="the peer's cache_implementation (static: on a GPU transformers compiles its decoding forward)",
+    )
     ap.add_argument(
         "--no-huge-pages",
         action="store_true",
@@ -322,11 +381,16 @@ def main():
     ap.add_argument(
         "--backend",
         default="auto",
-        choices=("auto", *sampling.backend.names()),
-        help="the sampler's decode backend (auto: the CPU kernels on CPU devices in f32, else xla)",
+        help="the sampler's decode backend, or a comma-separated list timed one after the other: one of "
+        f"{['auto', *sampling.backend.names()]} each (auto: the CPU kernels on CPU devices in f32, "
+        "the ragged decode attention on GPUs and TPUs, else xla)",
     )
     ap.add_argument("--out", default=RESULTS)
     args = ap.parse_args()
+    backends = args.backend.split(",")
+    for name in backends:
+        if name not in ("auto", *sampling.backend.names()):
+            ap.error(f"--backend {name!r}: expected one of {['auto', *sampling.backend.names()]}")
     new_tokens = args.new_tokens
     platform, torch_device = device.init(args.device, need_torch=not args.no_peer)
     torch = None
@@ -344,112 +408,158 @@ def main():
         flush=True,
     )
 
-    smol, tok = device.smollm2(args.weights, args.dtype)
-    smol_peer = "smollm2"
-    if args.weights == "random" and torch is not None:
-        smol_peer = tempfile.mkdtemp()
-        save_pretrained(smol, smol_peer)
-    name = "smollm2-135m-instruct"
-    if args.batch is None:
-        tiny, _ = get_model("tiny", dtype=args.dtype)
-        tiny_dir = None
-        if torch is not None:
-            tiny_dir = tempfile.mkdtemp()
-            save_pretrained(tiny, tiny_dir)
-        settings = [
-            (name, smol, smol_peer, 1, tok),
-            (name, smol, smol_peer, 16, tok),
-            (name, smol, smol_peer, 64, tok),
-            ("tiny", tiny, tiny_dir, 64, None),
-        ]
+    # settings: (name, model, the peer's source: "smollm2", a saved copy's directory or a model to
+    # save on first use, batch, tokenizer)
+    if args.model == SMOLLM2:
+        smol, tok = device.smollm2(args.weights, args.dtype)
+        smol_peer = "smollm2" if args.weights == "gguf" else smol
+        if args.batch is None:
+            tiny, _ = get_model("tiny", dtype=args.dtype)
+            settings = [
+                (SMOLLM2, smol, smol_peer, 1, tok),
+                (SMOLLM2, smol, smol_peer, 16, tok),
+                (SMOLLM2, smol, smol_peer, 64, tok),
+                ("tiny", tiny, tiny, 64, None),
+            ]
+        else:
+            settings = [(SMOLLM2, smol, smol_peer, int(b), tok) for b in args.batch.split(",")]
     else:
-        settings = [(name, smol, smol_peer, int(b), tok) for b in args.batch.split(",")]
+        big, _ = get_model(args.model, dtype=args.dtype)
+        settings = [(args.model, big, big, int(b), None) for b in (args.batch or "64,256").split(",")]
     compiles_before = sampling.compile_count()
-    cuda_peers = {}  # on a GPU the peer runs in this process: host threads are not what is measured there
     meshed = {}  # (id(model), n) -> (the model replicated on an n-device data mesh, that mesh)
     results = []
-    for name, model, tm, batch, tokenizer in settings:
-        tokens = prompts(model.cfg.vocab_size, batch, batch, tokenizer)
-        if args.reps is None:
-            reps = 3 if batch < 64 or name == "tiny" else 2
-            peer_reps = reps if name == "tiny" else 1
-        else:
-            reps = peer_reps = args.reps
-        mesh_sizes = [int(n) for n in args.cpu_meshes.split(",")] if platform == "cpu" else [1]
-        timed = {}
-        for n in mesh_sizes:
-            if n == 1:
-                timed[n] = ours(model, tokens, reps, new_tokens, backend=args.backend)
-            elif batch % n == 0 and n <= len(jax.devices()):
-                if (id(model), n) not in meshed:  # SmolLM2's settings share one replicated copy
-                    mesh = sharding.make_mesh({"data": n}, jax.devices()[:n])
-                    meshed[id(model), n] = (replicated(model, mesh), mesh)
-                copy, mesh = meshed[id(model), n]
-                timed[n] = ours(copy, tokens, reps, new_tokens, mesh, backend=args.backend)
-        devices_used = min(timed, key=lambda n: timed[n][0])
-        t_ours, t_first = timed[devices_used]
-        t_peer, peer_threads = None, None
-        if torch_device == "cuda":
-            if tm not in cuda_peers:
-                cuda_peers[tm] = peer_model(tm, args.dtype, torch_device)
-            t_peer, peer_threads = generate_seconds(cuda_peers[tm], tokens, peer_reps, new_tokens, torch_device), 0
-        elif torch is not None:
-            t_peer, peer_threads = peer(tm, tokens, peer_reps, new_tokens, args.dtype)
-        floor = roofline_seconds(model.cfg, batch, rates, new_tokens)
-        backend_name = sampling.resolve_backend(
-            model, sampling.SamplingConfig(max_new_tokens=new_tokens, backend=args.backend), batch
-        ).name
-        row = {
-            "model": name,
-            "batch": batch,
-            "prompt_tokens": PROMPT_LEN,
-            "new_tokens": new_tokens,
-            "tokens_per_s": batch * new_tokens / t_ours,
-            "peer_tokens_per_s": batch * new_tokens / t_peer if t_peer else None,
-            "ratio_vs_peer": t_peer / t_ours if t_peer else None,
-            "fraction_of_roofline": floor / t_ours,
-            "peer_fraction_of_roofline": floor / t_peer if t_peer else None,
-            "peer_torch_threads": peer_threads,
-            "roofline_tokens_per_s": batch * new_tokens / floor,
-            "first_call_s_incl_compile": t_first,
-            "devices": devices_used,
-            "tokens_per_s_by_devices": {str(n): batch * new_tokens / t for n, (t, _) in timed.items()},
-            "backend": backend_name,
-            "cpu_kernels": backend_name == kernels.cpu_backend.CpuKernels.name,
-        }
-        results.append(row)
-        print(json.dumps(row), flush=True)
 
     short = {"float32": "f32", "bfloat16": "bf16"}[args.dtype]
     where = "2 threads" if platform == "cpu" else device.device_kind()
     peer_desc = (
         "none (--no-peer)"
         if torch is None
-        else f"transformers {transformers.__version__} generate on torch {torch.__version__}"
+        else f"transformers {transformers.__version__} generate ({args.peer_cache} cache) on torch {torch.__version__}"
     )
-    out = {
-        "machine": {
-            **_machine.machine_info(),
-            "cpus": os.cpu_count(),
-            **rates,
-            "load_before": load_before,
-            "load_after": load_average(),
-            "device_kind": device.device_kind(),
-            "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
-        },
-        "settings": f"plain sampling (temperature 1, no top-k/p), no stop token, {short}, {where}; peer = {peer_desc}",
-        "weights": args.weights,
-        "sampler_compiles": sampling.compile_count() - compiles_before,
-        "results": results,
-    }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(out, f, indent=2)
+
+    def write() -> dict:
+        out = {
+            "machine": {
+                **_machine.machine_info(),
+                "cpus": os.cpu_count(),
+                **rates,
+                "load_before": load_before,
+                "load_after": load_average(),
+                "device_kind": device.device_kind(),
+                "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
+            },
+            "settings": f"plain sampling (temperature 1, no top-k/p), no stop token, {short}, {where}; peer = {peer_desc}",
+            "model": args.model,
+            "weights": args.weights if args.model == SMOLLM2 else "random",
+            "backends": backends,
+            "peer_cache": None if torch is None else args.peer_cache,
+            "sampler_compiles": sampling.compile_count() - compiles_before,
+            "results": results,
+        }
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out + ".tmp", "w") as f:
+            json.dump(out, f, indent=2)
+        os.replace(args.out + ".tmp", args.out)
+        return out
+
+    def reps_of(name: str, batch: int) -> tuple[int, int]:
+        if args.reps is not None:
+            return args.reps, args.reps
+        reps = 3 if batch < 64 or name == "tiny" else 2
+        return reps, reps if name == "tiny" else 1
+
+    # ours: every setting on every backend, a row each (the peer's fields filled in below)
+    for name, model, _, batch, tokenizer in settings:
+        tokens = prompts(model.cfg.vocab_size, batch, batch, tokenizer)
+        reps = reps_of(name, batch)[0]
+        mesh_sizes = [int(n) for n in args.cpu_meshes.split(",")] if platform == "cpu" else [1]
+        floor = roofline_seconds(model.cfg, batch, rates, new_tokens)
+        hbm_floor = roofline_seconds(model.cfg, batch, rates, new_tokens, hbm=True)
+        for requested in backends:
+            timed = {}
+            for n in mesh_sizes:
+                if n == 1:
+                    timed[n] = ours(model, tokens, reps, new_tokens, backend=requested)
+                elif batch % n == 0 and n <= len(jax.devices()):
+                    if (id(model), n) not in meshed:  # SmolLM2's settings share one replicated copy
+                        mesh = sharding.make_mesh({"data": n}, jax.devices()[:n])
+                        meshed[id(model), n] = (replicated(model, mesh), mesh)
+                    copy, mesh = meshed[id(model), n]
+                    timed[n] = ours(copy, tokens, reps, new_tokens, mesh, backend=requested)
+            devices_used = min(timed, key=lambda n: timed[n][0])
+            t_ours, t_first = timed[devices_used]
+            backend_name = sampling.resolve_backend(
+                model, sampling.SamplingConfig(max_new_tokens=new_tokens, backend=requested), batch
+            ).name
+            row = {
+                "model": name,
+                "batch": batch,
+                "prompt_tokens": PROMPT_LEN,
+                "new_tokens": new_tokens,
+                "tokens_per_s": batch * new_tokens / t_ours,
+                "peer_tokens_per_s": None,
+                "ratio_vs_peer": None,
+                "fraction_of_roofline": floor / t_ours,
+                "fraction_of_hbm_roofline": hbm_floor / t_ours,
+                "peer_fraction_of_roofline": None,
+                "peer_torch_threads": None,
+                "peer_first_call_s": None,
+                "roofline_tokens_per_s": batch * new_tokens / floor,
+                "hbm_roofline_tokens_per_s": batch * new_tokens / hbm_floor,
+                "first_call_s_incl_compile": t_first,
+                "devices": devices_used,
+                "tokens_per_s_by_devices": {str(n): batch * new_tokens / t for n, (t, _) in timed.items()},
+                "backend_requested": requested,
+                "backend": backend_name,
+                "cpu_kernels": backend_name == kernels.cpu_backend.CpuKernels.name,
+            }
+            results.append(row)
+            print(json.dumps(row), flush=True)
+            write()
+
+    # the peer: once per setting, its figures on every backend's row of that setting
+    cuda_peers = {}  # on a GPU the peer runs in this process: host threads are not what is measured there
+    saved = {}  # id(model) -> the directory of its save_pretrained copy
+    for name, model, source, batch, tokenizer in settings if torch is not None else []:
+        if not isinstance(source, str):
+            if id(source) not in saved:
+                saved[id(source)] = tempfile.mkdtemp()
+                save_pretrained(source, saved[id(source)])
+            source = saved[id(source)]
+        tokens = prompts(model.cfg.vocab_size, batch, batch, tokenizer)
+        peer_reps = reps_of(name, batch)[1]
+        warmups = []
+        if torch_device == "cuda":
+            if source not in cuda_peers:
+                cuda_peers[source] = peer_model(source, args.dtype, torch_device)
+            t_peer = generate_seconds(
+                cuda_peers[source], tokens, peer_reps, new_tokens, torch_device, args.peer_cache, warmups
+            )
+            peer_threads = 0
+        else:
+            t_peer, peer_threads = peer(source, tokens, peer_reps, new_tokens, args.dtype, args.peer_cache)
+        floor = roofline_seconds(model.cfg, batch, rates, new_tokens)
+        for row in results:
+            if row["model"] == name and row["batch"] == batch:
+                row.update(
+                    peer_tokens_per_s=batch * new_tokens / t_peer,
+                    ratio_vs_peer=t_peer / (batch * new_tokens / row["tokens_per_s"]),
+                    peer_fraction_of_roofline=floor / t_peer,
+                    peer_torch_threads=peer_threads,
+                    peer_first_call_s=warmups[0] if warmups else None,
+                )
+        print(json.dumps({"model": name, "batch": batch, "peer_tokens_per_s": batch * new_tokens / t_peer}), flush=True)
+        write()
+
+    out = write()
     print(f"wrote {args.out}; sampler compiles: {out['sampler_compiles']}; {out['machine']['load_after']}")
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--peer":
-        peer_main(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7])
+        peer_main(
+            sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7], sys.argv[8]
+        )
     else:
         main()

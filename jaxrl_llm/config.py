@@ -39,12 +39,30 @@ class ModelConfig:
     checkpoint directory."""
 
     name: str = "small"
-    param_dtype: Literal["float32", "bfloat16"] = "float32"  # storage of the master weights
-    compute_dtype: Literal["float32", "bfloat16"] = "float32"  # matmuls; loss math is always f32
-    logprob_chunk_size: int = 0  # 0 = no chunking over T when computing log-probs
+    # Mixed precision: the master weights and the optimizer state are always f32 (the update
+    # differentiates w.r.t. them). param_dtype is the dtype of the weights the sampler reads (a
+    # cast copy per rollout); compute_dtype is that of the forward passes' activations and matmuls,
+    # each weight cast at use (bfloat16 + bfloat16: the update's forward reads the same bf16
+    # weights the sampler does). Loss math is always f32.
+    param_dtype: Literal["float32", "bfloat16"] = "float32"
+    compute_dtype: Literal["float32", "bfloat16"] = "float32"
+    # Log-probs over chunks of this many positions, logits recomputed in the backward
+    # (jaxrl_llm.models.logprobs): memory [B, chunk, V] instead of [B, T, V], one more unembedding
+    # matmul. 0 = one pass
+    logprob_chunk_size: int = 0
     # attention implementation (jaxrl_llm.models.attention): "auto" = cuDNN on a GPU, splash on a TPU,
     # the reference "xla" on a CPU
     attention: Literal["auto", "xla", "dot_product", "cudnn", "splash"] = "auto"
+    # What the backward pass keeps of each decoder block (jaxrl_llm.models.remat): "none" everything
+    # (fastest); "dots_saveable" every matmul output; "dots" the weight matmuls' outputs (attention
+    # reruns: its [B, H, S, S] scores live one layer at a time); "full" only the layer's input (the
+    # block reruns, ~1/3 more FLOPs). Same values and gradients up to float rounding. A policy
+    # other than "none" also rolls the layer loop (as scan_layers=true).
+    remat: Literal["none", "full", "dots", "dots_saveable"] = "none"
+    # Training / log-prob passes run the layers as a rolled scan (one compiled layer body: compile
+    # time flat in depth) instead of fully unrolled (the default: faster steps on XLA:CPU, compile
+    # time grows with the number of layers).
+    scan_layers: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,7 +84,7 @@ class SamplingConfig:
     top_p: float = 1.0
     min_p: float = 0.0
     max_new_tokens: int = 32
-    backend: str = "auto"  # decode backend (jaxrl_llm.sampling.backend): "auto", "xla", "cpu", ...
+    backend: str = "auto"  # decode backend (jaxrl_llm.sampling.backend): "auto", "xla", "cpu", "ragged"
 
 
 @dataclass(frozen=True)
@@ -297,9 +315,9 @@ def _walk(obj: Any, prefix: str = ""):
             yield key, value
 
 
-# the decode backends a config may name (``jaxrl_llm.sampling.backend``; "cpu" is registered by
-# ``jaxrl_llm.kernels``)
-DECODE_BACKENDS = ("auto", "xla", "cpu")
+# the decode backends a config may name (``jaxrl_llm.sampling.backend``; "cpu" and "ragged" are
+# registered by ``jaxrl_llm.kernels``)
+DECODE_BACKENDS = ("auto", "xla", "cpu", "ragged")
 
 
 def validate(cfg: Config) -> Config:

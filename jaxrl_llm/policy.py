@@ -60,11 +60,15 @@ def right_pad(seqs: Sequence[Sequence[int]], length: int, pad_id: int) -> tuple[
 
 def build_model(cfg: Config):
     """The policy and its tokenizer from ``cfg.model``: f32 master weights, forward pass in
-    ``model.compute_dtype`` (the decoder casts each weight at use), attention by ``model.attention``."""
+    ``model.compute_dtype`` (the decoder casts each weight at use), attention by ``model.attention``,
+    the memory and compile controls ``model.remat`` and ``model.scan_layers``."""
     model, tokenizer = models.get_model(cfg.model.name, dtype="float32", seed=cfg.seed)
     if tokenizer is None:
         raise ValueError(f"model {cfg.model.name!r} comes without a tokenizer; the trainer needs one")
-    run_cfg = model.cfg.replace(dtype=cfg.model.compute_dtype, attention_impl=cfg.model.attention)
+    m = cfg.model
+    run_cfg = model.cfg.replace(
+        dtype=m.compute_dtype, attention_impl=m.attention, remat=m.remat, scan_layers=m.scan_layers
+    )
     if model.cfg != run_cfg:
         model.cfg = run_cfg
     return model, tokenizer

@@ -127,6 +127,12 @@ class Updater:
 
     ``put(x, batch_axis)`` places a host array sharded over the mesh's data axes; ``replicated``
     is the sharding of optimizer counters.
+
+    Donation: the step donates the trainable pytree and the optimizer state, so the new values are
+    written into their buffers (one copy of each alive, not two) and the arrays passed in are
+    deleted: a caller keeps only what ``step`` returns (the trainer's reference params are a
+    ``jnp.copy``). Outputs match inputs in shape, dtype and sharding, so every buffer is reused, on
+    the CPU backend too (no "donated buffers were not usable" warning; tests/test_memory_controls.py).
     """
 
     def __init__(self, shardings: Any, put: Callable[[np.ndarray, int], jax.Array], replicated: jax.sharding.Sharding):

@@ -453,7 +453,7 @@ def test_backend_config_and_registry_errors(model):
 
 def test_run_config_names_a_bad_backend_and_knows_every_registered_one():
     assert config_lib.apply_overrides(config_lib.default_config(), ["sampling.backend=xla"]).sampling.backend == "xla"
-    bad = "sampling.backend must be one of \\['auto', 'xla', 'cpu'\\], got 'gpu'"
+    bad = "sampling.backend must be one of \\['auto', 'xla', 'cpu', 'ragged'\\], got 'gpu'"
     with pytest.raises(config_lib.ConfigError, match=bad):
         config_lib.apply_overrides(config_lib.default_config(), ["sampling.backend=gpu"])
     assert set(config_lib.DECODE_BACKENDS) == {"auto", *backend.names()}  # with jaxrl_llm.kernels imported

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # The GPU benchmark run, one script: forward+backward and sampling, ours (JAX) vs transformers
 # (PyTorch), SmolLM2-135M architecture with random weights, bf16 parameters and compute; then ours
-# alone on a 1B-class shape (zoo `llama-1b-random`) at [8, 2048], attention `auto` (cuDNN) and the
-# reference `xla` (f32 scores): their ratio is what fused attention buys at that size.
+# alone on a 1B-class shape (zoo `llama-1b-random`) at [8, 2048]: attention `auto` (cuDNN) as is,
+# the reference `xla` (f32 scores) under `--remat dots` (it does not fit otherwise, below), and
+# `auto` under `--remat dots` too: the last two's ratio is what fused attention buys at that size.
+# Sampling at that shape too (batch 64 and 256, 128 new tokens), the decode attention "ragged"
+# (jaxrl_llm/kernels/ragged_attention.py: each row reads only its own KV blocks) and the reference
+# "xla", against transformers' generate with its static cache; right after SmolLM2's sampling.
 #
 #     OUT=/some/dir bash benchmarks/gpu/run.sh
 #
 # Needs python3 with jax (CUDA), flax, optax, chex, transformers, torch (CUDA), safetensors,
 # numpy; no download, no GGUF file, no pip install (jaxrl_llm is imported from this checkout).
 # Writes to $OUT: env.log, run.log (one line per step), <step>.log (each step's full output),
-# forward_backward_<B>x<S>.json, forward_backward_<model>_<B>x<S>_<attention>.json, sampling.json,
-# summary.txt (the table also printed at the end).
+# forward_backward_<B>x<S>.json, forward_backward_<model>_<B>x<S>_<attention>[_remat-<policy>].json,
+# sampling.json, sampling_<model>.json, summary.txt (the table also printed at the end; with each
+# step's compile time and peak device memory).
 #
 # Wall time is bounded by BUDGET_S (default 540 s): each step runs under `timeout`, capped by its
 # own limit and by what is left of the budget; a step with under 30 s left is skipped. A failed
@@ -74,12 +79,18 @@ fb() {  # fb BxS MAX_SECONDS ITERS
 }
 
 # The 1B-class shape of the attention steps. The reference's f32 scores at [8, 2048] alone take
-# 16 layers x 8 x 32 heads x 2048^2 x 4 B = 64 GiB: on an 80 GB card its step may not fit.
+# 16 layers x 8 x 32 heads x 2048^2 x 4 B = 64 GiB when the backward keeps every layer's: on an
+# 80 GB card that step does not fit. `--remat dots` (jaxrl_llm/models/remat.py) keeps the weight
+# matmuls' outputs (~0.75 GiB a layer in bf16) and reruns attention in the backward, so the scores
+# live one layer at a time (4 GiB, and as much for their gradient): ~45 GiB in all by this count,
+# with the f32 [8, 2048, 128256] logits (7.8 GiB) and their gradient. Not yet run on a GPU.
 BIG=llama-1b-random
-fb_attention() {  # fb_attention BxS ATTENTION MAX_SECONDS ITERS: $BIG, ours only
-  step "forward_backward_${BIG}_$1_$2" "$3" env XLA_PYTHON_CLIENT_MEM_FRACTION=0.95 python3 \
-    benchmarks/forward_backward.py "${COMMON[@]}" --model "$BIG" --attention "$2" --no-peer \
-    --batch "${1%x*}" --seq "${1#*x}" --rounds 2 --iters "$4" --out "$OUT/forward_backward_${BIG}_$1_$2.json"
+fb_attention() {  # fb_attention BxS ATTENTION MAX_SECONDS ITERS [REMAT]: $BIG, ours only
+  local remat=${5:-none} tag=""
+  [[ $remat != none ]] && tag="_remat-$remat"
+  step "forward_backward_${BIG}_$1_$2$tag" "$3" env XLA_PYTHON_CLIENT_MEM_FRACTION=0.95 python3 \
+    benchmarks/forward_backward.py "${COMMON[@]}" --model "$BIG" --attention "$2" --remat "$remat" --no-peer \
+    --batch "${1%x*}" --seq "${1#*x}" --rounds 2 --iters "$4" --out "$OUT/forward_backward_${BIG}_$1_$2$tag.json"
 }
 
 if [[ ${SMOKE:-0} == 1 ]]; then  # this script's own check on a CPU machine: same steps, tiny sizes
@@ -88,17 +99,25 @@ if [[ ${SMOKE:-0} == 1 ]]; then  # this script's own check on a CPU machine: sam
   fb 2x32 150 1
   step sampling 200 python3 benchmarks/sampling.py "${COMMON[@]}" --batch 1,2 --new-tokens 8 --reps 1 \
     --out "$OUT/sampling.json"
+  step "sampling_$BIG" 200 python3 benchmarks/sampling.py "${COMMON[@]}" --model "$BIG" --batch 2 --new-tokens 8 \
+    --reps 1 --cpu-meshes 1 --backend ragged,xla --peer-cache static --out "$OUT/sampling_$BIG.json"
   fb 1x16 120 1
   fb_attention 1x16 auto 120 1
-  fb_attention 1x16 xla 120 1
+  fb_attention 1x16 xla 120 1 dots
+  fb_attention 1x16 auto 120 1 dots
 else
   fb 8x256 150 10
   step sampling 200 python3 benchmarks/sampling.py "${COMMON[@]}" --batch 1,16,64,256 --new-tokens 128 --reps 3 \
     --out "$OUT/sampling.json"
+  # ours on both backends first, then the peer (its first call includes torch.compile): the JSON
+  # is rewritten after each row, so a step cut short keeps ours
+  step "sampling_$BIG" 270 python3 benchmarks/sampling.py "${COMMON[@]}" --model "$BIG" --batch 64,256 \
+    --new-tokens 128 --reps 3 --backend ragged,xla --peer-cache static --out "$OUT/sampling_$BIG.json"
   fb 32x256 120 5
   fb 8x1024 120 5
   fb_attention 8x2048 auto 150 3
-  fb_attention 8x2048 xla 150 3
+  fb_attention 8x2048 xla 150 3 dots
+  fb_attention 8x2048 auto 150 3 dots
 fi
 
 echo "== summary ($(( $(date +%s) - START ))s total)"

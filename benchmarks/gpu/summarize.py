@@ -3,7 +3,12 @@
     python benchmarks/gpu/summarize.py $OUT
 
 Figures are read from the files as written: tokens/s, the ratio to the peer (> 1: ours faster),
-MFU against the run's matmul peak (forward+backward) and the fraction of the roofline (sampling).
+MFU against the run's matmul peak (forward+backward), the fraction of the roofline and of the
+HBM roofline (decoding steps at their memory floor; sampling), per model and decode backend.
+Forward+backward rows also show the memory controls (``remat``; ``loop``: the layers rolled, by
+``--scan-layers`` or a remat policy, or unrolled), the step's compile time (lower + compile; older
+files: the first call, compile included), the device's peak memory (``peak GiB``; a dash where
+the backend reports none, e.g. the CPU) and XLA's temporary buffers for the step (``temp GiB``).
 """
 
 from __future__ import annotations
@@ -29,26 +34,36 @@ def _load(path: str) -> dict | None:
         return None
 
 
+def _gib(x) -> float | None:
+    return None if x is None else x / 2**30
+
+
 def forward_backward_rows(paths: list[str]) -> list[str]:
     lines = [
-        f"{'forward+backward':21s} {'[B, S]':12s} {'attention':>11s} {'dtype':>9s} {'ours tok/s':>11s} "
-        f"{'peer tok/s':>11s} {'ratio':>6s} {'MFU':>6s} {'peer MFU':>8s} {'peak TFLOP/s':>12s} {'compile s':>9s}"
+        f"{'forward+backward':21s} {'[B, S]':12s} {'attention':>11s} {'remat':>13s} {'loop':>8s} {'dtype':>9s} "
+        f"{'ours tok/s':>11s} {'peer tok/s':>11s} {'ratio':>6s} {'MFU':>6s} {'peer MFU':>8s} {'peak TFLOP/s':>12s} "
+        f"{'compile s':>9s} {'peak GiB':>8s} {'temp GiB':>8s}"
     ]
     results = [_load(path) for path in paths]
-    for r in results:  # files written before the model / attention fields: SmolLM2, the reference attention
+    for r in results:  # files written before the model / attention / memory fields
         if r is not None:
             r.setdefault("model", "smollm2-135m-instruct")
             r.setdefault("attention_used", "xla")
+            r.setdefault("remat", "none")
+            r.setdefault("layers_rolled", r.get("scan_layers", False) or r["remat"] != "none")
             used, asked = r["attention_used"], r.get("attention", r["attention_used"])
             r["attention_label"] = used if asked == used else f"{asked}={used}"  # e.g. auto=cudnn
-    for r in sorted(filter(None, results), key=lambda r: (r["model"], r["seq"], r["batch"], r["attention_label"])):
+    key = lambda r: (r["model"], r["seq"], r["batch"], r["attention_label"], r["remat"], r["layers_rolled"])
+    for r in sorted(filter(None, results), key=key):
         peak = next(v for k, v in r.items() if k.endswith("_matmul_peak_gflops"))
+        temp = (r.get("compiled_memory_bytes") or {}).get("temp")
         lines.append(
             f"{r['model']:21s} {'[%d, %d]' % (r['batch'], r['seq']):12s} {r['attention_label']:>11s} "
-            f"{r['dtype']:>9s} {r['tokens_per_s']:11.0f} "
+            f"{r['remat']:>13s} {'rolled' if r['layers_rolled'] else 'unrolled':>8s} {r['dtype']:>9s} {r['tokens_per_s']:11.0f} "
             f"{_f(r['peer_tokens_per_s'], '11.0f')} {_f(r['ratio_vs_peer'], '6.2f')} "
             f"{r['fraction_of_peak']:6.1%} {_f(r['peer_fraction_of_peak'], '8.1%')} "
-            f"{peak / 1e3:12.1f} {r['compile_seconds']:9.1f}"
+            f"{peak / 1e3:12.1f} {r['compile_seconds']:9.1f} {_f(_gib(r.get('peak_bytes_in_use')), '8.2f')} "
+            f"{_f(_gib(temp), '8.2f')}"
         )
     return lines
 
@@ -61,14 +76,17 @@ def sampling_rows(path: str) -> list[str]:
     lines = [
         f"sampling ({out['settings']}); matmul {m['matmul_flops_per_s'] / 1e12:.1f} TFLOP/s, "
         f"copy {m['copy_bytes_per_s'] / 1e9:.0f} GB/s",
-        f"{'batch':>5s} {'new':>4s} {'ours tok/s':>11s} {'peer tok/s':>11s} {'ratio':>6s} {'roofline':>8s} "
-        f"{'peer roofl.':>11s} {'floor tok/s':>11s} {'1st call s':>10s}",
+        f"{'model':21s} {'backend':>7s} {'batch':>5s} {'new':>4s} {'ours tok/s':>11s} {'peer tok/s':>11s} "
+        f"{'ratio':>6s} {'roofline':>8s} {'HBM roofl.':>10s} {'peer roofl.':>11s} {'floor tok/s':>11s} "
+        f"{'1st call s':>10s}",
     ]
-    for r in out["results"]:
+    for r in out["results"]:  # files written before the model / backend / HBM fields
         lines.append(
-            f"{r['batch']:5d} {r['new_tokens']:4d} {r['tokens_per_s']:11.0f} "
+            f"{r.get('model', out.get('model', '-')):21s} {r.get('backend', '-'):>7s} {r['batch']:5d} "
+            f"{r['new_tokens']:4d} {r['tokens_per_s']:11.0f} "
             f"{_f(r['peer_tokens_per_s'], '11.0f')} {_f(r['ratio_vs_peer'], '6.2f')} "
-            f"{r['fraction_of_roofline']:8.1%} {_f(r['peer_fraction_of_roofline'], '11.1%')} "
+            f"{r['fraction_of_roofline']:8.1%} {_f(r.get('fraction_of_hbm_roofline'), '10.1%')} "
+            f"{_f(r['peer_fraction_of_roofline'], '11.1%')} "
             f"{r['roofline_tokens_per_s']:11.0f} {r['first_call_s_incl_compile']:10.1f}"
         )
     return lines

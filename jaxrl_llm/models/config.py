@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import jax.numpy as jnp
 
-from jaxrl_llm.models import attention, rope
+from jaxrl_llm.models import attention, remat, rope
 
 ARCHITECTURES = ("llama", "qwen2", "qwen3")
 
@@ -28,7 +28,17 @@ class ModelConfig:
 
     ``attention_impl`` picks how attention runs (``attention.IMPLEMENTATIONS``; ``"auto"`` is
     cuDNN on a GPU, splash on a TPU, the reference ``"xla"`` on a CPU): an execution choice, not
-    part of the architecture (checkpoints neither store nor read it).
+    part of the architecture (checkpoints neither store nor read it). So are the memory and
+    compile controls:
+
+    - ``remat``: what the backward pass keeps of each decoder block (``remat.POLICIES``, see
+      ``jaxrl_llm.models.remat``): ``"none"`` (everything; the default), ``"dots_saveable"``,
+      ``"dots"``, ``"full"`` (only the layer's input): less memory for recomputation time. A
+      policy other than ``"none"`` also rolls the layer loop (as ``scan_layers``).
+    - ``scan_layers``: run the layers of an uncached call (training, log-probs) as a rolled
+      ``lax.scan``, one compiled layer body, instead of unrolling it L times (the default): compile
+      time then stays flat in depth; the step runs somewhat slower (the loop-carried layout; on
+      XLA:CPU ~11% at SmolLM2-135M, ``Decoder.hidden_states``). Cached calls always loop.
     """
 
     vocab_size: int
@@ -49,6 +59,8 @@ class ModelConfig:
     dtype: str = "float32"  # compute dtype of activations and matmuls
     param_dtype: str = "float32"  # storage dtype of the parameters
     attention_impl: str = "auto"  # attention.IMPLEMENTATIONS
+    remat: str = "none"  # remat.POLICIES
+    scan_layers: bool = False  # uncached calls: rolled scan over layers (True) or fully unrolled
     bos_token_id: int | None = None
     eos_token_id: int | tuple[int, ...] | None = None
     pad_token_id: int | None = None
@@ -74,6 +86,9 @@ class ModelConfig:
             if getattr(self, name) not in ("float32", "bfloat16", "float16"):
                 raise ValueError(f"{name}={getattr(self, name)!r}; expected float32, bfloat16 or float16")
         attention.check(self.attention_impl, "attention_impl")
+        remat.check(self.remat, "remat")
+        if not isinstance(self.scan_layers, bool):
+            raise ValueError(f"scan_layers={self.scan_layers!r}; expected True or False")
         if self.head_dim is None:
             if self.hidden_size % self.num_heads:
                 raise ValueError("hidden_size must be divisible by num_heads when head_dim is not given")
@@ -94,6 +109,12 @@ class ModelConfig:
     @property
     def storage_dtype(self):
         return jnp.dtype(self.param_dtype)
+
+    @property
+    def layers_rolled(self) -> bool:
+        """Whether an uncached call runs the layers as a rolled loop: ``scan_layers``, or any remat
+        policy (which needs the loop, ``jaxrl_llm.models.remat``). Cached calls always do."""
+        return self.scan_layers or self.remat != "none"
 
     @property
     def has_qkv_bias(self) -> bool:

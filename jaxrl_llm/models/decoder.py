@@ -8,9 +8,11 @@ logits against them.
 
 Layers are stored stacked (leading axis ``L``, logical name ``"layers"``) and run with
 ``jax.lax.scan``: the cached path (prefill) keeps the loop, so its compile time does not grow with
-depth; the uncached path (training) unrolls it for speed (see ``hidden_states``). Every parameter
-carries its logical axis names in the variable metadata ``logical_axes``; ``jaxrl_llm.sharding.RULES``
-maps them to the mesh.
+depth; the uncached path (training) unrolls it for speed (see ``hidden_states``), or keeps the
+loop too with ``cfg.scan_layers`` or a ``cfg.remat`` policy. ``cfg.remat`` wraps the block in
+``jax.checkpoint`` by policy name (``jaxrl_llm.models.remat``) on both paths: what the backward
+pass stores of each layer. Every parameter carries its logical axis names in the variable
+metadata ``logical_axes``; ``jaxrl_llm.sharding.RULES`` maps them to the mesh.
 
 Sequences may be left-padded: ``attention_mask`` marks real tokens, ``positions`` gives each real
 token's RoPE position, and keys at padded slots are never attended to.
@@ -39,7 +41,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxrl_llm.models import attention, rope
+from jaxrl_llm.models import attention, remat, rope
 from jaxrl_llm.models.cache import KVCache
 from jaxrl_llm.models.config import ModelConfig
 
@@ -205,13 +207,16 @@ class Decoder(nnx.Module):
             return x, new_kv
 
         kv_in = None if cache is None else (cache.k, cache.v)
-        # Without a cache (training, log-probs) the scan is fully unrolled: XLA:CPU then slices
-        # each layer's weights statically and lays out the backward's weight-gradient dots without
-        # the transposes/copies of stacked residuals it emits inside a while loop. Measured on
-        # SmolLM2-135M fwd+bwd [8, 256]: 11% less CPU time per step, compile 31 s -> 41 s.
-        # Partial unrolling (unroll=2) gained nothing.
-        unroll = cfg.num_layers if cache is None else 1
-        x, kv_out = jax.lax.scan(block, x, (layer_params, kv_in), unroll=unroll)
+        # Without a cache (training, log-probs) the scan is fully unrolled unless cfg.scan_layers:
+        # XLA:CPU then slices each layer's weights statically and lays out the backward's
+        # weight-gradient dots without the transposes/copies of stacked residuals it emits inside a
+        # while loop. Measured on SmolLM2-135M fwd+bwd [8, 256]: 11% less CPU time per step,
+        # compile 31 s -> 41 s. Partial unrolling (unroll=2) gained nothing. The compile time of
+        # the unrolled program grows with depth; cfg.scan_layers keeps one layer body instead. A
+        # remat policy needs the loop too (jaxrl_llm/models/remat.py: unrolled, it saved nothing).
+        rolled = cache is not None or cfg.layers_rolled
+        body = remat.wrap(block, cfg.remat)
+        x, kv_out = jax.lax.scan(body, x, (layer_params, kv_in), unroll=1 if rolled else cfg.num_layers)
         x = rms_norm(x, self.final_norm[...], cfg.rms_norm_eps)
         if cache is not None:
             cache = KVCache(k=kv_out[0], v=kv_out[1], valid=key_valid, index=cache.index + S)

@@ -25,7 +25,8 @@ subclasses it and overrides what it accelerates, falling back to the reference e
 give the reference's tokens and log-probs (to float rounding). Optional backends live outside
 ``sampling/`` (``jaxrl_llm.kernels``) and ``register`` themselves under a name when imported;
 ``resolve`` picks the backend of a call from ``SamplingConfig.backend``: a registered name, or
-``"auto"``: the first registered backend that supports the call and is built here, else ``Xla``.
+``"auto"``: the first registered backend that supports the call, is meant for its devices
+(``picked_by_auto``) and is built here, else ``Xla``.
 """
 
 from __future__ import annotations
@@ -81,6 +82,12 @@ class Xla:
     def unsupported(cls, model_cfg, mesh, rows: int) -> str | None:
         """Why this backend cannot run a call of ``rows`` rows of ``model_cfg`` on ``mesh``, or None."""
         return None
+
+    @classmethod
+    def picked_by_auto(cls, model_cfg, mesh, rows: int) -> bool:
+        """Whether ``"auto"`` may pick this backend for a call it supports: a backend that runs
+        everywhere but pays off only on some devices says where (default: wherever it runs)."""
+        return True
 
     @classmethod
     def available(cls) -> bool:
@@ -177,14 +184,18 @@ def registered(name: str) -> type:
 def resolve(name: str, model_cfg, mesh, rows: int) -> Xla:
     """The backend that runs a call of ``rows`` rows of ``model_cfg`` on ``mesh`` (None: one device).
 
-    ``"auto"``: the first registered backend other than the reference that supports the call and
-    is available here, else ``Xla``. A name: that backend; a ``ValueError`` if it is not registered
-    or cannot run this call (its reason), and ``Xla`` where it is registered but did not build here
-    (the backend warns why).
+    ``"auto"``: the first registered backend other than the reference that supports the call, is
+    ``picked_by_auto`` for it and is available here, else ``Xla``. A name: that backend; a
+    ``ValueError`` if it is not registered or cannot run this call (its reason), and ``Xla`` where
+    it is registered but did not build here (the backend warns why).
     """
     if name == "auto":
         for cls in list(_REGISTRY.values())[1:]:
-            if cls.unsupported(model_cfg, mesh, rows) is None and cls.available():
+            if (
+                cls.unsupported(model_cfg, mesh, rows) is None
+                and cls.picked_by_auto(model_cfg, mesh, rows)
+                and cls.available()
+            ):
                 return cls.for_call(mesh)
         return Xla()
     cls = registered(name)

@@ -39,7 +39,8 @@ top-k/p, min-p, a temperature rule), so ``decode(prefill(prompts))`` gives the t
 unmodified policy pi and their log-probs (an entropy proxy over k tokens, e.g. ARPO's).
 
 The decode loop runs on the backend ``cfg.backend`` resolves to (``backend.py``; ``"auto"`` picks
-the CPU kernels where they are built, else XLA); ``prefill`` / ``extend`` run multi-token steps on
+the CPU kernels where they are built, the ragged decode attention on GPUs and TPUs, else XLA; both
+registered by importing ``jaxrl_llm.kernels``); ``prefill`` / ``extend`` run multi-token steps on
 the XLA reference (their work is matrix products over S tokens). Single device only (no mesh).
 """
 

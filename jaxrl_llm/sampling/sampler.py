@@ -87,8 +87,9 @@ class SamplingConfig:
     return_policy_logprobs: also return log pi(y_t) under the unmodified policy.
     return_entropies: return H(q) per step.
     backend: the decode backend (``backend.py``): "auto" (the first registered optional backend
-      that supports the call and is built here, else "xla"), "xla" (the reference), or another
-      registered name (e.g. "cpu", registered by importing ``jaxrl_llm.kernels``).
+      that supports the call, is meant for its devices and is built here, else "xla"), "xla" (the
+      reference), or another registered name (e.g. "cpu" or "ragged", registered by importing
+      ``jaxrl_llm.kernels``).
     """
 
     max_new_tokens: int
