@@ -87,12 +87,7 @@ class CpuKernels(backend.Xla):
         if platforms:
             return f"the kernels run on CPU devices, these are {platforms}"
         if len(devices) > 1:
-            shape = dict(mesh.shape)
-            sharded = {a: n for a, n in shape.items() if a != "data" and n != 1}
-            if sharded:
-                return f"the mesh shards more than rows over 'data' ({sharded})"
-            if rows % shape.get("data", 1):
-                return f"{rows} rows do not split over the mesh's {shape.get('data', 1)} 'data' devices"
+            return backend.rows_only_mesh_problem(mesh, rows)
         return None
 
     @classmethod

@@ -235,13 +235,7 @@ class RaggedAttention(backend.Xla):
     def unsupported(cls, model_cfg, mesh, rows: int) -> str | None:
         if mesh is None or mesh.size == 1:
             return None
-        shape = dict(mesh.shape)
-        sharded = {a: n for a, n in shape.items() if a != "data" and n != 1}
-        if sharded:
-            return f"the mesh shards more than rows over 'data' ({sharded})"
-        if rows % shape.get("data", 1):
-            return f"{rows} rows do not split over the mesh's {shape.get('data', 1)} 'data' devices"
-        return None
+        return backend.rows_only_mesh_problem(mesh, rows)
 
     @classmethod
     def picked_by_auto(cls, model_cfg, mesh, rows: int) -> bool:

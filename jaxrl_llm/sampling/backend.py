@@ -155,6 +155,18 @@ class Xla:
 _REGISTRY: dict[str, type] = {Xla.name: Xla}
 
 
+def rows_only_mesh_problem(mesh, rows: int) -> str | None:
+    """Why a per-device kernel cannot run ``rows`` rows on ``mesh`` (each device its own rows over
+    ``'data'``, nothing else sharded), or None; a backend's ``unsupported`` for meshes."""
+    shape = dict(mesh.shape)
+    sharded = {a: n for a, n in shape.items() if a != "data" and n != 1}
+    if sharded:
+        return f"the mesh shards more than rows over 'data' ({sharded})"
+    if rows % shape.get("data", 1):
+        return f"{rows} rows do not split over the mesh's {shape.get('data', 1)} 'data' devices"
+    return None
+
+
 def register(cls: type) -> type:
     """Registers a backend class (an ``Xla`` subclass) under ``cls.name``; usable as a decorator.
     Registration order is the order ``"auto"`` tries them in."""
