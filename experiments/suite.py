@@ -10,7 +10,7 @@ Tasks (``SUITE``; the first five train the from-scratch ``small`` model, 3.0M pa
 |---|---|---|---|
 | ``arith`` | short answer | ``rg:basic_arithmetic``, 2 one-digit operands, + - (the default run's) | 1-2 tokens |
 | ``arith_hard`` | short answer, harder | ``rg:basic_arithmetic``, 2 two-digit operands, + - | 1-3 tokens |
-| ``partial_sums`` | multi-step scratchpad | ``suite:partial_sums``, 4-5 terms of 1-2 digits, a sum a line | 30-85 tokens |
+| ``partial_sums`` | multi-step scratchpad | ``suite:partial_sums``, 4-5 one-digit terms, a sum a line | 40-72 tokens |
 | ``tagged`` | format (answer tags) | ``suite:tagged_arithmetic``, 3 one-digit terms, +0.2 for any tag | 1-20 tokens |
 | ``codegen`` | code, sandboxed tests | ``suite:codegen``, ``f(x)`` from 3 examples, 7 asserts | ~20 tokens |
 | ``smollm2`` | pretrained model | ``suite:number_arithmetic`` (1 digit) on SmolLM2-135M-Instruct, no SFT | <= 48 tokens |
@@ -55,8 +55,9 @@ Commands (``--set`` overrides apply to every run, after the rule):
 Hardware and time (2-core AMD EPYC CPU, f32): ``arith``, ``arith_hard`` ~3-5 min a run (from the
 default run's step time); ``tagged`` ~17 min to build its SFT start (300 steps at 1.9-3.6 s) and
 28-40 min a run (both measured on 2026-12-06 beside 1-3 other jobs; 3.7-4.6 s a step);
-``partial_sums`` is the dearest of the from-scratch tasks (96 new tokens on
-192-token prompts); ``codegen`` ~2 h (128 sandboxed test runs a step at ~0.27 s each on 2
+``partial_sums`` is the dearest of the from-scratch tasks (~57-token completions on 176-token
+prompts: its SFT start ~15-30 min at 3.4-8.7 s a step; an RL step of the old 1-2-digit variant
+took 19-21 s beside 3 other jobs, update 12-14 s of it, so ~2 h a run under load); ``codegen`` ~2 h (128 sandboxed test runs a step at ~0.27 s each on 2
 workers: ~17 s a step in rewards); ``smollm2`` 20-27 min a run (measured with other jobs on the
 machine; 25-34 s a step). ``--jobs`` on a machine with more cores divides the total.
 """
@@ -213,9 +214,12 @@ SUITE: tuple[SuiteTask, ...] = (
         "partial_sums",
         "multi-step scratchpad",
         "suite:partial_sums",
-        {"num_eval": 500},
-        max_prompt_len=192,
-        max_new_tokens=96,
+        # One-digit terms since 2026-12-06: with 1-2 digits the 200-step SFT start scored 4.3%
+        # held-out (below the band; 62-88% zero-variance groups in RL). Prompts are 165-167
+        # tokens, so a 176 cap pads less than the 256 bucket would.
+        {"num_eval": 500, "max_digits": 1},
+        max_prompt_len=176,
+        max_new_tokens=80,
         sft=SftRecipe(steps=200),
     ),
     SuiteTask(
