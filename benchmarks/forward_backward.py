@@ -86,16 +86,6 @@ def build_model(name: str, weights: str, dtype: str, attention_impl: str, remat_
     return model
 
 
-def peak_device_bytes() -> tuple[int | None, str]:
-    """(peak bytes allocated on JAX's first device so far, where the figure comes from); None
-    where the backend keeps no allocator statistics (the CPU backend)."""
-    dev = jax.devices()[0]
-    stats = dev.memory_stats()
-    if stats is None or "peak_bytes_in_use" not in stats:
-        return None, f"not reported: {dev.platform} memory_stats() has no peak_bytes_in_use"
-    return int(stats["peak_bytes_in_use"]), f"{dev.platform} memory_stats()['peak_bytes_in_use']"
-
-
 def model_flops_per_token(cfg, seq: int) -> float:
     d, f, h, k, dh = cfg.hidden_size, cfg.intermediate_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
     per_layer = d * h * dh + 2 * d * k * dh + h * dh * d + 3 * d * f
@@ -227,7 +217,7 @@ def main():
             peer_t += [_timed(peer_step) for _ in range(args.iters)]
             line += f"   transformers {B * S / statistics.median(peer_t[-args.iters :]):7.1f} tok/s"
         print(line)
-    peak_bytes, peak_bytes_source = peak_device_bytes()
+    peak_bytes, peak_bytes_source = device.peak_device_bytes()
     peak_after = matmul_peak(args.dtype, platform, torch_device)
     peak = max(*peak_before.values(), *peak_after.values())
 

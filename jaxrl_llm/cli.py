@@ -152,9 +152,10 @@ def _run_config(path: str, overrides: Sequence[str]) -> config_lib.Config:
 
 
 def check_model(name: str) -> None:
-    """Raises ``UserError`` unless ``name`` is a built-in model or a directory holding a Hugging
-    Face checkpoint (``config.json`` and safetensors weights)."""
-    if name in models.list_models():
+    """Raises ``UserError`` unless ``name`` is a built-in model (a benchmark shape paired with a
+    tokenizer, ``models.zoo.with_tokenizer``, too) or a directory holding a Hugging Face checkpoint
+    (``config.json`` and safetensors weights)."""
+    if name.split(models.zoo.PAIRED, 1)[0] in models.list_models():
         return
     path = pathlib.Path(name)
     if not path.is_dir():

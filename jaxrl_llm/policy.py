@@ -64,7 +64,10 @@ def build_model(cfg: Config):
     the memory and compile controls ``model.remat`` and ``model.scan_layers``."""
     model, tokenizer = models.get_model(cfg.model.name, dtype="float32", seed=cfg.seed)
     if tokenizer is None:
-        raise ValueError(f"model {cfg.model.name!r} comes without a tokenizer; the trainer needs one")
+        raise ValueError(
+            f"model {cfg.model.name!r} comes without a tokenizer; the trainer needs one: pair it with one, "
+            f"model.name='{cfg.model.name}+synthetic' (models.zoo.with_tokenizer)"
+        )
     m = cfg.model
     run_cfg = model.cfg.replace(
         dtype=m.compute_dtype, attention_impl=m.attention, remat=m.remat, scan_layers=m.scan_layers

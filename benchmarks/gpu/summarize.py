@@ -1,4 +1,5 @@
-"""Prints one table of a run's benchmark JSON files (``forward_backward*.json``, ``sampling*.json``).
+"""Prints one table of a run's benchmark JSON files (``forward_backward*.json``, ``sampling*.json``,
+``rl_step*.json``).
 
     python benchmarks/gpu/summarize.py $OUT
 
@@ -9,6 +10,10 @@ Forward+backward rows also show the memory controls (``remat``; ``loop``: the la
 ``--scan-layers`` or a remat policy, or unrolled), the step's compile time (lower + compile; older
 files: the first call, compile included), the device's peak memory (``peak GiB``; a dash where
 the backend reports none, e.g. the CPU) and XLA's temporary buffers for the step (``temp GiB``).
+GRPO step rows (``rl_step.py``): seconds per step, ours split into sample / reward / update
+(log-probs + advantages + optimizer update), the first step (compilation included), completion
+tokens per second of step, ours' peak device memory, and TRL's seconds per step (its generate
+part) with the ratio (TRL / ours: > 1, ours faster).
 """
 
 from __future__ import annotations
@@ -92,6 +97,26 @@ def sampling_rows(path: str) -> list[str]:
     return lines
 
 
+def rl_step_rows(paths: list[str]) -> list[str]:
+    lines = [
+        f"{'GRPO step':21s} {'P x G x T':>11s} {'dtype':>9s} {'ours s':>7s} {'sample':>7s} {'reward':>7s} "
+        f"{'update':>7s} {'1st step':>8s} {'tok/s':>7s} {'peak GiB':>8s} {'TRL s':>7s} {'TRL gen':>7s} {'ratio':>6s}"
+    ]
+    for r in filter(None, (_load(path) for path in paths)):
+        ours, peer = r["ours"], r.get("peer_detail") or {}
+        size = f"{r['prompts']}x{r['samples_per_prompt']}x{r['new_tokens']}"
+        lines.append(
+            f"{r['model']:21s} {size:>11s} {r.get('dtype', 'float32'):>9s} {ours['seconds_per_step']:7.2f} "
+            f"{ours['sample_s']:7.2f} {ours['reward_s']:7.2f} {ours['update_s']:7.2f} {ours['first_step_s']:8.1f} "
+            f"{_f(ours.get('tokens_per_s'), '7.0f')} {_f(_gib(ours.get('peak_bytes_in_use')), '8.2f')} "
+            f"{_f(r['peer_seconds_per_step'], '7.2f')} {_f(peer.get('generate_s'), '7.2f')} "
+            f"{_f(r['ratio_vs_peer'], '6.2f')}"
+        )
+        if r.get("peer_note"):
+            lines.append(f"  {r['model']}: {r['peer_note']}")
+    return lines
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1 or not os.path.isdir(argv[0]):
         print(__doc__, file=sys.stderr)
@@ -100,6 +125,8 @@ def main(argv: list[str]) -> int:
     lines = forward_backward_rows(fb) if fb else ["forward+backward: no result file"]
     for path in sorted(glob.glob(os.path.join(argv[0], "sampling*.json"))) or [None]:
         lines += [""] + (sampling_rows(path) if path else ["sampling: no result file"])
+    rl = sorted(glob.glob(os.path.join(argv[0], "rl_step*.json")))
+    lines += [""] + (rl_step_rows(rl) if rl else ["GRPO step: no result file"])
     print("\n".join(lines))
     return 0
 

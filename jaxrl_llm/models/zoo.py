@@ -11,6 +11,8 @@
 |                         |        | experiment (small arithmetic reasoning-gym tasks on a CPU)      |
 | `llama-1b-random`       | 1.24B  | Llama-3.2-1B's shape, random weights, no tokenizer: benchmarks  |
 | `qwen2.5-1.5b-random`   | 1.54B  | Qwen2.5-1.5B's shape, random weights, no tokenizer: benchmarks  |
+| `tiny-random`           | ~0.3M  | ``tiny``'s shape with 256 ids, random weights, no tokenizer:    |
+|                         |        | the benchmark shapes' code paths at test size                   |
 
 The from-scratch models use the Qwen3 block (per-head q/k RMSNorm keeps attention logits bounded
 when training from random init) with tied embeddings; their vocabulary is the synthetic
@@ -20,6 +22,15 @@ The two 1B-class shapes copy the published configs (layers, widths, heads, vocab
 embeddings, Qwen2's q/k/v biases) with the decoder's random init: throughput does not depend on
 the weights, and the benchmarks feed random token ids. ``get_model`` returns them with tokenizer
 None (as the trainer's ``build_model`` then refuses them); ``get_tokenizer`` raises for them.
+
+Paired with a tokenizer: ``"<shape>+<tokenizer>"`` (``get_model("llama-1b-random+synthetic")``)
+is the shape with that tokenizer (any ``get_tokenizer`` name whose ids fit in the shape's
+vocabulary), so that the trainer can run it: what the GRPO step benchmark times at the 1B-class
+shape (``benchmarks/rl_step.py``). The shape's bos / eos / pad ids become the tokenizer's. The
+shape's vocabulary is larger than the tokenizer's, and random weights sample ids past it (the
+synthetic tokenizer's 101 ids leave 128155 of Llama-3.2-1B's 128256 rows unnamed): as for the
+from-scratch models' padded rows 101..127, nothing masks them in sampling, and decoding drops
+them (a tokenizer skips ids it has no token for), so they score as empty text.
 """
 
 from __future__ import annotations
@@ -112,6 +123,10 @@ QWEN25_1_5B = ModelConfig(
     bos_token_id=151643,
     eos_token_id=151643,
 )
+
+# ``tiny`` with a vocabulary past the synthetic tokenizer's 128 rows: the benchmark-shape paths
+# (a tokenizer paired in, ids it does not name) in tests and in the GPU script's CPU smoke run.
+TINY_RANDOM = TINY.replace(vocab_size=256)
 
 
 # The vision-language models' placeholder id: the last id of the 128-id synthetic vocabulary (the
@@ -230,6 +245,13 @@ MODELS = {
         _benchmark_shape(QWEN25_1_5B),
         _no_tokenizer("qwen2.5-1.5b-random"),
     ),
+    "tiny-random": ModelSpec(
+        "tiny-random",
+        f"tiny's shape with {TINY_RANDOM.vocab_size} ids, {TINY_RANDOM.num_params / 1e6:.2f}M params, random "
+        "weights, no tokenizer (tests of the benchmark-shape paths)",
+        _benchmark_shape(TINY_RANDOM),
+        _no_tokenizer("tiny-random"),
+    ),
     "tiny-vlm": ModelSpec(
         "tiny-vlm",
         "``tiny`` + a from-scratch SigLIP-architecture tower, 8x8 grey images (images:digits), synthetic tokenizer",
@@ -244,6 +266,7 @@ MODELS = {
     ),
 }
 VISION_MODELS = ("tiny-vlm", "tiny-vlm-16px")
+PAIRED = "+"  # "<shape>+<tokenizer>": a benchmark shape with a tokenizer (module docstring)
 
 
 def list_models() -> list[str]:
@@ -261,7 +284,8 @@ def get_model(name: str, *, dtype=None, seed: int = 0, mesh=None):
     the tokenizer is None for the random-weight benchmark shapes (and checkpoints without one).
 
     Args:
-      name: one of ``list_models()`` or a directory for ``load_pretrained``.
+      name: one of ``list_models()``, a directory for ``load_pretrained``, or a benchmark shape
+        paired with a tokenizer, ``"<shape>+<tokenizer>"`` (``with_tokenizer``).
       dtype: storage and compute dtype (default float32 for built-ins, the checkpoint's otherwise).
       seed: initialization seed of the from-scratch models.
       mesh: place the parameters on this mesh per ``jaxrl_llm.sharding.RULES``.
@@ -270,7 +294,33 @@ def get_model(name: str, *, dtype=None, seed: int = 0, mesh=None):
         return MODELS[name].build(dtype, seed, mesh)
     if os.path.isdir(name):
         return hf_io.load_pretrained(name, dtype=dtype, mesh=mesh)
-    raise KeyError(f"unknown model {name!r}; built-in: {list_models()}, or a local checkpoint directory")
+    if PAIRED in name:
+        shape, tokenizer = name.split(PAIRED, 1)
+        return with_tokenizer(shape, tokenizer, dtype=dtype, seed=seed, mesh=mesh)
+    raise KeyError(
+        f"unknown model {name!r}; built-in: {list_models()}, a local checkpoint directory, "
+        f"or '<shape>{PAIRED}<tokenizer>'"
+    )
+
+
+def with_tokenizer(shape: str, tokenizer: str, *, dtype=None, seed: int = 0, mesh=None):
+    """``(model, tokenizer)``: the built-in ``shape`` that comes without a tokenizer (a benchmark
+    shape, random weights) with the tokenizer ``get_tokenizer(tokenizer)``, whose ids must fit in
+    the shape's vocabulary; the model's bos / eos / pad ids become the tokenizer's."""
+    if shape not in MODELS:
+        raise KeyError(f"unknown model {shape!r} in {shape + PAIRED + tokenizer!r}; built-in: {list_models()}")
+    model, own = MODELS[shape].build(dtype, seed, mesh)
+    if own is not None:
+        raise ValueError(f"model {shape!r} has its own tokenizer; only a shape without one takes another")
+    tok = get_tokenizer(tokenizer)
+    if len(tok) > model.cfg.vocab_size:
+        raise ValueError(
+            f"tokenizer {tokenizer!r} has {len(tok)} ids, more than the {model.cfg.vocab_size} rows of {shape!r}"
+        )
+    model.cfg = model.cfg.replace(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+    )
+    return model, tok
 
 
 def get_tokenizer(name: str):
@@ -284,6 +334,8 @@ def get_tokenizer(name: str):
         if tok is None:
             raise FileNotFoundError(f"no tokenizer files in {name}")
         return tok
+    if PAIRED in name:  # a benchmark shape paired with a tokenizer: that tokenizer
+        return get_tokenizer(name.split(PAIRED, 1)[1])
     raise KeyError(
         f"unknown tokenizer {name!r}; known: {sorted(tokenizers_.TOKENIZERS) + list_models()} or a directory"
     )
