@@ -140,29 +140,29 @@ SMALL = spo_tree.Config(
 
 
 def edge_batch(prompt_ids, pending, slots, values, W=3):
+    """Rows that are also the step's new edges (``step_edges``, one per row, ``pending`` as given)."""
     B = len(prompt_ids)
     tok = np.arange(B * W, dtype=np.int32).reshape(B, W) + 100 * np.asarray(values, np.int32)[:, None]
     ones = np.ones((B, W), np.float32)
-    return Rollout.from_mapping(
-        {
-            "tokens": tok,
-            "mask": ones,
-            "loss_mask": ones,
-            "policy_logprobs": -ones,
-            "sampler_logprobs": -ones,
-            "lengths": np.full(B, W, np.int32),
-            "prompt_ids": np.asarray(prompt_ids, np.int32),
-            "node_values": np.asarray(values, np.float32),
-            "parent_values": np.zeros(B, np.float32),
-            "sibling_std": np.zeros(B, np.float32),
-            "depth": np.ones(B, np.int32),
-            "tree_mask": ones,
-            "segment_mask": ones,
-            "edge_valid": np.ones(B, np.float32),
-            "edge_pending": np.asarray(pending, np.float32),
-            "buffer_slot": np.asarray(slots, np.int32),
-        }
-    )
+    rows = {
+        "tokens": tok,
+        "mask": ones,
+        "loss_mask": ones,
+        "policy_logprobs": -ones,
+        "sampler_logprobs": -ones,
+        "lengths": np.full(B, W, np.int32),
+        "prompt_ids": np.asarray(prompt_ids, np.int32),
+        "node_values": np.asarray(values, np.float32),
+        "parent_values": np.zeros(B, np.float32),
+        "sibling_std": np.zeros(B, np.float32),
+        "depth": np.ones(B, np.int32),
+        "tree_mask": ones,
+        "segment_mask": ones,
+        "edge_valid": np.ones(B, np.float32),
+        "buffer_slot": np.asarray(slots, np.int32),
+    }
+    edges = {name: rows[name] for name in spo_tree.BUFFER_FIELDS} | {"pending": np.asarray(pending, np.float32)}
+    return Rollout.from_mapping(rows | {"step_edges": {k: v[:, None] for k, v in edges.items()}})
 
 
 def test_edge_buffer_push_replay_remove_and_age():

@@ -12,7 +12,8 @@ import pytest
 from flax import nnx
 from test_registry_train import tiny_run
 
-from jaxrl_llm import checkpoint, metrics_log, sampling, train
+from jaxrl_llm import algorithms, checkpoint, metrics_log, sampling, train, update
+from jaxrl_llm.algorithms import spo_tree
 from jaxrl_llm.models import Decoder, ModelConfig, completion_logprobs
 from jaxrl_llm.rollouts import chain, tree
 from jaxrl_llm.sampling import cached
@@ -151,34 +152,130 @@ def tree_trainer(tmp_path_factory):
     tr.close()
 
 
+def step_edges(rollout, E):
+    """The E new edges that ride along with a batch (``tree.pack_edges`` undone)."""
+    return {k: v.reshape((-1,) + v.shape[2:])[:E] for k, v in rollout.extras["step_edges"].items()}
+
+
 def test_tree_kind_rows_replay_and_buffer(tree_trainer):
     tr = tree_trainer
     a = tr.cfg.algo
     state = tr.algo.init_state(a)
     rollout, m = tr.kind.collect(tr.ctx, jax.random.key(0), state)
-    E = 2 * (2 + 4)  # P = 2 trees of branching (2, 2)
-    assert rollout.num_rows == E + a.replay_rows and rollout.tokens.shape[1] == a.path_width
-    new = slice(0, E)
-    assert m["tree/edges"] == rollout.extras["edge_valid"][new].sum() and m["tree/replayed"] == 0
-    assert m["tree/sampled_tokens"] == rollout.extras["segment_mask"][new].sum()
+    E, N = 2 * (2 + 4), 2 * a.edges_per_question  # P = 2 trees of branching (2, 2); at most N edges train
+    assert rollout.num_rows == N + a.replay_rows and rollout.tokens.shape[1] == a.path_width
+    new = slice(0, N)
+    edges = step_edges(rollout, E)
+    assert m["tree/edges"] == (edges["segment_mask"].sum(1) > 0).sum()
+    assert m["tree/sampled_tokens"] == edges["segment_mask"].sum()
     trained = rollout.loss_mask[new].sum(1) > 0
-    assert trained.sum() <= 2 * a.edges_per_question
-    assert not (trained & (rollout.extras["edge_pending"][new] > 0)).any()
-    assert not rollout.loss_mask[E:].any()  # nothing buffered yet: replay rows inert
+    assert trained.sum() == m["tree/edges_trained"] and trained.sum() <= N
+    np.testing.assert_array_equal(rollout.extras["edge_valid"][new] > 0, trained)
+    # every edge with loss tokens either trains now or waits in the buffer
+    has_loss = (edges["segment_mask"] * (np.exp(edges["policy_logprobs"]) < a.prob_threshold)).sum(1) > 0
+    assert trained.sum() + edges["pending"].sum() == has_loss.sum()
+    assert not edges["pending"][~has_loss].any()
+    assert not rollout.loss_mask[N:].any()  # nothing buffered yet: replay rows inert
     batch = rollout.with_items(old_logprobs=rollout.policy_logprobs)
     state = jax.jit(tr.algo.update_state, static_argnums=(2,))(state, batch, a)
     buffered = int(np.asarray(state["buffer"]["valid"]).sum())
-    assert buffered == int(rollout.extras["edge_pending"].sum())
+    assert buffered == int(edges["pending"].sum())
     if buffered:  # next step: buffered edges come back as replay rows, rebuilt from the state
         again, m2 = tr.kind.collect(tr.ctx, jax.random.key(1), state)
         assert m2["tree/replayed"] > 0
-        slots = again.extras["buffer_slot"][E:]
+        slots = again.extras["buffer_slot"][N:]
         used = slots >= 0
         buf = jax.tree.map(np.asarray, state["buffer"])
-        np.testing.assert_array_equal(again.tokens[E:][used], buf["tokens"][slots[used]])
+        np.testing.assert_array_equal(again.tokens[N:][used], buf["tokens"][slots[used]])
         np.testing.assert_array_equal(
-            again.policy_logprobs[E:][used], buf["policy_logprobs"][slots[used]] * buf["tree_mask"][slots[used]]
+            again.policy_logprobs[N:][used], buf["policy_logprobs"][slots[used]] * buf["tree_mask"][slots[used]]
         )
+
+
+def test_tree_rows_do_not_grow_with_the_tree_and_split_into_micro_batches(tmp_path, monkeypatch):
+    """The memory fix: the update's rows are the edges that can train, not every potential edge
+    (each row is a forward and backward pass over the whole path; the rows of every edge, 580 at
+    branching (6, 6, 6), held ~22 GB in one pass with ``tiny``), and their count is a multiple of
+    ``train.micro_batch_size``, which the update then uses (E + R = 43 rows here did not divide)."""
+    run = tiny_run(
+        tmp_path / "run",
+        "spo_tree",
+        *TREE,
+        "algo.branching=[4, 4]",
+        "algo.replay_rows=3",
+        "train.micro_batch_size=4",
+    )
+    tr = train.Trainer(run)
+    seen = []
+    step = update.Updater.step
+
+    def spy(self, name, tx, loss_fn, trainable, opt_state, inputs, batch, scalars, micro_batch_size):
+        seen.append((inputs["tokens"].shape[0], micro_batch_size))
+        return step(self, name, tx, loss_fn, trainable, opt_state, inputs, batch, scalars, micro_batch_size)
+
+    monkeypatch.setattr(update.Updater, "step", spy)
+    try:
+        a = tr.cfg.algo
+        rollout, _ = tr.kind.collect(tr.ctx, jax.random.key(0), tr.state.algo_arrays())
+        E = 2 * (4 + 16)
+        assert rollout.num_rows == 12  # 2 * 3 new + 3 replay rows, rounded up to a multiple of 4
+        assert rollout.extras["step_edges"]["tokens"].shape[:2] == (12, 4)  # the 40 edges ride along
+        assert step_edges(rollout, E)["tokens"].shape == (E, a.path_width)
+        m = train.rl_step(tr, metrics_log.Timer())
+    finally:
+        tr.close()
+    assert seen == [(12, 4)] and np.isfinite(m["loss"])
+
+
+def test_training_rows_give_the_loss_and_gradient_of_every_edge_as_a_row(model, grown):
+    """Only the taken edges (and the replay rows) as rows, padded with inert copies: the loss and
+    its gradient equal those of the batch that held every potential edge as a row."""
+    prompts, pmask, _, t = grown
+    rng = np.random.default_rng(0)
+    rewards = np.where(t.leaf, rng.integers(0, 2, t.leaf.shape), np.nan).astype(np.float32)
+    t = dataclasses.replace(t, rewards=rewards, values=tree.node_values(t.parent, t.valid, t.leaf, rewards))
+    new = tree.edge_rows(t, prompts, pmask, np.array([11, 12]), prob_threshold=0.9)
+    E = new.num_rows
+    candidates = np.flatnonzero((new.extras["edge_valid"] > 0) & (new.loss_mask.sum(1) > 0))
+    take = np.zeros(E, bool)
+    take[candidates[::2]] = True
+    replayed = jax.tree.map(lambda x: np.asarray(x)[candidates[1:4]], new).with_items(
+        buffer_slot=np.array([0, 1, 2], np.int32)
+    )
+    assert 1 < take.sum() <= 5
+    old_layout = jax.tree.map(
+        lambda *xs: np.concatenate(xs),
+        new.replace(loss_mask=new.loss_mask * take[:, None]).with_items(buffer_slot=np.full(E, -1, np.int32)),
+        replayed,
+    )
+    rows = tree.training_rows(new, take, replayed, new_rows=5, multiple=4)
+    assert rows.num_rows == 8 < old_layout.num_rows  # 5 + 3
+
+    cfg = spo_tree.Config(branching=BRANCHING, segment_len=M, last_segment_len=LAST)
+    algo = algorithms.get("spo_tree")
+    graphdef, params = nnx.split(model)
+
+    def loss_and_grad(rollout):
+        old = jnp.asarray(rollout.policy_logprobs) - 0.05 * jnp.asarray(rollout.mask)
+        batch, _ = algorithms.make_batch(
+            algo, rollout.with_items(old_logprobs=old, ref_logprobs=old - 0.1), cfg, algo.init_state(cfg)
+        )
+        tokens, attention = train.model_inputs(rollout)
+        T = rollout.tokens.shape[1]
+
+        def loss(p):
+            logp = completion_logprobs(nnx.merge(graphdef, p), jnp.asarray(tokens), jnp.asarray(attention), T)
+            return spo_tree.loss(logp, batch, cfg)[0]
+
+        return jax.value_and_grad(loss)(params)
+
+    want_loss, want_grad = loss_and_grad(old_layout)
+    got_loss, got_grad = loss_and_grad(rows)
+    assert float(want_loss) != 0.0
+    # equal up to f32 summation order (the whitened advantages make the loss a near-cancelling sum)
+    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5, atol=1e-8)
+    for g, w in zip(jax.tree.leaves(got_grad), jax.tree.leaves(want_grad)):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6 * np.abs(w).max())
 
 
 def test_chain_kind_cutpoints_values_and_token_budget(tmp_path):

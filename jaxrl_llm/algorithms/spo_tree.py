@@ -47,8 +47,11 @@ Code vs paper, and the choices here:
     ``A != 0``: ``drop_zero_adv``.
   * The code's last level is bounded only by the max response length; here ``last_segment_len``.
   * ``sibling_std`` (adv_method "grpo") is the population std of the siblings' values.
-  * Static shapes: the batch is every potential edge of this step's trees (those not trained have
-    ``loss_mask`` 0) plus ``replay_rows`` rows for buffered edges; the buffer holds
+  * Static shapes: the batch is ``min(E, P * edges_per_question)`` rows for this step's E potential
+    edges (the most that can be sampled; unused rows have ``loss_mask`` 0) plus ``replay_rows``
+    rows for buffered edges, padded to the trainer's micro-batches (``rollouts/tree.py``);
+    ``num_seqs``, which the ``seq_mean_*`` aggregations divide by, counts these rows. Every
+    potential edge reaches ``update_state`` beside the rows (``step_edges``). The buffer holds
     ``buffer_size`` edges (the youngest win when it is full). The code's batch size varies.
   * Buffered edges keep the log-probs of the step that sampled them as pi_old.
 
@@ -110,7 +113,7 @@ class Config:
     kl_estimator: str = "k3"  # "control_variate" in the code
     kl_clamp: float | None = None
     aggregation: str = "token_mean"
-    edges_per_question: int = 32  # edges sampled per question per step
+    edges_per_question: int = 32  # edges sampled per question per step (bounds the batch's new rows)
     max_age: int = 8  # steps an unsampled edge stays usable
     buffer_size: int = 1024  # edges the buffer holds (static)
     replay_rows: int = 64  # rows per step for buffered edges (static)
@@ -246,26 +249,30 @@ def select_edges(state: Any, rollout: Rollout, key: Array, cfg: Config) -> tuple
 
 def update_state(state: Any, batch: Batch, cfg: Config) -> dict[str, Any]:
     """Replayed edges leave the buffer, every edge ages by one step, edges older than ``max_age``
-    leave, and this step's untrained new edges (``edge_pending``) join with age 1; when more than
-    ``buffer_size`` remain, the youngest are kept. Pure and jittable (static shapes)."""
+    leave, and this step's untrained new edges (``pending``) join with age 1; when more than
+    ``buffer_size`` remain, the youngest are kept. Pure and jittable (static shapes).
+
+    Reads the rows' ``buffer_slot`` [B] and the step's new edges ``step_edges`` (``BUFFER_FIELDS``
+    and ``pending``, packed [B, k, ...] by the ``tree`` kind: every potential edge, not only the
+    rows that train)."""
     b = state["buffer"]
     C, W = b["tokens"].shape
-    if batch["tokens"].shape[1] != W:
+    edges = {name: jnp.asarray(x).reshape((-1,) + x.shape[2:]) for name, x in batch["step_edges"].items()}
+    if edges["tokens"].shape[1] != W:
         raise ValueError(
-            f"spo_tree.update_state: rows are {batch['tokens'].shape[1]} tokens wide, the buffer {W} "
+            f"spo_tree.update_state: edges are {edges['tokens'].shape[1]} tokens wide, the buffer {W} "
             "(branching, segment_len, last_segment_len changed?)"
         )
     slot = jnp.asarray(batch["buffer_slot"], jnp.int32)
     replayed = jnp.zeros((C,), jnp.bool_).at[jnp.where(slot >= 0, slot, C)].set(True, mode="drop")
     age = b["age"] + 1
     keep_old = (b["valid"] > 0) & ~replayed & (age <= cfg.max_age)
-    pending = jnp.asarray(batch["edge_pending"]) > 0  # [B]
+    pending = edges["pending"] > 0  # [E]
     keep = jnp.concatenate([keep_old, pending])
-    ages = jnp.concatenate([age, jnp.ones_like(slot)])
+    ages = jnp.concatenate([age, jnp.ones(pending.shape, jnp.int32)])
     order = jnp.argsort(jnp.where(keep, ages, jnp.iinfo(jnp.int32).max), stable=True)[:C]
     rows = {
-        name: jnp.concatenate([b[name], jnp.asarray(batch[name]).astype(dtype)])[order]
-        for name, (_, dtype) in BUFFER_FIELDS.items()
+        name: jnp.concatenate([b[name], edges[name].astype(dtype)])[order] for name, (_, dtype) in BUFFER_FIELDS.items()
     }
     rows["age"] = jnp.where(keep[order], ages[order], 0).astype(jnp.int32)
     rows["valid"] = keep[order].astype(jnp.int32)

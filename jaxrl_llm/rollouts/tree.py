@@ -32,16 +32,26 @@ children), ``depth``, ``tree_mask`` / ``segment_mask`` [B, W] (the attention mas
 kept because the loss batch replaces ``mask`` by ``loss_mask``).
 
 Replay: the method's ``select_edges(state, rollout, key, cfg) -> (take [E] bool, replay_slots [R])``
-hook picks which of the E new edges train now and which buffered edges of its state replay (SPO's
-on-policy edge buffer, ``algorithms/spo_tree.py``). The batch is the E new rows (``loss_mask``
-zeroed on the ones not taken; ``edge_pending`` = 1 on those to be buffered) followed by R replay rows
-rebuilt from the state (``buffer_slot`` >= 0; unused replay rows are inert copies). The method's
-``update_state`` then pushes the pending edges and removes the replayed ones.
+hook picks which of the E new edges (every non-root node: ``edge_rows``) train now and which
+buffered edges of its state replay (SPO's on-policy edge buffer, ``algorithms/spo_tree.py``).
 
-The method's config must carry ``branching``, ``segment_len``, ``last_segment_len`` and
-``prob_threshold``. Metrics: ``tree/sampled_tokens`` (every token decoded), ``tree/prefill_time``,
-``tree/decode_time``, ``tree/prefill_frac``, ``tree/leaves``, ``tree/edges``, ``tree/edges_trained``,
-``tree/replayed``, reward and length statistics of the leaves.
+The batch holds only rows that can train (``training_rows``): the taken new edges and inert copies
+of one, ``min(E, P * edges_per_question)`` rows (the most a step can take), then the R replay rows
+rebuilt from the state (``buffer_slot`` >= 0; unused replay rows are inert copies); more inert
+copies round the count up to a multiple of ``train.num_minibatches * train.micro_batch_size``. Not
+a row per potential edge: the update runs a forward and backward pass over every row's prompt and
+path, so its memory grew with the trees (branching (6, 6, 6), 2 prompts of 192 tokens, W = 316: 580
+rows, of which at most 128 could train, at ~38 MB of activations a row with the 0.3M-parameter
+``tiny`` model, ~22 GB in one pass). Every new edge still reaches the method's buffer:
+``extras["step_edges"]`` holds the E edges' ``EDGE_FIELDS`` and ``pending`` (1 on the valid edges
+not taken that have loss tokens), packed [rows, k, ...] (``pack_edges``) so that they follow the
+batch's rows. The method's ``update_state`` then pushes the pending edges and removes the replayed
+ones.
+
+The method's config must carry ``branching``, ``segment_len``, ``last_segment_len``,
+``prob_threshold`` and ``edges_per_question``. Metrics: ``tree/sampled_tokens`` (every token
+decoded), ``tree/prefill_time``, ``tree/decode_time``, ``tree/prefill_frac``, ``tree/leaves``,
+``tree/edges``, ``tree/edges_trained``, ``tree/replayed``, reward and length statistics of the leaves.
 """
 
 from __future__ import annotations
@@ -60,6 +70,22 @@ from jaxrl_llm.rollouts.base import Context, Kind
 from jaxrl_llm.rollouts.group import draw_from_stream, pad_cat
 from jaxrl_llm.sampling import cached
 from jaxrl_llm.types import Example, Rollout
+
+# What a method's edge buffer may keep of a new edge: ``edge_rows``' per-edge arrays (fields and
+# extras) that ride along with the training rows in ``extras["step_edges"]``.
+EDGE_FIELDS = (
+    "tokens",
+    "tree_mask",
+    "segment_mask",
+    "policy_logprobs",
+    "sampler_logprobs",
+    "node_values",
+    "parent_values",
+    "sibling_std",
+    "depth",
+    "lengths",
+    "prompt_ids",
+)
 
 
 @dataclasses.dataclass
@@ -365,10 +391,49 @@ def replay_rows(ctx: Context, state: Any, slots: np.ndarray, fallback: Rollout, 
     )
 
 
+def training_rows(new: Rollout, take: np.ndarray, replayed: Rollout | None, new_rows: int, multiple: int) -> Rollout:
+    """The rows the update sees: the taken new edges (node order), inert copies of the first new
+    row, then ``replayed`` (the method's replay rows, or None).
+
+    ``new_rows + R`` rows (``new_rows``: the most new edges a step can take; R: ``replayed``'s
+    rows) rounded up to a multiple of ``multiple`` (so that ``train.num_minibatches`` and
+    ``train.micro_batch_size`` divide them): a static count that does not grow with the trees,
+    whose E - ``new_rows`` other edges would each cost the update a forward and backward pass over
+    the whole path for nothing. The copies train nothing (``loss_mask``, ``segment_mask`` and
+    ``edge_valid`` 0); ``buffer_slot`` is -1 on every new row.
+    """
+    taken = np.flatnonzero(take)
+    if taken.size > new_rows:
+        raise ValueError(f"tree: {taken.size} new edges taken, more than the {new_rows} a step's rows hold")
+    R = 0 if replayed is None else replayed.num_rows
+    total = -(-(new_rows + R) // multiple) * multiple
+    at = np.concatenate([taken, np.zeros(total - R - taken.size, np.int64)])
+    live = (np.arange(at.size) < taken.size).astype(np.float32)
+    rows = jax.tree.map(lambda x: np.asarray(x)[at], new)
+    rows = rows.replace(loss_mask=rows.loss_mask * live[:, None]).with_items(
+        edge_valid=rows.extras["edge_valid"] * live,
+        segment_mask=rows.extras["segment_mask"] * live[:, None],
+        buffer_slot=np.full(at.size, -1, np.int32),
+    )
+    return rows if replayed is None else jax.tree.map(lambda *xs: pad_cat(xs), rows, replayed)
+
+
+def pack_edges(edges: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+    """Per-edge arrays [E, ...] laid out [rows, k, ...] with k = ceil(E / rows), zero-padded at the
+    end, so that they ride along with a batch of ``rows`` rows: every leaf of a batch is split by
+    row (minibatches, micro-batches), and ``x.reshape(-1, *x.shape[2:])`` gives the E edges back
+    in order, then the padding."""
+    E = next(iter(edges.values())).shape[0]
+    k = max(-(-E // rows), 1)
+    pad = lambda x: np.concatenate([x, np.zeros((rows * k - E,) + x.shape[1:], x.dtype)])
+    return {name: pad(np.asarray(x)).reshape((rows, k) + x.shape[1:]) for name, x in edges.items()}
+
+
 def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str, float]]:
-    """P prompts from the task stream, a tree each, one row per edge, plus the method's replay."""
-    a = ctx.algo_cfg
-    P = ctx.cfg.train.prompts_per_step
+    """P prompts from the task stream, a tree each, the rows of the edges that train plus the
+    method's replay, and every new edge for the method's buffer (module docstring)."""
+    a, t = ctx.algo_cfg, ctx.cfg.train
+    P = t.prompts_per_step
     examples, ids = draw_from_stream(ctx, P, jax.random.fold_in(key, 1), state)
     t0 = time.perf_counter()
     prompt_tokens, prompt_mask = ctx.policy.encode_prompts(examples)
@@ -388,18 +453,18 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
     reward_time = time.perf_counter() - t0
     new = edge_rows(tree, prompt_tokens, prompt_mask, ids, a.prob_threshold)
     take, slots = ctx.algo.hooks["select_edges"](state, new, jax.random.fold_in(key, 2), a)
-    take = np.asarray(take, bool) & (new.extras["edge_valid"] > 0)
+    valid = new.extras["edge_valid"] > 0
+    take = np.asarray(take, bool) & valid
     slots = np.asarray(slots, np.int64)
-    pending = (new.extras["edge_valid"] > 0) & ~take & (new.loss_mask.sum(axis=1) > 0)
-    new = new.replace(loss_mask=new.loss_mask * take[:, None]).with_items(
-        edge_pending=pending.astype(np.float32), buffer_slot=np.full(take.shape[0], -1, np.int32)
-    )
-    rollout = new
+    pending = valid & ~take & (new.loss_mask.sum(axis=1) > 0)
+    replayed = None
     if slots.size:
-        old = replay_rows(ctx, state, slots, new, a.prob_threshold).with_items(
-            edge_pending=np.zeros(slots.shape[0], np.float32), buffer_slot=slots.astype(np.int32)
-        )
-        rollout = jax.tree.map(lambda *xs: pad_cat(xs), new, old)
+        replayed = replay_rows(ctx, state, slots, new, a.prob_threshold).with_items(buffer_slot=slots.astype(np.int32))
+    new_rows = min(new.num_rows, P * a.edges_per_question)
+    rollout = training_rows(new, take, replayed, new_rows, max(t.num_minibatches, 1) * max(t.micro_batch_size, 1))
+    edges = {name: new[name] for name in EDGE_FIELDS} | {"pending": pending.astype(np.float32)}
+    rollout = rollout.with_items(step_edges=pack_edges(edges, rollout.num_rows))
+    segment_tokens = new.extras["segment_mask"].sum() + (0.0 if replayed is None else replayed["segment_mask"].sum())
     leaves = int(tree.leaf.sum())
     metrics.update(
         {
@@ -410,10 +475,10 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
             "tree/decode_time": tree.decode_time,
             "tree/prefill_frac": tree.prefill_time / max(tree.prefill_time + tree.decode_time, 1e-9),
             "tree/leaves": float(leaves),
-            "tree/edges": float(new.extras["edge_valid"].sum()),
+            "tree/edges": float(valid.sum()),
             "tree/edges_trained": float(take.sum()),
             "tree/replayed": float((slots >= 0).sum()),
-            "tree/frac_loss_tokens": float(rollout.loss_mask.sum() / max(rollout.extras["segment_mask"].sum(), 1.0)),
+            "tree/frac_loss_tokens": float(rollout.loss_mask.sum() / max(segment_tokens, 1.0)),
         }
     )
     return rollout, metrics
