@@ -158,6 +158,38 @@ def test_runner_weights_and_per_fn_info():
     np.testing.assert_array_equal(serial, r)
 
 
+class CountingReward:
+    """Records every (completion, example id) it scores; in-process runners only."""
+
+    name = "counting"
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, completion, example):
+        self.calls.append((completion, example.id))
+        if completion == "boom":
+            raise RuntimeError("boom")
+        return float(len(completion))
+
+
+def test_runner_scores_a_completion_repeated_for_the_same_example_once():
+    group, other = _ex("1"), _ex("1")  # equal examples, distinct objects: scored apart
+    comps = ["ab", "ab", "abc", "ab", "ab", "boom", "boom"]
+    exs = [group, group, group, group, other, group, group]
+    fn = CountingReward()
+    r, info = RewardRunner([(fn, 1.0)], num_workers=0).score(comps, exs)
+    np.testing.assert_array_equal(r, [2, 2, 3, 2, 2, 0, 0])
+    assert fn.calls == [("ab", "ex-1"), ("abc", "ex-1"), ("ab", "ex-1"), ("boom", "ex-1")]
+    assert info["failures"] == {"counting": 2}  # per item: both repeats of the failed one count
+    with RewardRunner([(rewards.boxed_format, 1.0)], num_workers=2, timeout_s=30) as runner:
+        pooled, _ = runner.score([r"\boxed{1}", r"\boxed{1}", "x", r"\boxed{1}"], [group, group, group, other])
+    np.testing.assert_array_equal(pooled, [1, 1, 0, 1])
+    with RewardRunner([(hangs, 1.0)], num_workers=1, timeout_s=1.0) as runner:
+        _, info = runner.score(["x", "x", "x"], [group] * 3)  # one timeout, not three
+    assert info["timeouts"] == {"hangs": 3} and info["worker_restarts"] == 1
+
+
 def test_runner_survives_hostile_reward_functions():
     fns = [
         (hangs, 1.0),

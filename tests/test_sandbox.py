@@ -258,13 +258,17 @@ def _cmdlines_with(text: str) -> list[int]:
 def test_sandbox_limit_fires_before_the_runner_timeout(tmp_path, monkeypatch):
     """The issue's setting (sandbox wall limit == runner timeout), with 2 s instead of 10 s: the
     sandbox must end each run itself, so nothing is left behind."""
+    # The forkserver the workers come from (with its folder and resource tracker) outlives this
+    # test: start it before the test's folder and process checks, as an earlier test would have.
+    RewardRunner([(rewards.humaneval_tests, 1.0)], num_workers=1).close()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the runner's workers keep their runs
     ex = _problem()
     ex = type(ex)(ex.prompt, ex.answer, {**ex.metadata, "sandbox_limits": sandbox.SandboxLimits(timeout_s=2.0)}, ex.id)
-    sleeper = _hostile_humaneval("import time\ntime.sleep(60)")
+    # four distinct completions (the runner scores a repeated one once), two per worker
+    sleepers = [_hostile_humaneval(f"import time\ntime.sleep(60 + {i})") for i in range(4)]
     before = set(_pids())
     with RewardRunner([(rewards.humaneval_tests, 1.0)], num_workers=2, timeout_s=2.0) as runner:
-        r, info = runner.score([sleeper] * 4, [ex] * 4)
+        r, info = runner.score(sleepers, [ex] * 4)
         assert r.tolist() == [0.0] * 4
         assert info["timeouts"]["humaneval_tests"] == 0 and info["failures"]["humaneval_tests"] == 0
         assert info["worker_restarts"] == 0

@@ -221,6 +221,11 @@ class RewardRunner:
     def score(self, completions: Sequence[str], examples: Sequence[Example]) -> tuple[np.ndarray, dict[str, Any]]:
         """Score ``completions[i]`` against ``examples[i]``.
 
+        Reward functions are pure, so a completion repeated for the same ``Example`` object (a
+        group's samples share their prompt's object) is scored once and its result, failure or
+        timeout copied to the repeats: a group of 8 identical programs costs one sandboxed test
+        run, not 8. Counts in ``info`` are still per item.
+
         Returns:
           rewards: [N] f32 weighted sums.
           info: ``per_fn`` {name: [N] f32 raw (unweighted) rewards, 0 where failed},
@@ -231,9 +236,11 @@ class RewardRunner:
         if len(completions) != len(examples):
             raise ValueError(f"RewardRunner.score: {len(completions)} completions but {len(examples)} examples")
         n = len(completions)
+        first: dict[tuple[int, str], int] = {}
+        source = np.array([first.setdefault((id(examples[i]), completions[i]), i) for i in range(n)], np.int64)
         per_fn = np.zeros((len(self._fns), n), dtype=np.float64)  # [K, N]
-        failures = np.zeros(len(self._fns), dtype=np.int64)
-        timeouts = np.zeros(len(self._fns), dtype=np.int64)
+        failed = np.zeros((len(self._fns), n), dtype=bool)
+        timed_out = np.zeros((len(self._fns), n), dtype=bool)
         errors: dict[str, str] = {}
 
         def record(job, status, value):
@@ -241,15 +248,17 @@ class RewardRunner:
             if status == "ok":
                 per_fn[k, i] = value
                 return
-            (timeouts if status == "timeout" else failures)[k] += 1
+            (timed_out if status == "timeout" else failed)[k, i] = True
             errors.setdefault(self.names[k], f"item {i}: {value}")
 
-        jobs = [(k, i) for i in range(n) for k in range(len(self._fns))]
+        jobs = [(k, i) for i in np.flatnonzero(source == np.arange(n)).tolist() for k in range(len(self._fns))]
         if self.num_workers == 0:
             for k, i in jobs:
                 record((k, i), *_evaluate(self._fns[k], completions[i], examples[i]))
         else:
             self._run_pool(deque(jobs), completions, examples, record)
+        per_fn, failed, timed_out = per_fn[:, source], failed[:, source], timed_out[:, source]
+        failures, timeouts = failed.sum(axis=1), timed_out.sum(axis=1)
 
         weights = np.array([w for _, w in self.fns_with_weights])
         rewards = (weights[:, None] * per_fn).sum(axis=0).astype(np.float32)  # [N]
