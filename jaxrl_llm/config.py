@@ -113,7 +113,10 @@ class TrainConfig:
     group_size: int = 8
     num_iterations: int = 1  # mu: epochs of updates per rollout batch
     num_minibatches: int = 1  # optimizer updates per epoch
-    micro_batch_size: int = 0  # 0 = the whole minibatch in one pass
+    # Rows per micro-batch of the update (0 = the whole minibatch in one pass), and per chunk of
+    # the whole-batch forward passes before it: pi_ref, a recomputed pi_old, the critic's values
+    # (``Policy.by_row_chunks``, the chunk a multiple of mesh data x fsdp; 0 = all rows at once).
+    micro_batch_size: int = 0
     # Where pi_old comes from: "sampler" uses the sampler's log-probs of the unmodified policy
     # (free, exact when sampler and trainer numerics agree); "recompute" runs a forward pass with
     # the pre-update params (robust to sampler/trainer numeric mismatch, e.g. bf16 KV caches).
@@ -320,6 +323,30 @@ def _walk(obj: Any, prefix: str = ""):
 DECODE_BACKENDS = ("auto", "xla", "cpu", "ragged")
 
 
+# The rollout kinds whose step is exactly prompts_per_step x group_size rows: ``validate`` checks
+# train.num_minibatches and train.micro_batch_size against that count before anything runs. Other
+# kinds produce other counts (pairs, refuel_pairs, latent_space: 2 rows a prompt; pref_groups: the
+# on-policy rows plus static groups; tree: the edges that train plus replay), known only once
+# collected; the update checks every kind's real count where it splits the rows (update.check_rows).
+PROMPT_GROUP_KINDS = frozenset(
+    {
+        "group",
+        "greedy_baseline",
+        "budgeted",
+        "single_stream",
+        "self_judged",
+        "rubric",
+        "chain",
+        "reset",
+        "window",
+        "episode",
+        "replay_episode",
+        "tool_tree",
+        "dialogue_tree",
+    }
+)
+
+
 def validate(cfg: Config) -> Config:
     """Checks ranges, literal choices and cross-field constraints; raises ``ConfigError``."""
     if not isinstance(cfg, Config):
@@ -345,15 +372,6 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"sampling.backend must be one of {list(DECODE_BACKENDS)}, got {s.backend!r}")
     if cfg.optim.learning_rate <= 0 or cfg.sft.learning_rate <= 0:
         raise ConfigError("optim.learning_rate and sft.learning_rate must be > 0")
-    batch = t.prompts_per_step * t.group_size
-    if batch % t.num_minibatches:
-        raise ConfigError(
-            f"train.num_minibatches={t.num_minibatches} must divide the rollout batch "
-            f"prompts_per_step*group_size={batch}"
-        )
-    minibatch = batch // t.num_minibatches
-    if t.micro_batch_size and minibatch % t.micro_batch_size:
-        raise ConfigError(f"train.micro_batch_size={t.micro_batch_size} must divide the minibatch size {minibatch}")
     if t.rollout_correction_cap <= 0 or not 0 <= t.rollout_correction_low < t.rollout_correction_high:
         raise ConfigError(
             "train.rollout_correction_cap must be > 0 and 0 <= rollout_correction_low < "
@@ -376,6 +394,16 @@ def validate(cfg: Config) -> Config:
             f"train.rollout={t.rollout!r}: algorithm {cfg.algorithm!r} reads the rows of the kinds "
             f"{list(algo.rollouts)} only (its module's ROLLOUTS)"
         )
+    if (t.rollout or algo.rollout) in PROMPT_GROUP_KINDS:  # the kind's row count is known now
+        batch = t.prompts_per_step * t.group_size
+        if batch % t.num_minibatches:
+            raise ConfigError(
+                f"train.num_minibatches={t.num_minibatches} must divide the rollout batch "
+                f"prompts_per_step*group_size={batch}"
+            )
+        minibatch = batch // t.num_minibatches
+        if t.micro_batch_size and minibatch % t.micro_batch_size:
+            raise ConfigError(f"train.micro_batch_size={t.micro_batch_size} must divide the minibatch size {minibatch}")
     reason = algo.check_config(resolved)
     if reason:
         raise ConfigError(f"algorithm {cfg.algorithm!r} cannot run this config: {reason}")

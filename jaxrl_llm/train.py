@@ -12,7 +12,9 @@
                    (``train.staleness`` k > 0 or ``mesh.sampler_devices`` > 0, ``offpolicy.py``): the
                    rollout the sampler produced k steps ago, while it samples the one k steps ahead
        log-probs   pi_old (the sampler's, or recomputed), pi_ref when ``beta`` > 0, the critic's
-                   values V_old for methods with one, the rollout correction (``is_weights``)
+                   values V_old for methods with one (forward passes in chunks of
+                   ``train.micro_batch_size`` rows, ``Policy.by_row_chunks``), the rollout
+                   correction (``is_weights``)
        advantages  ``algorithms.make_batch``: reward shaping, advantages, the loss ``Batch``
        update      ``num_iterations`` epochs of ``num_minibatches`` optimizer updates, gradients
                    accumulated over micro-batches inside one jitted, donated step (``update.py``)
@@ -212,8 +214,8 @@ def model_inputs(rollout: Rollout) -> tuple[np.ndarray, np.ndarray]:
 
 def score_rollout(tr: Trainer, rollout: Rollout, share: int) -> tuple[Rollout, dict[str, float]]:
     """pi_old (the sampler's untempered log-probs, or recomputed), pi_ref when ``beta`` > 0, the
-    critic's V_old for methods with one, then the rollout correction: all before the advantages,
-    which KL-in-reward methods and GAE read."""
+    critic's V_old for methods with one (each pass in chunks of ``train.micro_batch_size`` rows),
+    then the rollout correction: all before the advantages, which KL-in-reward methods and GAE read."""
     c, p, st = tr.cfg, tr.policy, tr.state
     tokens, attention = model_inputs(rollout)
     T = rollout.tokens.shape[1]
@@ -227,8 +229,8 @@ def score_rollout(tr: Trainer, rollout: Rollout, share: int) -> tuple[Rollout, d
             ref_logprobs=p.logprobs(st.ref_params, tokens, attention, T, share, images, image_mask)
         )
     if st.critic is not None:
-        values = tr._values(p.params, st.critic, p.put(tokens), p.put(attention), T)
-        rollout = rollout.with_items(values=np.asarray(distributed.to_host(values), np.float32))
+        values = p.by_row_chunks(lambda tok, att: tr._values(p.params, st.critic, tok, att, T), tokens, attention)
+        rollout = rollout.with_items(values=np.asarray(values, np.float32))
     t = c.train
     return correction.apply(
         rollout, t.rollout_correction, t.rollout_correction_cap, t.rollout_correction_low, t.rollout_correction_high
@@ -249,6 +251,7 @@ def rl_update(
     tokens, attention = inputs
     images, image_mask = batch.images, batch.image_mask
     T, B = batch.tokens.shape[1], batch.tokens.shape[0]
+    update.check_rows(B, c.train.num_minibatches, c.train.micro_batch_size, tr.kind.name)
     rows_batch = batch.without("prompt_tokens", "prompt_mask", "num_tokens", "num_seqs", "images", "image_mask")
     loss = tr.rl_loss(T, share)
     out: list[dict[str, float]] = []

@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from jaxrl_llm import distributed
+from jaxrl_llm.config import ConfigError
 from jaxrl_llm.types import Batch
 
 
@@ -228,10 +229,34 @@ def prompt_sharing(
     return G if same(prompt_tokens) and same(prompt_mask) else 1
 
 
+def check_rows(num_rows: int, num_minibatches: int, micro_batch_size: int, kind: str) -> None:
+    """Raises ``ConfigError`` unless ``train.num_minibatches`` divides the ``num_rows`` rows of a
+    step and ``train.micro_batch_size`` divides each minibatch. The update checks the rows the
+    rollout kind produced: ``config.validate`` checks ``prompts_per_step * group_size`` only for
+    the kinds whose rows that is (``config.PROMPT_GROUP_KINDS``); others produce other counts
+    (pairs: 2 rows a prompt; tree: the edges that train plus replay)."""
+    if num_rows % num_minibatches:
+        raise ConfigError(
+            f"train.num_minibatches={num_minibatches} must divide the {num_rows} rows of a step of the "
+            f"{kind!r} rollout kind"
+        )
+    minibatch = num_rows // num_minibatches
+    if micro_batch_size and minibatch % micro_batch_size:
+        raise ConfigError(
+            f"train.micro_batch_size={micro_batch_size} must divide the minibatch of {minibatch} rows "
+            f"(the {num_rows} rows of a step of the {kind!r} rollout kind / train.num_minibatches={num_minibatches})"
+        )
+
+
 def minibatch_orders(key: jax.Array, num_rows: int, num_minibatches: int, epoch: int, share: int) -> list[np.ndarray]:
     """The row indices of each minibatch of ``epoch``: all rows in order for one minibatch, else a
     random split drawn from ``fold_in(key, 1000 + epoch)``, of whole groups when prompts are
-    shared (``share`` > 1)."""
+    shared (``share`` > 1). ``num_minibatches`` must divide the rows (``check_rows``): a remainder
+    would leave rows out of every minibatch."""
+    if num_rows % num_minibatches or num_rows % share:
+        raise ValueError(
+            f"{num_rows} rows do not split into {num_minibatches} minibatches of whole groups of {share} rows"
+        )
     order = np.arange(num_rows)
     if num_minibatches > 1:
         perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, 1000 + epoch), num_rows // share))

@@ -9,7 +9,8 @@ tensor in its actor's log-prob pass (``calculate_sum_pi_squared``;
 
     sum_v pi_v^2 = exp(logsumexp(2 z) - 2 logsumexp(z))        (z: the logits, in f32)
 
-One forward pass over ``[prompt | completion]``, the unembedding in chunks of positions (the run's
+One forward pass over ``[prompt | completion]`` (in chunks of ``train.micro_batch_size`` rows, as
+the trainer's log-prob passes), the unembedding in chunks of positions (the run's
 ``model.logprob_chunk_size``) so the ``[B, T, V]`` logits are never held at once.
 """
 
@@ -22,7 +23,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxrl_llm import distributed
 from jaxrl_llm.models.logprobs import positions_from_mask
 
 
@@ -47,10 +47,12 @@ def _sum_pi_squared(graphdef, params, tokens, attention_mask, num_completion: in
 
 def sum_pi_squared(policy, prompt_tokens: np.ndarray, prompt_mask: np.ndarray, tokens: np.ndarray, mask: np.ndarray):
     """``sum_v pi_old(v)^2`` ``[B, T]`` host f32 at each completion position (0 where ``mask`` is 0),
-    under ``policy.params`` (a ``jaxrl_llm.policy.Policy``)."""
+    under ``policy.params`` (a ``jaxrl_llm.policy.Policy``), in chunks of ``train.micro_batch_size``
+    rows (``Policy.by_row_chunks``)."""
     full = np.concatenate([prompt_tokens, tokens], axis=1)
     attention = np.concatenate([np.asarray(prompt_mask, np.float32), np.asarray(mask, np.float32)], axis=1)
     T = tokens.shape[1]
     chunk = min(policy.cfg.model.logprob_chunk_size or T, T)
-    out = _sum_pi_squared(policy.graphdef, policy.params, policy.put(full), policy.put(attention), T, chunk)
-    return np.where(np.asarray(mask) != 0, np.asarray(distributed.to_host(out), np.float32), 0.0).astype(np.float32)
+    fn = lambda tok, att: _sum_pi_squared(policy.graphdef, policy.params, tok, att, T, chunk)
+    out = policy.by_row_chunks(fn, full, attention)
+    return np.where(np.asarray(mask) != 0, np.asarray(out, np.float32), 0.0).astype(np.float32)
