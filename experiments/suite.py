@@ -56,8 +56,8 @@ Hardware and time (2-core AMD EPYC CPU, f32): ``arith``, ``arith_hard`` ~3-5 min
 default run's step time); ``tagged`` ~17 min to build its SFT start (300 steps at 1.9-3.6 s) and
 28-40 min a run (both measured on 2026-12-06 beside 1-3 other jobs; 3.7-4.6 s a step);
 ``partial_sums`` is the dearest of the from-scratch tasks (~57-token completions on 176-token
-prompts: its SFT start ~15-30 min at 3.4-8.7 s a step; an RL step of the old 1-2-digit variant
-took 19-21 s beside 3 other jobs, update 12-14 s of it, so ~2 h a run under load); ``codegen`` ~2 h (128 sandboxed test runs a step at ~0.27 s each on 2
+prompts): its SFT start took 30 min (200 steps at 3.4-9.6 s beside 2-4 other jobs), and an RL
+step 4.6-7.4 s beside one other job and 14-17 s beside three (2026-12-06), so 0.5-2 h a run; ``codegen`` ~2 h (128 sandboxed test runs a step at ~0.27 s each on 2
 workers: ~17 s a step in rewards); ``smollm2`` 20-27 min a run (measured with other jobs on the
 machine; 25-34 s a step). ``--jobs`` on a machine with more cores divides the total.
 """
