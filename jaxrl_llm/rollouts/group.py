@@ -184,6 +184,10 @@ def sample_round(
         **optional,
     )
     metrics = {"time/sample": sample_time, "time/reward": time.perf_counter() - t0, "reward/failures": float(failures)}
+    # each reward function's raw mean (``reward/<name>``): a format reward that rises while the
+    # correctness reward does not is format hacking, visible only per function
+    per_fn = info.get("per_fn", {})  # a scorer other than RewardRunner may not report it
+    metrics.update({f"reward/{name}": float(np.mean(v)) for name, v in per_fn.items() if len(per_fn) > 1})
     return rollout, metrics
 
 
@@ -219,6 +223,7 @@ def collect_groups(
             metrics[k] += m[k]
         if round_ == 0:
             metrics.update(rollout_metrics(chunk, c.eval.correct_threshold))
+            metrics.update({k: v for k, v in m.items() if k.startswith("reward/") and k != "reward/failures"})
         keep_rows = np.asarray(ctx.algo.filter_groups(chunk, ctx.algo_cfg), bool)  # [P*G]
         candidates.append(chunk)
         keeps.append(keep_rows.reshape(-1, chunk.group_size).any(axis=1))
