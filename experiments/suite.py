@@ -207,7 +207,9 @@ SUITE: tuple[SuiteTask, ...] = (
         {**_ARITH, "min_digits": 2, "max_digits": 2},
         max_prompt_len=40,
         max_new_tokens=6,
-        sft=SftRecipe(steps=300),
+        # 600 since 2026-12-06: the 300-step start scored 11.3% held-out and GRPO found no signal
+        # in two thirds of its groups (all three seeds fell 2 points, session 8).
+        sft=SftRecipe(steps=600),
         sft_kwargs={},
     ),
     SuiteTask(

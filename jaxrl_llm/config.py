@@ -570,6 +570,15 @@ def resolve_algo(cfg: Config) -> Config:
     return cfg
 
 
+def _mapping_value(text: str) -> Any:
+    """A mapping entry's value from ``--set``: JSON when it parses (``2``, ``true``, ``[1, 2]``,
+    ``"2"``), else the text itself (``rg:chain_sum``)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def _set(obj: Any, parts: list[str], text: str, path: str) -> Any:
     name = parts[0]
     if not dataclasses.is_dataclass(obj):
@@ -581,6 +590,8 @@ def _set(obj: Any, parts: list[str], text: str, path: str) -> Any:
             f"unknown config key {path!r}: section {section} has no field {name!r}; known: {sorted(fields)}"
         )
     current = getattr(obj, name)
+    if len(parts) == 2 and isinstance(current, cabc.Mapping):  # one key of a mapping: task.kwargs.max_digits=2
+        return dataclasses.replace(obj, **{name: {**current, parts[1]: _mapping_value(text)}})
     if len(parts) > 1:
         return dataclasses.replace(obj, **{name: _set(current, parts[1:], text, path)})
     if dataclasses.is_dataclass(current):
@@ -594,7 +605,9 @@ def _set(obj: Any, parts: list[str], text: str, path: str) -> Any:
 def set_field(obj: Any, dotted_key: str, text: str) -> Any:
     """A copy of the (nested) config dataclass ``obj`` with the field at ``dotted_key`` (``"a.b.c"``)
     set to ``text`` parsed by the field's type hint; raises ``ConfigError`` naming an unknown key, a
-    section given in place of a field, or text the type cannot parse. The walker behind every
+    section given in place of a field, or text the type cannot parse. A key one level into a
+    mapping field sets that entry (``task.kwargs.max_digits=2``, value by ``_mapping_value``),
+    keeping the others. The walker behind every
     ``--set key=value`` (LLM configs here, ``jaxrl_llm.control.config`` for control runs)."""
     return _set(obj, dotted_key.split("."), text, dotted_key)
 

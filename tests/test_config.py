@@ -33,6 +33,18 @@ def test_default_validates_and_overrides_parse_by_type():
     assert cfg.name == "abc" and cfg.model.param_dtype == "bfloat16"
 
 
+def test_one_mapping_entry_is_set_and_the_others_kept():
+    cfg = C.apply_overrides(
+        C.default_config(),
+        ['task.kwargs={"min_digits": 1, "num_eval": 500}', "task.kwargs.scratchpad_weight=0.5"],
+    )
+    assert cfg.task.kwargs == {"min_digits": 1, "num_eval": 500, "scratchpad_weight": 0.5}
+    cfg = C.apply_overrides(cfg, ["task.kwargs.min_digits=2", "task.kwargs.dataset=rg:chain_sum"])
+    assert cfg.task.kwargs == {"min_digits": 2, "num_eval": 500, "scratchpad_weight": 0.5, "dataset": "rg:chain_sum"}
+    with pytest.raises(C.ConfigError, match="task.kwargs.a.b: task.kwargs is not a config section"):
+        C.apply_overrides(cfg, ["task.kwargs.a.b=1"])
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

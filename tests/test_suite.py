@@ -73,6 +73,27 @@ def test_partial_sums_scratchpad_check_gives_partial_credit():
     assert suite_tasks.scratchpad_valid(padded, e) == pytest.approx(3 / 4)
 
 
+def test_held_out_accuracy_counts_the_answer_not_the_shaping_rewards():
+    """With the scratchpad rewarded (or a large tag bonus), a valid scratchpad or a tag around a
+    wrong total earns reward >= 1; evaluation must still count it wrong (``answer_correct``)."""
+    for name, kwargs in (
+        ("suite:partial_sums", {"scratchpad_weight": 1.0}),
+        ("suite:tagged_arithmetic", {"format_weight": 1.0}),
+    ):
+        task = tasks.make_task(name, demonstrations=True, size=2000, **kwargs)
+        e = task.eval_examples(1)[0]
+        demo = (
+            e.metadata["demonstration"]
+            if name == "suite:partial_sums"
+            else f"<answer>{e.metadata['reference']}</answer>"
+        )
+        wrong = _wrong(e) if name == "suite:partial_sums" else f"<answer>{int(e.metadata['reference']) + 1}</answer>"
+        rewards, _ = RewardRunner(task.reward_fns, num_workers=0).score([demo, wrong], [e, e])
+        assert rewards[1] >= 1.0, (name, rewards)  # the shaping reward alone reaches the old threshold
+        assert task.correct_fn is suite_tasks.answer_correct
+        assert task.correct_fn(demo, e) and not task.correct_fn(wrong, e)
+
+
 def test_expression_terms_and_bad_expressions():
     assert suite_tasks.expression_terms("15 - 43 + 6") == [15, -43, 6]
     assert suite_tasks.partial_sums([4, 7, -2]) == ["4 + 7 = 11", "11 - 2 = 9"]

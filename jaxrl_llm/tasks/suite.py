@@ -102,6 +102,13 @@ def scratchpad_valid(completion: str, example: Example) -> float:
     return correct / max(expected, len(lines), 1)
 
 
+def answer_correct(completion: str, example: Example) -> bool:
+    """What held-out evaluation counts as correct on the chain-sum tasks (``Task.correct_fn``):
+    the final answer alone, ``reasoning_gym_score == 1``, whatever the weights of the shaping
+    rewards beside it (a valid scratchpad or a tag with a wrong total is not a right answer)."""
+    return reasoning_gym_score(completion, example) >= 1.0
+
+
 def number_equals(completion: str, example: Example) -> float:
     """1.0 when the last number in the completion equals the reference answer numerically
     (``extract.last_number``; ``a/b`` fractions and decimals compared as floats), else 0.0.
@@ -176,6 +183,7 @@ def _wrap(
     demonstrations: bool,
     reward_fns: tuple,
     prompt_suffix: str = "",
+    correct_fn: Callable[[str, Example], bool] | None = None,
 ) -> Task:
     return Task(
         name=name,
@@ -184,6 +192,7 @@ def _wrap(
         num_eval=base.num_eval,
         eval_example=_WithDemonstration(base.eval_example, demo, demonstrations, prompt_suffix),
         reward_fns=reward_fns,
+        correct_fn=correct_fn,
     )
 
 
@@ -209,7 +218,8 @@ def partial_sums_task(
     Completions are 20-60 characters (tokens, for the character-level tokenizer). Rewards:
     ``reasoning_gym_score`` on the tag's content (the final answer, weight 1) and
     ``scratchpad_valid`` (the fraction of correct steps, weight ``scratchpad_weight``: 0 logs it
-    as ``reward/scratchpad_valid`` without rewarding it).
+    as ``reward/scratchpad_valid`` without rewarding it). Held-out accuracy counts the final
+    answer only (``answer_correct``), so a rewarded scratchpad does not change what is correct.
     """
     base = reasoning_gym_task(
         "chain_sum",
@@ -227,6 +237,7 @@ def partial_sums_task(
         demonstrations,
         ((reasoning_gym_score, 1.0), (scratchpad_valid, float(scratchpad_weight))),
         prompt_suffix=PARTIAL_SUMS_INSTRUCTION,
+        correct_fn=answer_correct,
     )
 
 
@@ -247,8 +258,8 @@ def tagged_arithmetic_task(
     whose answer counts only inside ``<answer></answer>`` tags. Rewards: ``reasoning_gym_score``
     of the tag's content (weight 1; a bare answer scores 0) plus ``answer_tag_format``
     (weight ``format_weight``; paid for any non-empty tag, right or wrong: the hackable part,
-    logged as ``reward/answer_tag_format``). With the eval's ``correct_threshold = 1`` only a
-    right answer in tags counts as correct. SFT demonstrations put the answer in tags for a
+    logged as ``reward/answer_tag_format``). Held-out evaluation counts only a right answer in
+    tags as correct (``answer_correct``), whatever ``format_weight`` is. SFT demonstrations put the answer in tags for a
     seeded fraction ``tag_rate`` of the examples and bare otherwise, so the start follows the
     format only partly and both rewards have room.
     """
@@ -271,6 +282,7 @@ def tagged_arithmetic_task(
         demonstrations,
         ((reasoning_gym_score, 1.0), (format_rewards.answer_tag_format, float(format_weight))),
         prompt_suffix=TAGS_INSTRUCTION,
+        correct_fn=answer_correct,
     )
 
 
