@@ -116,34 +116,22 @@ def test_mixed_rollout_shares_prompts_in_runs_of_gcd_rows_and_matches_the_unshar
     """On-policy groups of G = 4 and static groups of 2 + 4 = 6 rows: runs of gcd = 2 rows share a
     prompt, so the update computes each prompt once per run; the step's loss equals the one with
     prompt sharing off (every row computes its prompt)."""
-    from jaxrl_llm import config as C
+    from test_registry_train import TASK, tiny_run
+
     from jaxrl_llm import metrics_log, train
 
     def run(name, share):
-        cfg = C.apply_overrides(
-            C.default_config(),
-            [
-                f"run_dir={tmp_path / name}",
-                "algorithm=gepo",
-                "model.name=tiny",
-                "task.name=rg:basic_arithmetic",
-                'task.kwargs={"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1, '
-                '"operators": ["+"], "allow_parentheses": false, "allow_negation": false, "num_eval": 16, "size": 2000}',
-                "sft.steps=0",
-                "train.steps=1",
-                "train.prompts_per_step=2",
-                "train.group_size=4",
-                f"train.share_prompt={str(share).lower()}",
-                "algo.n_winners=2",
-                "algo.n_losers=4",
-                "algo.groups_per_step=2",
-                "sampling.max_new_tokens=4",
-                "eval.num_examples=0",
-                "reward.num_workers=0",
-                "log.progress=false",
-                "log.tensorboard=false",
-                "checkpoint.every=0",
-            ],
+        cfg = tiny_run(
+            tmp_path / name,
+            "gepo",
+            TASK,
+            "train.steps=1",
+            "train.group_size=4",
+            f"train.share_prompt={str(share).lower()}",
+            "algo.n_winners=2",
+            "algo.n_losers=4",
+            "algo.groups_per_step=2",
+            "sampling.max_new_tokens=4",
         )
         train.train(cfg)
         return [r for r in metrics_log.read_metrics(tmp_path / name) if r.get("phase") == "rl"][0]

@@ -176,7 +176,8 @@ def test_edge_buffer_push_replay_remove_and_age():
     np.testing.assert_array_equal(buf["age"][:2], [1, 1])
     # select: the pool is 2 buffered + 3 new edges of question 7 -> 2 drawn in all
     new = edge_batch([7, 7, 7], [0, 0, 0], [-1, -1, -1], [4, 5, 6])
-    take, slots = spo_tree.select_edges(state, new, jax.random.key(0), SMALL)
+    take, slots, eligible = spo_tree.select_edges(state, new, jax.random.key(0), SMALL)
+    assert eligible.all()
     assert take.sum() + (slots >= 0).sum() == 2 and slots.shape == (2,)
     # step 2: slot 0 replayed, a new edge pending -> slot 0 leaves, slot 1 ages to 2, new one age 1
     state = update(state, edge_batch([7, 8, 7], [0, 1, 0], [-1, -1, 0], [4, 5, 1]), SMALL)
@@ -197,12 +198,12 @@ def test_edge_buffer_keeps_the_youngest_when_full_and_drops_zero_advantages():
     buf = jax.tree.map(np.asarray, state["buffer"])
     assert buf["valid"].sum() == 4 and {5, 6} <= set(buf["node_values"].tolist())
     new = edge_batch([3, 3], [0, 0], [-1, -1], [0, 0])  # V(c) = V(p) = 0: A = 0
-    take, _ = spo_tree.select_edges(spo_tree.init_state(SMALL), new, jax.random.key(0), SMALL)
-    assert not take.any()
-    take, _ = spo_tree.select_edges(
+    take, _, eligible = spo_tree.select_edges(spo_tree.init_state(SMALL), new, jax.random.key(0), SMALL)
+    assert not take.any() and not eligible.any()  # not trained now, and not buffered for later
+    take, _, eligible = spo_tree.select_edges(
         spo_tree.init_state(SMALL), new, jax.random.key(0), dataclasses.replace(SMALL, drop_zero_adv=False)
     )
-    assert take.all()
+    assert take.all() and eligible.all()
 
 
 def test_bad_configs_raise():

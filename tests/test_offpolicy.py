@@ -6,6 +6,7 @@ rollouts in flight."""
 import jax
 import numpy as np
 import pytest
+from test_registry_train import tiny_run
 
 from jaxrl_llm import checkpoint, metrics_log, offpolicy, policy, rollouts, train
 from jaxrl_llm import config as C
@@ -18,27 +19,17 @@ TASK = (
 
 def tiny(run_dir, *overrides):
     """3 GRPO steps of the tiny model, 8 rows of at most 4 tokens, no evaluation."""
-    return C.apply_overrides(
-        C.default_config(),
-        [
-            f"run_dir={run_dir}",
-            "model.name=tiny",
-            "task.name=rg:basic_arithmetic",
-            TASK,
-            "sft.steps=0",
-            "log.every=1",
-            "train.steps=3",
-            "train.prompts_per_step=4",
-            "train.group_size=2",
-            "sampling.max_new_tokens=4",
-            "eval.num_examples=0",
-            "reward.num_workers=0",
-            "log.progress=false",
-            "log.tensorboard=false",
-            "checkpoint.every=1",
-            "optim.learning_rate=1e-2",
-            *overrides,
-        ],
+    return tiny_run(
+        run_dir,
+        "grpo",
+        TASK,
+        "log.every=1",
+        "train.prompts_per_step=4",
+        "train.share_prompt=true",
+        "sampling.max_new_tokens=4",
+        "checkpoint.every=1",
+        "optim.learning_rate=1e-2",
+        *overrides,
     )
 
 

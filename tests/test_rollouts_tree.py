@@ -171,10 +171,14 @@ def test_tree_kind_rows_replay_and_buffer(tree_trainer):
     trained = rollout.loss_mask[new].sum(1) > 0
     assert trained.sum() == m["tree/edges_trained"] and trained.sum() <= N
     np.testing.assert_array_equal(rollout.extras["edge_valid"][new] > 0, trained)
-    # every edge with loss tokens either trains now or waits in the buffer
+    # every edge with loss tokens and a nonzero advantage (drop_zero_adv) either trains now or
+    # waits in the buffer; the others do neither
     has_loss = (edges["segment_mask"] * (np.exp(edges["policy_logprobs"]) < a.prob_threshold)).sum(1) > 0
-    assert trained.sum() + edges["pending"].sum() == has_loss.sum()
-    assert not edges["pending"][~has_loss].any()
+    adv = np.asarray(spo_tree.edge_advantages(edges["node_values"], edges["parent_values"], edges["sibling_std"], a))
+    assert a.drop_zero_adv
+    eligible = has_loss & (adv != 0)
+    assert trained.sum() + edges["pending"].sum() == eligible.sum()
+    assert not edges["pending"][~eligible].any()
     assert not rollout.loss_mask[N:].any()  # nothing buffered yet: replay rows inert
     batch = rollout.with_items(old_logprobs=rollout.policy_logprobs)
     state = jax.jit(tr.algo.update_state, static_argnums=(2,))(state, batch, a)
@@ -310,9 +314,12 @@ def test_chain_kind_cutpoints_values_and_token_budget(tmp_path):
 
 @pytest.mark.slow
 def test_spo_tree_stopped_and_resumed_with_its_edge_buffer_matches_a_run_never_stopped(tmp_path):
-    ref = train.train(tiny_run(tmp_path / "ref", "spo_tree", *TREE, "train.steps=4", "checkpoint.every=1"))
+    # the random tiny model earns no reward, so every advantage is 0: keep those edges, or the
+    # buffer stays empty (drop_zero_adv is tested in test_algorithms_spo)
+    setting = (*TREE, "train.steps=4", "checkpoint.every=1", "algo.drop_zero_adv=false")
+    ref = train.train(tiny_run(tmp_path / "ref", "spo_tree", *setting))
     assert ref["status"] == "finished"
-    run = tiny_run(tmp_path / "run", "spo_tree", *TREE, "train.steps=4", "checkpoint.every=1")
+    run = tiny_run(tmp_path / "run", "spo_tree", *setting)
     assert train.train(run, stop_after=2)["status"] == "stopped"
     ckpt = checkpoint.Checkpointer(tmp_path / "run" / "checkpoints", async_save=False)
     _, saved, _ = ckpt.restore(lambda meta: train.Trainer(run).restore_target(meta))

@@ -283,27 +283,18 @@ def test_report_lists_every_setting_that_differs_from_grpo(tmp_path):
 
 def test_training_logs_each_reward_function_of_a_task_with_several(tmp_path):
     """``tagged`` pays a format bonus beside correctness: its hacking shows only per function."""
+    from test_registry_train import tiny_run
+
     from jaxrl_llm import train
 
-    cfg = config_lib.apply_overrides(
-        config_lib.default_config(),
-        [
-            f"run_dir={tmp_path}",
-            "model.name=tiny",
-            "task.name=suite:tagged_arithmetic",
-            'task.kwargs={"num_eval": 8}',
-            "task.max_prompt_len=160",
-            "sft.steps=0",
-            "train.steps=1",
-            "train.prompts_per_step=2",
-            "train.group_size=2",
-            "sampling.max_new_tokens=4",
-            "eval.num_examples=0",
-            "reward.num_workers=0",
-            "log.progress=false",
-            "log.tensorboard=false",
-            "checkpoint.every=0",
-        ],
+    cfg = tiny_run(
+        tmp_path,
+        "grpo",
+        "task.name=suite:tagged_arithmetic",
+        'task.kwargs={"num_eval": 8}',
+        "task.max_prompt_len=160",
+        "train.steps=1",
+        "sampling.max_new_tokens=4",
     )
     train.train(cfg)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]

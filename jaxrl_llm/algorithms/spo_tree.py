@@ -214,14 +214,16 @@ def init_state(cfg: Config) -> dict[str, Any]:
     return {"buffer": buffer}
 
 
-def select_edges(state: Any, rollout: Rollout, key: Array, cfg: Config) -> tuple[np.ndarray, np.ndarray]:
+def select_edges(state: Any, rollout: Rollout, key: Array, cfg: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """This step's sample from the buffer plus the new edges (host side, called by the ``tree`` kind).
 
     The pool is every valid buffered edge and every new edge with a kept token (and, with
     ``drop_zero_adv``, ``A != 0``). Per question (``prompt_ids``), up to ``edges_per_question``
     edges are drawn uniformly without replacement. Returns ``take`` [E] bool over the new rows and
     ``slots`` [replay_rows] int (buffer slots to replay, -1 = none; if more buffered edges were
-    drawn than ``replay_rows``, a uniform subset of them, the rest stay in the buffer).
+    drawn than ``replay_rows``, a uniform subset of them, the rest stay in the buffer), and
+    ``eligible`` [E] bool: the new edges of the pool, the only ones the buffer may keep (a
+    zero-advantage edge is neither trained now nor replayed later).
     """
     buf = {k: np.asarray(v) for k, v in state["buffer"].items()}
     ex = rollout.extras
@@ -244,7 +246,7 @@ def select_edges(state: Any, rollout: Rollout, key: Array, cfg: Config) -> tuple
     old = rng.permutation(chosen[chosen >= E] - E)[: cfg.replay_rows]
     slots = np.full(cfg.replay_rows, -1, np.int64)
     slots[: old.size] = np.sort(old)
-    return take, slots
+    return take, slots, ok_new
 
 
 def update_state(state: Any, batch: Batch, cfg: Config) -> dict[str, Any]:

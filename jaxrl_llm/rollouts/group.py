@@ -187,7 +187,8 @@ def sample_round(
     # each reward function's raw mean (``reward/<name>``): a format reward that rises while the
     # correctness reward does not is format hacking, visible only per function
     per_fn = info.get("per_fn", {})  # a scorer other than RewardRunner may not report it
-    metrics.update({f"reward/{name}": float(np.mean(v)) for name, v in per_fn.items() if len(per_fn) > 1})
+    if len(per_fn) > 1:  # one function's mean is reward/mean already
+        metrics.update({f"reward/{name}": float(np.mean(v)) for name, v in per_fn.items()})
     return rollout, metrics
 
 

@@ -31,9 +31,11 @@ sampling policy is below ``prob_threshold`` (SPO's probability mask: the code dr
 children), ``depth``, ``tree_mask`` / ``segment_mask`` [B, W] (the attention mask and c's segment,
 kept because the loss batch replaces ``mask`` by ``loss_mask``).
 
-Replay: the method's ``select_edges(state, rollout, key, cfg) -> (take [E] bool, replay_slots [R])``
-hook picks which of the E new edges (every non-root node: ``edge_rows``) train now and which
-buffered edges of its state replay (SPO's on-policy edge buffer, ``algorithms/spo_tree.py``).
+Replay: the method's ``select_edges(state, rollout, key, cfg) -> (take [E] bool, replay_slots [R],
+eligible [E] bool)`` hook picks which of the E new edges (every non-root node: ``edge_rows``) train
+now, which buffered edges of its state replay, and which new edges may be trained at all (SPO:
+valid, with a kept token and, with ``drop_zero_adv``, ``A != 0``; only those are buffered) (SPO's
+on-policy edge buffer, ``algorithms/spo_tree.py``).
 
 The batch holds only rows that can train (``training_rows``): the taken new edges and inert copies
 of one, ``min(E, P * edges_per_question)`` rows (the most a step can take), then the R replay rows
@@ -43,8 +45,8 @@ a row per potential edge: the update runs a forward and backward pass over every
 path, so its memory grew with the trees (branching (6, 6, 6), 2 prompts of 192 tokens, W = 316: 580
 rows, of which at most 128 could train, at ~38 MB of activations a row with the 0.3M-parameter
 ``tiny`` model, ~22 GB in one pass). Every new edge still reaches the method's buffer:
-``extras["step_edges"]`` holds the E edges' ``EDGE_FIELDS`` and ``pending`` (1 on the valid edges
-not taken that have loss tokens), packed [rows, k, ...] (``pack_edges``) so that they follow the
+``extras["step_edges"]`` holds the E edges' ``EDGE_FIELDS`` and ``pending`` (1 on the eligible
+edges not taken), packed [rows, k, ...] (``pack_edges``) so that they follow the
 batch's rows. The method's ``update_state`` then pushes the pending edges and removes the replayed
 ones.
 
@@ -452,11 +454,12 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
     tree, metrics = score(ctx, tree, examples)
     reward_time = time.perf_counter() - t0
     new = edge_rows(tree, prompt_tokens, prompt_mask, ids, a.prob_threshold)
-    take, slots = ctx.algo.hooks["select_edges"](state, new, jax.random.fold_in(key, 2), a)
+    take, slots, eligible = ctx.algo.hooks["select_edges"](state, new, jax.random.fold_in(key, 2), a)
     valid = new.extras["edge_valid"] > 0
-    take = np.asarray(take, bool) & valid
+    eligible = np.asarray(eligible, bool) & valid
+    take = np.asarray(take, bool) & eligible
     slots = np.asarray(slots, np.int64)
-    pending = valid & ~take & (new.loss_mask.sum(axis=1) > 0)
+    pending = eligible & ~take
     replayed = None
     if slots.size:
         replayed = replay_rows(ctx, state, slots, new, a.prob_threshold).with_items(buffer_slot=slots.astype(np.int32))
