@@ -219,3 +219,40 @@ def test_an_underfilled_step_has_the_structure_of_a_full_one():
     for r in (full, under):
         fn(r.replace(old_logprobs=np.zeros((8, 1), np.float32)))
     assert fn._cache_size() == 1
+
+
+def test_score_texts_counts_failures_and_reports_each_reward_function():
+    """Every rollout kind scores through ``rollouts.base.score_texts``: failed or timed-out calls
+    are counted (and warned about), and a task with several reward functions logs each one's
+    raw mean, with the real runner's weighted sum as the reward."""
+    import types
+    import warnings
+
+    from jaxrl_llm.rewards import RewardRunner
+    from jaxrl_llm.rollouts.base import score_texts
+
+    def right(c, e):
+        return float(c == e.answer)
+
+    def long(c, e):
+        return float(len(c) > 1)
+
+    def broken(c, e):
+        raise ValueError("no")
+
+    ex = Example(prompt=[{"role": "user", "content": "1+1"}], answer="2", metadata={}, id="0")
+    ctx = types.SimpleNamespace(score=RewardRunner(((right, 1.0), (long, 0.5)), num_workers=0).score)
+    s = score_texts(ctx, ["2", "22", "3"], [ex] * 3)
+    np.testing.assert_allclose(s.rewards, [1.0, 0.5, 0.0])
+    assert s.rewards.dtype == np.float32
+    assert s.metrics == {
+        "reward/failures": 0.0,
+        "reward/right": pytest.approx(1 / 3),
+        "reward/long": pytest.approx(1 / 3),
+    }
+    ctx = types.SimpleNamespace(score=RewardRunner(((broken, 1.0),), num_workers=0).score)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        s = score_texts(ctx, ["2", "3"], [ex] * 2)
+    assert s.metrics == {"reward/failures": 2.0}  # one function: its mean is reward/mean already
+    assert any("reward failures" in str(w.message) for w in caught)

@@ -15,6 +15,7 @@ and nothing else of a kind, so a new kind is a new file plus one ``register`` ca
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -67,3 +68,29 @@ class Kind:
     prepare_state: Callable[[Context, Any, Any], Any] = _same_state
     state_inputs: Callable[[Context, Batch, Any], Batch] = _same_batch
     hooks: tuple[str, ...] = ()  # the method hooks it calls (``Algorithm.hooks``); checked at start
+
+
+@dataclasses.dataclass(frozen=True)
+class Scored:
+    """``score_texts``'s answer: ``rewards`` [N] f32 (the weighted sum), ``info`` (the runner's),
+    and ``metrics``: ``reward/failures`` and, when the task has several reward functions, each
+    one's raw mean ``reward/<name>`` (a format reward that rises while correctness does not is
+    format hacking, visible only per function)."""
+
+    rewards: np.ndarray
+    info: dict[str, Any]
+    metrics: dict[str, float]
+
+
+def score_texts(ctx: Context, texts: list[str], examples: list[Example]) -> Scored:
+    """``ctx.score`` on decoded completions, with failed or timed-out reward calls counted and
+    warned about (with the runner's errors), for every rollout kind."""
+    rewards, info = ctx.score(texts, examples)
+    failures = sum(info["failures"].values()) + sum(info["timeouts"].values())
+    if failures and info.get("errors"):
+        warnings.warn(f"reward failures: {info['errors']}")
+    metrics = {"reward/failures": float(failures)}
+    per_fn = info.get("per_fn", {})  # a scorer other than RewardRunner may not report it
+    if len(per_fn) > 1:  # one function's mean is reward/mean already
+        metrics.update({f"reward/{name}": float(np.mean(v)) for name, v in per_fn.items()})
+    return Scored(np.asarray(rewards, np.float32), info, metrics)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
 from typing import Any
 
 import jax
@@ -39,7 +38,7 @@ import numpy as np
 
 from jaxrl_llm import sampling
 from jaxrl_llm.rollouts import tree
-from jaxrl_llm.rollouts.base import Context, Kind
+from jaxrl_llm.rollouts.base import Context, Kind, score_texts
 from jaxrl_llm.rollouts.group import draw_from_stream, rollout_metrics
 from jaxrl_llm.sampling import cached
 from jaxrl_llm.types import Rollout
@@ -49,14 +48,6 @@ def cutpoints(policy_logprobs: np.ndarray, mask: np.ndarray, rho: float, interva
     """Per row, the cut indices ``C = L[::K] - 1`` with ``L = {t : exp(logp_t) < rho}`` (module docstring)."""
     low = (np.exp(policy_logprobs) < rho) & (mask > 0)
     return [np.flatnonzero(row)[::interval] - 1 for row in low]
-
-
-def _score(ctx: Context, texts: list[str], examples: list) -> tuple[np.ndarray, int]:
-    rewards, info = ctx.score(texts, examples)
-    failures = sum(info["failures"].values()) + sum(info["timeouts"].values())
-    if failures and info.get("errors"):
-        warnings.warn(f"reward failures: {info['errors']}")
-    return np.asarray(rewards, np.float32), failures
 
 
 def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str, float]]:
@@ -80,7 +71,8 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
     sample_time = time.perf_counter() - t0
     t0 = time.perf_counter()
     row_examples = [examples[g] for g in group]
-    rewards, failures = _score(ctx, ctx.policy.decode(out.tokens, out.lengths), row_examples)
+    scored = score_texts(ctx, ctx.policy.decode(out.tokens, out.lengths), row_examples)
+    rewards, failures = scored.rewards, scored.metrics["reward/failures"]
     reward_time = time.perf_counter() - t0
 
     # ---- cutpoints, deduplicated by (prompt, prefix tokens)
@@ -125,8 +117,9 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
             np.array([t + [scfg.pad_id] * (2 * T - len(t)) for t in texts], np.int32),
             np.array([len(t) for t in texts]),
         )
-        r_cont, f_cont = _score(ctx, texts, [row_examples[src[u]] for u in u_of])
-        failures += f_cont
+        cont_scored = score_texts(ctx, texts, [row_examples[src[u]] for u in u_of])
+        r_cont = cont_scored.rewards
+        failures += cont_scored.metrics["reward/failures"]
         r_cont = np.where(cont.stop_reason[rows] == sampling.STOP_LENGTH, a.unfinished_penalty, r_cont)
         values = np.bincount(u_of, weights=r_cont, minlength=U).astype(np.float32) / N
         cont_tokens = int(cont.lengths.sum())
@@ -164,6 +157,7 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
         group_size=G,
     )
     metrics = rollout_metrics(rollout, c.eval.correct_threshold)
+    metrics.update(scored.metrics)  # the trajectories' reward/<name> (continuations only value cuts)
     traj_tokens = int(out.lengths.sum())
     metrics.update(
         {

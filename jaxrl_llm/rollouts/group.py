@@ -26,7 +26,6 @@ group is kept and one round suffices.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,7 +34,7 @@ import numpy as np
 
 from jaxrl_llm.rewards import extract
 from jaxrl_llm.rollouts import token_stats
-from jaxrl_llm.rollouts.base import Context, Kind
+from jaxrl_llm.rollouts.base import Context, Kind, score_texts
 from jaxrl_llm.types import Example, Rollout
 
 # draw(ctx, P, key, state) -> (examples [P], example indices [P] int32)
@@ -149,10 +148,8 @@ def sample_round(
     t0 = time.perf_counter()
     row_examples = [e for e in examples for _ in range(G)]
     completions = ctx.policy.decode(out["tokens"], out["lengths"])
-    rewards, info = ctx.score(completions, row_examples)
-    failures = sum(info["failures"].values()) + sum(info["timeouts"].values())
-    if failures and info.get("errors"):
-        warnings.warn(f"reward failures: {info['errors']}")
+    scored = score_texts(ctx, completions, row_examples)
+    rewards, info = scored.rewards, scored.info
     extras = dict(row_arrays)
     if "answer_ids" in ctx.algo.rollout_extras:  # the answers as the task's reward reads them
         answers = [ctx.task.answer_fn(c, e) for c, e in zip(completions, row_examples)]
@@ -183,12 +180,7 @@ def sample_round(
         group_size=G,
         **optional,
     )
-    metrics = {"time/sample": sample_time, "time/reward": time.perf_counter() - t0, "reward/failures": float(failures)}
-    # each reward function's raw mean (``reward/<name>``): a format reward that rises while the
-    # correctness reward does not is format hacking, visible only per function
-    per_fn = info.get("per_fn", {})  # a scorer other than RewardRunner may not report it
-    if len(per_fn) > 1:  # one function's mean is reward/mean already
-        metrics.update({f"reward/{name}": float(np.mean(v)) for name, v in per_fn.items()})
+    metrics = {"time/sample": sample_time, "time/reward": time.perf_counter() - t0, **scored.metrics}
     return rollout, metrics
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
 from typing import Any
 
 import jax
@@ -39,7 +38,7 @@ import numpy as np
 
 from jaxrl_llm import distributed, sampling
 from jaxrl_llm.rollouts import group
-from jaxrl_llm.rollouts.base import Context, Kind
+from jaxrl_llm.rollouts.base import Context, Kind, score_texts
 from jaxrl_llm.types import Example, Rollout
 
 
@@ -146,10 +145,8 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
     s = splice(out, T)
     sample_time = time.perf_counter() - t0
     t0 = time.perf_counter()
-    rewards, info = ctx.score(ctx.policy.decode(s["tokens"], s["lengths"]), rows)
-    failures = sum(info["failures"].values()) + sum(info["timeouts"].values())
-    if failures and info.get("errors"):
-        warnings.warn(f"reward failures: {info['errors']}")
+    scored = score_texts(ctx, ctx.policy.decode(s["tokens"], s["lengths"]), rows)
+    rewards = scored.rewards
     mask = (np.arange(T)[None] < s["lengths"][:, None]).astype(np.float32)  # [B, T] whole response
     rollin = prefix_mask.astype(np.float32) * mask  # [B, T] forced tokens
     rollout = Rollout(
@@ -175,7 +172,7 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
             "reset/prefix_len": float(h.mean()),
             "time/sample": sample_time,
             "time/reward": time.perf_counter() - t0,
-            "reward/failures": float(failures),
+            **scored.metrics,
         }
     )
     return rollout, metrics

@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
 from typing import Any
 
 import jax
@@ -68,7 +67,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_llm import sampling
-from jaxrl_llm.rollouts.base import Context, Kind
+from jaxrl_llm.rollouts.base import Context, Kind, score_texts
 from jaxrl_llm.rollouts.group import draw_from_stream, pad_cat
 from jaxrl_llm.sampling import cached
 from jaxrl_llm.types import Example, Rollout
@@ -266,12 +265,9 @@ def score(ctx: Context, tree: Tree, examples: list[Example]) -> tuple[Tree, dict
     """Rewards at the leaves (their paths decoded and scored), then the values bottom-up."""
     leaves = np.flatnonzero(tree.leaf)
     completions = ctx.policy.decode(tree.path_tokens[leaves], tree.lengths[leaves])
-    rewards, info = ctx.score(completions, [examples[r] for r in tree.root[leaves]])
-    failures = sum(info["failures"].values()) + sum(info["timeouts"].values())
-    if failures and info.get("errors"):
-        warnings.warn(f"reward failures: {info['errors']}")
+    scored = score_texts(ctx, completions, [examples[r] for r in tree.root[leaves]])
     r = np.full(tree.parent.shape[0], np.nan, np.float32)
-    r[leaves] = np.asarray(rewards, np.float32)
+    r[leaves] = scored.rewards
     values = node_values(tree.parent, tree.valid, tree.leaf, r)
     lengths = tree.lengths[leaves]
     metrics = {
@@ -281,7 +277,7 @@ def score(ctx: Context, tree: Tree, examples: list[Example]) -> tuple[Tree, dict
         "reward/min": float(np.min(r[leaves])),
         "completion_len/mean": float(lengths.mean()),
         "completion_len/max": float(lengths.max()),
-        "reward/failures": float(failures),
+        **scored.metrics,
     }
     return dataclasses.replace(tree, rewards=r, values=values), metrics
 

@@ -29,14 +29,13 @@ The trainer checkpoints it with the run, so a killed run resumes mid-response.
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Any
 
 import jax
 import numpy as np
 
 from jaxrl_llm.rollouts import group, reset
-from jaxrl_llm.rollouts.base import Context, Kind
+from jaxrl_llm.rollouts.base import Context, Kind, score_texts
 from jaxrl_llm.types import Rollout
 
 
@@ -119,15 +118,12 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
     sample_time = time.perf_counter() - t0
     lengths, finished = s["lengths"], s["finished"]  # [N]
     t0 = time.perf_counter()
-    rewards, failures = np.zeros(N, np.float32), 0
+    rewards, reward_metrics = np.zeros(N, np.float32), {"reward/failures": 0.0}
     done = np.flatnonzero(finished)
     if done.size:
         examples = [ctx.task.train_example(int(st["prompt_ids"][b])) for b in done]
-        scores, info = ctx.score(ctx.policy.decode(s["tokens"][done], lengths[done]), examples)
-        rewards[done] = np.asarray(scores, np.float32)
-        failures = sum(info["failures"].values()) + sum(info["timeouts"].values())
-        if failures and info.get("errors"):
-            warnings.warn(f"reward failures: {info['errors']}")
+        scored = score_texts(ctx, ctx.policy.decode(s["tokens"][done], lengths[done]), examples)
+        rewards[done], reward_metrics = scored.rewards, scored.metrics
     window = s["new"]  # [N, T] this step's tokens: the only ones in the policy loss
     rollout = Rollout(
         prompt_tokens=st["prompt_tokens"].astype(np.int32),
@@ -152,7 +148,7 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
         "entropy": float((s["entropies"] * window).sum() / max(window.sum(), 1.0)),
         "time/sample": sample_time,
         "time/reward": time.perf_counter() - t0,
-        "reward/failures": float(failures),
+        **reward_metrics,
     }
     if done.size:
         metrics.update(
