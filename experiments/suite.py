@@ -52,8 +52,8 @@ Commands (``--set`` overrides apply to every run, after the rule):
     python experiments/suite.py --smoke --out /tmp/suite                   # CI: tiny model, 2 steps
     jaxrl-llm train suite          # one run: GRPO on ``arith``, seed 0, SFT inline (``get_config``)
 
-Hardware and time (2-core AMD EPYC CPU, f32): ``arith``, ``arith_hard`` ~3-5 min a run (from the
-default run's step time); ``tagged`` ~17 min to build its SFT start (300 steps at 1.9-3.6 s) and
+Hardware and time (2-core AMD EPYC CPU, f32): ``arith``, ``arith_hard`` ~3-6 min a run (``arith_hard``
+measured 2026-12-06 beside one other job: 336 +- 39 s; its SFT start ~5 min, 350 steps at ~0.7 s); ``tagged`` ~17 min to build its SFT start (300 steps at 1.9-3.6 s) and
 28-40 min a run (both measured on 2026-12-06 beside 1-3 other jobs; 3.7-4.6 s a step);
 ``partial_sums`` is the dearest of the from-scratch tasks (~57-token completions on 176-token
 prompts): its SFT start took 30 min (200 steps at 3.4-9.6 s beside 2-4 other jobs), and an RL
