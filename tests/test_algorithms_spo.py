@@ -70,6 +70,18 @@ def test_chain_whitening_is_over_the_kept_tokens():
     np.testing.assert_array_equal(np.asarray(adv)[0, [0, 2, 4]], 0)
 
 
+def test_chain_frac_prob_masked_counts_the_completion_when_the_loss_mask_already_excludes():
+    """The ``chain`` kind gives ``loss_mask`` = completion x (q < rho); the diagnostic is the
+    fraction of completion tokens masked (3 of 6 here), not of the already-masked loss mask."""
+    case = chain_case()
+    q = np.exp(case["old_logprobs"])
+    _, bare = spo_chain.advantages(Rollout.from_mapping(case), spo_chain.Config())
+    _, kind = spo_chain.advantages(
+        Rollout.from_mapping(case | {"loss_mask": case["mask"] * (q < 0.9)}), spo_chain.Config()
+    )
+    np.testing.assert_allclose([bare["frac_prob_masked"], kind["frac_prob_masked"]], [0.5, 0.5], atol=1e-6)
+
+
 # ------------------------------------------------------------------ SPO-tree
 def spec_tree():
     """root -> {a, b}; a -> leaves {1, 0}; b -> leaves {1, 1}."""
@@ -131,6 +143,13 @@ def test_tree_token_advantages_prob_mask_and_whitening():
     raw = expect[keep]
     np.testing.assert_allclose(np.asarray(adv_w)[keep], (raw - raw.mean()) / np.sqrt(raw.var() + 1e-8), atol=1e-5)
     assert np.asarray(adv_w)[0, 1] == 0
+    assert float(m["frac_prob_masked"]) == pytest.approx(1 / 24)
+    # As the ``tree`` kind hands it over: ``loss_mask`` = segment x (q < rho), ``segment_mask`` the segment.
+    keep_f = keep.astype(np.float32)
+    _, m_kind = spo_tree.advantages(
+        r.with_items(loss_mask=keep_f, segment_mask=np.ones((6, 4), np.float32)), spo_tree.Config()
+    )
+    assert float(m_kind["frac_prob_masked"]) == pytest.approx(1 / 24)
 
 
 # ------------------------------------------------------------------ SPO-tree's edge buffer

@@ -141,7 +141,8 @@ def advantages(rollout: Rollout, cfg: Config, state: Any = None) -> tuple[Array,
         stat_mask = jnp.where(jnp.sum(keep) > 0, keep, mask)  # all tokens when none is kept
         adv = masked.whiten(adv, stat_mask, eps=cfg.whiten_eps) * keep
     metrics = adv_ops.stats(adv, keep)
-    metrics["frac_prob_masked"] = 1.0 - jnp.sum(keep) / jnp.maximum(jnp.sum(mask), 1.0)
+    # Over the completion: the ``chain`` kind's ``loss_mask`` already excludes the masked tokens.
+    metrics["frac_prob_masked"] = 1.0 - jnp.sum(keep) / jnp.maximum(jnp.sum(completion), 1.0)
     return adv, metrics
 
 

@@ -169,7 +169,9 @@ def advantages(rollout: Rollout, cfg: Config, state: Any = None) -> tuple[Array,
         stat_mask = jnp.where(jnp.sum(keep) > 0, keep, mask)  # all tokens when none is kept
         adv = masked.whiten(adv, stat_mask, eps=cfg.whiten_eps) * keep
     metrics = adv_ops.stats(adv, keep)
-    metrics["frac_prob_masked"] = 1.0 - jnp.sum(keep) / jnp.maximum(jnp.sum(mask), 1.0)
+    # Over the segment: the ``tree`` kind's ``loss_mask`` already excludes the masked tokens.
+    segment = jnp.asarray(rollout["segment_mask"], jnp.float32) if "segment_mask" in rollout else mask
+    metrics["frac_prob_masked"] = 1.0 - jnp.sum(keep) / jnp.maximum(jnp.sum(segment), 1.0)
     return adv, metrics
 
 
