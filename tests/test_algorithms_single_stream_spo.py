@@ -279,3 +279,39 @@ def test_config_validation():
         spo.Config(rho_min=0.97)
     with pytest.raises(ValueError, match="aggregation"):
         spo.Config(aggregation="mean")
+
+
+def test_offline_prior_scores_a_failing_reward_zero_and_counts_it_in_a_warning():
+    """The offline prior pass (``rollouts.single_stream.offline_rewards``) scores through
+    ``score_texts``: a reward function that raises gives 0 for that sample, and the pass warns once
+    with the number of failed calls instead of losing them."""
+    import types
+    import warnings
+
+    from jaxrl_llm.rewards import RewardRunner
+    from jaxrl_llm.rollouts import single_stream
+    from jaxrl_llm.types import Example
+
+    def picky(completion, example):
+        if completion == "boom":
+            raise ValueError("unparsable")
+        return float(completion == example.answer)
+
+    examples = [Example(prompt="q", answer=str(i), metadata={}, id=str(i)) for i in range(3)]
+    texts = {0: ["0", "boom"], 1: ["x", "1"], 2: ["boom", "boom"]}  # prompt -> its 2 samples
+    policy = types.SimpleNamespace(
+        encode_prompts=lambda exs: (np.asarray([[int(e.id)] for e in exs]), np.ones((len(exs), 1))),
+        generate=lambda tokens, mask, key, n: {"tokens": np.repeat(tokens, n, axis=0), "lengths": None},
+        decode=lambda tokens, lengths: [texts[int(t[0])][i % 2] for i, t in enumerate(tokens)],
+    )
+    ctx = types.SimpleNamespace(
+        cfg=types.SimpleNamespace(train=types.SimpleNamespace(prompts_per_step=2)),
+        task=types.SimpleNamespace(train_example=lambda i: examples[i]),
+        policy=policy,
+        score=RewardRunner(((picky, 1.0),), num_workers=0).score,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rewards = single_stream.offline_rewards(ctx, jax.random.key(0), num_prompts=3, samples=2)
+    np.testing.assert_array_equal(rewards, [[1, 0], [0, 1], [0, 0]])
+    assert any("offline prior: 3 of 6 reward calls failed" in str(w.message) for w in caught)

@@ -8,6 +8,7 @@ import math
 
 import jax
 import numpy as np
+import pytest
 
 from jaxrl_llm import algorithms, train
 from jaxrl_llm import config as C
@@ -88,10 +89,13 @@ def test_branches_continue_from_the_parent_cache(monkeypatch):
 
     def score(texts, examples):
         seen.extend(texts)
-        return np.asarray([float("42" in t) for t in texts], np.float32), {"failures": {}, "timeouts": {}}
+        info = {"failures": {"score": 1}, "timeouts": {}, "errors": ["one failed call"]}  # counted, not lost
+        return np.asarray([float("42" in t) for t in texts], np.float32), info
 
     ctx = Context(cfg, algorithms.get("arpo"), policy, None, Stream(), score)
-    rollout, metrics = tool_tree.collect(ctx, jax.random.key(0), None)
+    with pytest.warns(UserWarning, match="reward failures"):
+        rollout, metrics = tool_tree.collect(ctx, jax.random.key(0), None)
+    assert metrics["reward/failures"] == 1.0  # the scorer's failure reaches the step's metrics
     B, W = rollout.tokens.shape
     assert B == 8 and rollout.group_size == 4 and metrics["arpo/branches"] > 0
     assert metrics["arpo/tool_calls"] > 0

@@ -16,13 +16,14 @@ cfg)`` (prioritized by the per-prompt value tracker) instead of the task stream.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import jax
 import numpy as np
 
 from jaxrl_llm.rollouts import group
-from jaxrl_llm.rollouts.base import Context, Kind
+from jaxrl_llm.rollouts.base import Context, Kind, score_texts
 from jaxrl_llm.types import Batch, Example, Rollout
 
 
@@ -45,18 +46,26 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
 
 def offline_rewards(ctx: Context, key: jax.Array, num_prompts: int, samples: int) -> np.ndarray:
     """Rewards [N, n] of ``n`` samples of each of the first ``N`` training prompts under the
-    current policy, ``train.prompts_per_step`` prompts per sampler call."""
+    current policy, ``train.prompts_per_step`` prompts per sampler call. A failed or timed-out
+    reward call scores 0, as in training, and is counted in one warning at the end."""
     P = ctx.cfg.train.prompts_per_step
-    out = []
+    out, failures = [], 0
     for start in range(0, num_prompts, P):
         examples = [ctx.task.train_example(i) for i in range(start, min(start + P, num_prompts))]
         tokens, mask = ctx.policy.encode_prompts(examples)
         sampled = ctx.policy.generate(tokens, mask, jax.random.fold_in(key, start), samples)
-        rewards, _ = ctx.score(
-            ctx.policy.decode(sampled["tokens"], sampled["lengths"]), [e for e in examples for _ in range(samples)]
+        scored = score_texts(
+            ctx, ctx.policy.decode(sampled["tokens"], sampled["lengths"]), [e for e in examples for _ in range(samples)]
         )
-        out.append(np.asarray(rewards, np.float32).reshape(len(examples), samples))
-    return np.concatenate(out, axis=0)
+        failures += int(scored.metrics["reward/failures"])
+        out.append(scored.rewards.reshape(len(examples), samples))
+    rewards = np.concatenate(out, axis=0)
+    if failures:
+        warnings.warn(
+            f"offline prior: {failures} of {rewards.size} reward calls failed or timed out and scored 0",
+            stacklevel=2,
+        )
+    return rewards
 
 
 def prepare_state(ctx: Context, key: jax.Array, state: Any) -> Any:

@@ -46,7 +46,7 @@ import numpy as np
 from jaxrl_llm.envs import tools as tools_lib
 from jaxrl_llm.policy import right_pad
 from jaxrl_llm.rollouts import episode, tree
-from jaxrl_llm.rollouts.base import Context, Kind
+from jaxrl_llm.rollouts.base import Context, Kind, score_texts
 from jaxrl_llm.rollouts.group import draw_from_stream, rollout_metrics
 from jaxrl_llm.sampling import cached
 from jaxrl_llm.types import Rollout
@@ -216,8 +216,8 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
             tokens, mask = right_pad(added, max(len(x) for x in added), policy.pad_id)
             session = cached.extend(model, session, tokens, mask)
         sample_time += time.perf_counter() - t0
-    rollout = _rows(ctx, trajs, examples, ids, prompt_tokens, prompt_mask, M, W)
-    metrics = rollout_metrics(rollout, ctx.cfg.eval.correct_threshold)
+    rollout, reward_metrics = _rows(ctx, trajs, examples, ids, prompt_tokens, prompt_mask, M, W)
+    metrics = rollout_metrics(rollout, ctx.cfg.eval.correct_threshold) | reward_metrics
     solved = rollout.rewards >= ctx.cfg.eval.correct_threshold
     calls = rollout.extras["tool_calls"]
     metrics.update(
@@ -229,7 +229,6 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
             "arpo/branches": float(sum(t.parent >= 0 for t in trajs)),
             "arpo/branch_entropy_delta": float(np.mean(branch_deltas)) if branch_deltas else 0.0,
             "arpo/sampled_tokens": float(sampled),
-            "reward/failures": metrics.get("reward/failures", 0.0),
         }
     )
     return rollout, metrics
@@ -242,7 +241,8 @@ def _result_ids(tokenizer, result: str, cap: int) -> list[int]:
     return head + enc(result)[: max(cap - len(head) - len(tail), 0)] + tail
 
 
-def _rows(ctx, trajs, examples, ids, prompt_tokens, prompt_mask, M, W) -> Rollout:
+def _rows(ctx, trajs, examples, ids, prompt_tokens, prompt_mask, M, W) -> tuple[Rollout, dict[str, float]]:
+    """The rows and the scoring's metrics (``reward/failures``, ``reward/<fn>``)."""
     pad, B = ctx.policy.pad_id, len(trajs)
     tokens, mask = right_pad([t.tokens for t in trajs], W, pad)
     rows = lambda f: np.stack(
@@ -250,14 +250,14 @@ def _rows(ctx, trajs, examples, ids, prompt_tokens, prompt_mask, M, W) -> Rollou
     )
     own = [[tok for tok, p in zip(t.tokens, t.policy) if p] for t in trajs]
     texts = ctx.policy.decode(right_pad(own, W, pad)[0], np.asarray([len(o) for o in own]))
-    rewards, _ = ctx.score(texts, [examples[b // M] for b in range(B)])
-    return Rollout(
+    scored = score_texts(ctx, texts, [examples[b // M] for b in range(B)])
+    rollout = Rollout(
         prompt_tokens=prompt_tokens,
         prompt_mask=prompt_mask,
         tokens=tokens,
         mask=mask,
         loss_mask=rows("policy"),
-        rewards=np.asarray(rewards, np.float32),
+        rewards=scored.rewards,
         group_ids=np.repeat(np.arange(B // M, dtype=np.int32), M),
         prompt_ids=np.repeat(np.asarray(ids, np.int32), M),
         lengths=np.asarray([min(len(t.tokens), W) for t in trajs], np.int32),
@@ -271,6 +271,7 @@ def _rows(ctx, trajs, examples, ids, prompt_tokens, prompt_mask, M, W) -> Rollou
         },
         group_size=M,
     )
+    return rollout, scored.metrics
 
 
 KIND = Kind(name="tool_tree", collect=collect)
