@@ -10,6 +10,7 @@ are global, ``jaxrl_llm.types``), so the summed gradient is the full-minibatch g
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxrl_llm import distributed
+from jaxrl_llm import distributed, sharding
 from jaxrl_llm.config import ConfigError
 from jaxrl_llm.types import Batch
 
@@ -141,6 +142,7 @@ class Updater:
         self.put = put
         self.replicated = replicated
         self._cache: dict[str, Callable] = {}
+        self._warned: set[str] = set()
 
     def init(self, tx: optax.GradientTransformation, trainable: Any) -> Any:
         """``tx.init(trainable)`` laid out like the params (moments) or replicated (counters), so
@@ -193,6 +195,7 @@ class Updater:
         if n % mb:
             raise ValueError(f"micro_batch_size={mb} does not divide the minibatch of {n} rows")
         m = n // mb
+        self._check_row_shards(name, mb)
         split = lambda x: self.put(np.ascontiguousarray(np.asarray(x).reshape(m, mb, *np.shape(x)[1:])), 1)
         dev_inputs = {k: split(v) for k, v in inputs.items()}
         dev_batch = jax.tree.map(split, batch)
@@ -201,6 +204,29 @@ class Updater:
             self._cache[name] = self._build(tx, loss_fn, opt_state)
         trainable, opt_state, metrics = self._cache[name](trainable, opt_state, dev_inputs, dev_batch, dev_scalars)
         return trainable, opt_state, {k: float(distributed.to_host(v)) for k, v in metrics.items()}
+
+    def row_shards(self) -> int:
+        """How many shards the mesh splits a batch's rows into (``sharding.RULES["batch"]``)."""
+        mesh = getattr(self.replicated, "mesh", None)
+        if mesh is None:
+            return 1
+        spec = sharding.logical_to_spec(("batch",), mesh)[0]
+        names = () if spec is None else (spec,) if isinstance(spec, str) else spec
+        return int(np.prod([mesh.shape[a] for a in names]))
+
+    def _check_row_shards(self, name: str, rows: int) -> None:
+        """Warns once per program when its micro-batches of ``rows`` rows cannot be split over the
+        mesh's row shards: ``put`` then replicates them, and every device runs every row (correct,
+        but the data-parallel devices do no parallel work)."""
+        k = self.row_shards()
+        if k > 1 and rows % k and name not in self._warned:
+            self._warned.add(name)
+            warnings.warn(
+                f"update {name!r}: micro-batches of {rows} rows do not split over the mesh's {k} row shards "
+                f"(data x fsdp), so each is replicated and every device runs all its rows; make the micro-batch "
+                f"(train.micro_batch_size or sft.micro_batch_size; 0 = the whole minibatch) a multiple of {k}",
+                stacklevel=3,
+            )
 
     def forget(self) -> None:
         """Drops the compiled programs (after a restore placed the state anew)."""

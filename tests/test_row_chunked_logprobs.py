@@ -105,6 +105,39 @@ def test_chunks_are_split_over_the_row_shards(policies):
     assert fsdp.row_chunk() == 12
 
 
+def test_update_warns_once_when_its_micro_batches_would_be_replicated(policies):
+    """The update's micro-batches are not padded (the losses' normalizers count real rows), so a
+    micro-batch the row shards do not divide is replicated: the Updater says so once per program,
+    naming the setting. 8 rows on 8 devices split one a device and say nothing."""
+    import warnings
+
+    import jax.numpy as jnp
+    import optax
+
+    one, eight = policies
+    tx = optax.sgd(0.1)
+
+    def loss_fn(w, inputs, batch):
+        loss = jnp.sum(w["w"] ** 2) + jnp.mean(inputs["tokens"].astype(jnp.float32))
+        return loss, {}
+
+    def run(policy, name, micro_batch):
+        up = update.Updater({"w": policy.replicated}, policy.put, policy.replicated)
+        w = {"w": jax.device_put(jnp.ones(3), policy.replicated)}
+        tokens = np.zeros((8, 5), np.int32)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(2):
+                w, opt, _ = up.step(name, tx, loss_fn, w, up.init(tx, w), {"tokens": tokens}, {}, {}, micro_batch)
+        return up, [str(c.message) for c in caught if "row shards" in str(c.message)]
+
+    up, said = run(eight, "rl/4", 4)
+    assert up.row_shards() == 8 and len(said) == 1
+    assert "micro-batches of 4 rows" in said[0] and "multiple of 8" in said[0]
+    assert run(eight, "rl/8", 8)[1] == [] and run(eight, "rl/all", 0)[1] == []
+    assert run(one, "rl/4", 4)[1] == []  # one device: nothing to split
+
+
 def test_update_checks_the_rows_of_the_step():
     update.check_rows(12, 2, 3, "tree")
     update.check_rows(12, 1, 0, "tree")
