@@ -4,8 +4,8 @@ DR-PO is PPO whose rollouts are reset to a prefix of the example's worked soluti
 ``reset`` rollout kind: with probability ``beta_reset`` a row's first h ~ U{1..L-1} response
 tokens are the reference's, the policy continues; the forced tokens are in no policy loss). Its
 baseline is the same run with ``algo.beta_reset=0`` (no resets: exactly ``ppo``'s objective on the
-same rows). The task is the learning suite's ``partial_sums`` (``suite:partial_sums``: 4-5 terms of
-1-2 digits, one partial sum a line, then ``<answer>total</answer>``; 30-85 response tokens), whose
+same rows). The task is the learning suite's ``partial_sums`` (``suite:partial_sums``: 4-5 one-digit
+terms, one partial sum a line, then ``<answer>total</answer>``; 40-72 response tokens), whose
 examples carry the worked solution (``metadata["demonstration"]``) that the resets start from;
 the reward is the task's verifier (the paper's reward model is replaced by it). Setting: the
 suite's rule (``experiments/suite.py``: ``small`` model from the suite's cached SFT start, 16

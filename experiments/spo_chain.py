@@ -1,6 +1,6 @@
 """SPO-chain (Guo et al. 2025, "Segment Policy Optimization", https://arxiv.org/abs/2505.23564) vs
 GRPO on scratchpad partial sums, a task with multi-step completions (a partial sum a line,
-30-85 tokens).
+40-72 tokens, 57 on average).
 
 Each step samples the rule's 16 prompts x 8 completions, cuts every completion before every K-th
 low-probability token (q < 0.9, K = 5) and runs N = 4 Monte Carlo continuations from each distinct

@@ -1,6 +1,6 @@
 """SPO-tree (Guo et al. 2025, "Segment Policy Optimization", https://arxiv.org/abs/2505.23564) vs
 GRPO on scratchpad partial sums, a task with multi-step completions (a partial sum a line,
-30-85 tokens), where segments can hold individual steps.
+40-72 tokens), where segments can hold individual steps.
 
 SPO-tree grows, for each of the step's 16 prompts, a tree of depth 3 with branching (2, 2, 2):
 segments of at most M = 24 tokens at the first two levels (about one scratchpad line each), the

@@ -1,5 +1,6 @@
 """T-PPO (Fan et al. 2025, https://arxiv.org/abs/2506.15050) vs synchronous PPO on scratchpad
-partial sums, a task whose response length has a tail (30-85 tokens).
+partial sums, a task whose response length has a tail (40-72 tokens; 30-85 with the 1-2-digit
+terms used before 2026-12-06).
 
 T-PPO trains on windows: every step advances 128 in-flight responses by at most w = 16 tokens
 (the ``window`` rollout kind), refills finished slots with new prompts, and updates the policy on
