@@ -546,11 +546,24 @@ COLUMNS = (
 )
 
 
+# Rollout kinds that sample more than the rows they train on log their own count of sampled tokens
+# (SPO-chain's Monte Carlo continuations, SPO-tree's tree nodes, ARPO's branches); the table uses it.
+SAMPLED_TOKEN_KEYS = ("chain/sampled_tokens", "tree/sampled_tokens", "arpo/sampled_tokens")
+
+
+def step_tokens(record: Mapping[str, Any], batch: int) -> float:
+    """Tokens sampled in one RL step: the kind's own count (``SAMPLED_TOKEN_KEYS``) when it logs
+    one, else the mean completion length x prompts x group size x sampling rounds."""
+    for key in SAMPLED_TOKEN_KEYS:
+        if key in record:
+            return float(record[key])
+    return float(record.get("completion_len/mean", 0.0) * batch * record.get("sampling_rounds", 1))
+
+
 def run_record(directory: pathlib.Path) -> dict[str, Any] | None:
     """What the table needs from one run's ``metrics.jsonl``: the first and last held-out
-    evaluations, the eval curve, tokens sampled in RL (sum over steps of the mean completion
-    length x prompts x group size x sampling rounds) and RL wall time (sum of ``time/step``).
-    None when the run has no evaluation yet."""
+    evaluations, the eval curve, tokens sampled in RL (``step_tokens`` summed over the steps) and
+    RL wall time (sum of ``time/step``). None when the run has no evaluation yet."""
     records = metrics_log.read_metrics(directory)
     evals = [r for r in records if r.get("phase") == "eval" and "eval/accuracy" in r]
     if not evals:
@@ -572,7 +585,7 @@ def run_record(directory: pathlib.Path) -> dict[str, Any] | None:
         "delta": last["eval/accuracy"] - first["eval/accuracy"],
         "pass@1": last.get("eval/pass@1"),
         "pass@k": last.get("eval/pass@k"),
-        "tokens": float(sum(r.get("completion_len/mean", 0.0) * batch * r.get("sampling_rounds", 1) for r in rl)),
+        "tokens": float(sum(step_tokens(r, batch) for r in rl)),
         "wall_s": float(sum(r.get("time/step", 0.0) for r in rl)),
         "curve": [(r["step"] - first["step"], r["eval/accuracy"]) for r in evals],
         "signals": {k: [_window_mean(rl[:window], k), _window_mean(rl[-window:], k)] for k in SIGNALS},

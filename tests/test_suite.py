@@ -228,6 +228,22 @@ def test_report_table_has_mean_spread_and_grpo_noise_floor(tmp_path):
     assert (tmp_path / "plots" / "arith.png").stat().st_size > 0
 
 
+def test_tokens_sampled_count_a_kinds_continuations(tmp_path):
+    """SPO-chain trains on its completions but also samples Monte Carlo continuations: the table's
+    tokens are the kind's own ``chain/sampled_tokens`` where logged, so equal-token comparisons
+    against GRPO charge them."""
+    _fake_run(tmp_path / "grpo" / "s0", [(0, 0.4, 0.3, 0.6), (4, 0.5, 0.4, 0.7)])
+    assert runner.run_record(tmp_path / "grpo" / "s0")["tokens"] == 4 * 3.0 * 8
+    chain = tmp_path / "spo_chain" / "s0"
+    _fake_run(chain, [(0, 0.4, 0.3, 0.6), (4, 0.5, 0.4, 0.7)])
+    lines = [json.loads(x) for x in (chain / "metrics.jsonl").read_text().splitlines()]
+    for r in lines:
+        if r["phase"] == "rl":
+            r["chain/sampled_tokens"] = 100.0
+    (chain / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert runner.run_record(chain)["tokens"] == 400.0
+
+
 @pytest.mark.slow
 def test_smoke_every_suite_task_two_rl_steps(tmp_path):
     """CI size (``--smoke``): the tiny model, two RL steps on every task, one SFT start built,
