@@ -208,7 +208,7 @@ class Policy:
         is split over them and each device holds at most ``micro_batch_size`` rows of it (a
         chunk they did not divide would be replicated: every device would run all its rows)."""
         rows = self.cfg.train.micro_batch_size
-        return math.lcm(rows, self.mesh.shape["data"] * self.mesh.shape["fsdp"]) if rows else 0
+        return math.lcm(rows, sharding.axis_shards(self.mesh, "batch")) if rows else 0
 
     def by_row_chunks(self, fn: Callable[..., jax.Array], *rows: np.ndarray | None) -> np.ndarray:
         """``fn(*rows)`` [B, ...] on the host, run in chunks of ``row_chunk()`` rows.

@@ -91,6 +91,14 @@ def named_sharding(mesh: Mesh, logical_axes: Sequence[str | None]) -> NamedShard
     return NamedSharding(mesh, logical_to_spec(logical_axes, mesh))
 
 
+def axis_shards(mesh: Mesh, logical_axis: str) -> int:
+    """How many shards ``mesh`` splits a ``logical_axis`` dimension into (the product of the mesh
+    axes ``RULES`` maps it to; 1 when it maps to none of size > 1)."""
+    axes = logical_to_spec((logical_axis,), mesh)[0]
+    names = () if axes is None else (axes,) if isinstance(axes, str) else axes
+    return int(np.prod([mesh.shape[a] for a in names]))
+
+
 def divisible_sharding(mesh: Mesh, logical_axes: Sequence[str | None], shape: Sequence[int]) -> NamedSharding:
     """Like ``named_sharding`` but replicates any dim whose size the mesh axes do not divide."""
     spec = list(logical_to_spec(logical_axes, mesh))

@@ -143,6 +143,8 @@ class Updater:
         self.replicated = replicated
         self._cache: dict[str, Callable] = {}
         self._warned: set[str] = set()
+        mesh = getattr(replicated, "mesh", None)
+        self.row_shards = 1 if mesh is None else sharding.axis_shards(mesh, "batch")  # rows' shards
 
     def init(self, tx: optax.GradientTransformation, trainable: Any) -> Any:
         """``tx.init(trainable)`` laid out like the params (moments) or replicated (counters), so
@@ -205,20 +207,11 @@ class Updater:
         trainable, opt_state, metrics = self._cache[name](trainable, opt_state, dev_inputs, dev_batch, dev_scalars)
         return trainable, opt_state, {k: float(distributed.to_host(v)) for k, v in metrics.items()}
 
-    def row_shards(self) -> int:
-        """How many shards the mesh splits a batch's rows into (``sharding.RULES["batch"]``)."""
-        mesh = getattr(self.replicated, "mesh", None)
-        if mesh is None:
-            return 1
-        spec = sharding.logical_to_spec(("batch",), mesh)[0]
-        names = () if spec is None else (spec,) if isinstance(spec, str) else spec
-        return int(np.prod([mesh.shape[a] for a in names]))
-
     def _check_row_shards(self, name: str, rows: int) -> None:
         """Warns once per program when its micro-batches of ``rows`` rows cannot be split over the
         mesh's row shards: ``put`` then replicates them, and every device runs every row (correct,
         but the data-parallel devices do no parallel work)."""
-        k = self.row_shards()
+        k = self.row_shards
         if k > 1 and rows % k and name not in self._warned:
             self._warned.add(name)
             warnings.warn(

@@ -132,7 +132,7 @@ def test_update_warns_once_when_its_micro_batches_would_be_replicated(policies):
         return up, [str(c.message) for c in caught if "row shards" in str(c.message)]
 
     up, said = run(eight, "rl/4", 4)
-    assert up.row_shards() == 8 and len(said) == 1
+    assert up.row_shards == 8 and len(said) == 1
     assert "micro-batches of 4 rows" in said[0] and "multiple of 8" in said[0]
     assert run(eight, "rl/8", 8)[1] == [] and run(eight, "rl/all", 0)[1] == []
     assert run(one, "rl/4", 4)[1] == []  # one device: nothing to split
