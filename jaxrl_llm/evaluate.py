@@ -107,18 +107,23 @@ def opt_state_initializer(cfg: Config, policy: Policy) -> Callable[[str, Any], A
     return init
 
 
-def load_policy(cfg: Config, run_dir: str | pathlib.Path | None = None) -> tuple[Policy, int | None]:
+def load_policy(
+    cfg: Config, run_dir: str | pathlib.Path | None = None, step: int | None = None
+) -> tuple[Policy, int | None]:
     """The policy of ``cfg`` with the params of the newest readable checkpoint in ``run_dir``
-    (default ``cfg.resolved_run_dir``), or freshly built when it holds none (step ``None``).
+    (default ``cfg.resolved_run_dir``; or of checkpoint ``step``), or freshly built when it holds
+    none (step ``None``).
 
     Returns ``(policy, step)``. Raises ``checkpoint.UnreadableCheckpointError`` when checkpoints
     exist and none restores.
     """
-    policy, step, _ = restore_run(cfg, run_dir)
+    policy, step, _ = restore_run(cfg, run_dir, step)
     return policy, step
 
 
-def restore_run(cfg: Config, run_dir: str | pathlib.Path | None = None) -> tuple[Policy, int | None, dict | None]:
+def restore_run(
+    cfg: Config, run_dir: str | pathlib.Path | None = None, step: int | None = None
+) -> tuple[Policy, int | None, dict | None]:
     """``load_policy`` that also returns the restored state tree (``state.TrainState``'s keys:
     ``params``, ``opt_state``, ``ref_params``, ...), or None when there is no checkpoint."""
     policy = Policy.create(cfg)
@@ -135,7 +140,7 @@ def restore_run(cfg: Config, run_dir: str | pathlib.Path | None = None) -> tuple
     )
     ckpt = checkpoint_lib.Checkpointer(directory, cfg.checkpoint.max_to_keep, async_save=False)
     try:
-        restored = ckpt.restore(target)
+        restored = ckpt.restore(target, step)
     finally:
         ckpt.close()
     if restored is None:

@@ -74,6 +74,20 @@ def test_online_dpo_hand_computed_and_pairs_on_policy():
     assert online_dpo.pairing(online_dpo.Config()).source == "policy"
 
 
+def test_online_dpo_takes_the_cyclic_oracle():
+    """INPO's comparison: the same oracle's (best, worst) pairs feed online DPO's logistic loss."""
+    from jaxrl_llm.config import default_config
+    from jaxrl_llm.judges import oracle
+
+    p = online_dpo.pairing(online_dpo.Config(oracle="cyclic", oracle_margin=0.3))
+    assert isinstance(p.judge, oracle.CyclicOracle) and p.judge.margin == 0.3 and p.source == "policy"
+    assert online_dpo.pairing(online_dpo.Config()).judge is None  # the task's reward
+    run = dataclasses.replace(default_config(), algorithm="online_dpo", algo=online_dpo.Config(oracle="bt"))
+    assert "algo.oracle must be one of ('reward', 'cyclic'), got 'bt'" in online_dpo.check_config(run)
+    with pytest.raises(ValueError, match="algo.oracle must be one of"):
+        oracle.pair_judge("bt")
+
+
 def trl_reference(lp, ref, mask, chosen_rows, rejected_rows, beta, loss_type, average):
     """TRL's formulas over its [chosen; rejected] layout: per-sequence summed log-probs (averaged
     over completion tokens for DPOTrainer's ipo), logits = (pi_c - ref_c) - (pi_r - ref_r)."""

@@ -284,6 +284,11 @@ def test_end_to_end_tiny_run(tmp_path):
     got = jax.tree.leaves(nnx.state(exported))
     for a, b in zip(got, want):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    older, step = evaluate.load_policy(cfg, step=2)  # a named step: the params of step 2, not 4's
+    assert step == 2
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(older.params), want))
+    with pytest.raises(FileNotFoundError, match="no checkpoint step 3"):
+        evaluate.load_policy(cfg, step=3)
 
 
 def test_rollout_metrics_split_lengths_by_correctness():

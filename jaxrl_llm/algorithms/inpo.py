@@ -52,7 +52,7 @@ NAME = "inpo"
 PAPER = "Iterative Nash Policy Optimization: Aligning LLMs with General Preferences via No-Regret Learning"
 PAPER_URL = "https://arxiv.org/abs/2407.00617"
 ROLLOUT = "pairs"
-ORACLES = ("reward", "cyclic")
+ORACLES = oracle_lib.ORACLES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +65,9 @@ class Config:
 
 def pairing(cfg: Config) -> pairing_lib.Pairing:
     """On-policy pairs from pi_t, labelled by the configured oracle; undecided pairs dropped."""
-    judge = oracle_lib.CyclicOracle(cfg.oracle_margin) if cfg.oracle == "cyclic" else None
-    return pairing_lib.Pairing(source="policy", judge=judge, drop_ties=True)
+    return pairing_lib.Pairing(
+        source="policy", judge=oracle_lib.pair_judge(cfg.oracle, cfg.oracle_margin), drop_ties=True
+    )
 
 
 def check_config(run_cfg: Any) -> str | None:

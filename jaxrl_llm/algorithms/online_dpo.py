@@ -25,6 +25,10 @@ Differs from ``dpo`` in: pairs are always sampled on-policy (``Pairing(source="p
 on a task with stored pairs. Differs from TRL: a pair the judge scores as a tie carries no
 preference and counts in no loss (``drop_ties = True``); TRL takes the first sample as chosen.
 
+``oracle = "cyclic"`` labels the pairs with ``judges.oracle.CyclicOracle`` (a round robin over
+the K samples), the intransitive preference of INPO's comparison, where the Bradley-Terry model
+behind DPO's loss cannot represent the preference.
+
 Defaults: ``beta = 0.1`` (TRL's ``OnlineDPOConfig``).
 """
 
@@ -37,6 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl_llm.algorithms import dpo
+from jaxrl_llm.judges import oracle as oracle_lib
 from jaxrl_llm.judges import pairing as pairing_lib
 from jaxrl_llm.ops import sequence
 from jaxrl_llm.types import Array, Batch, Metrics, Rollout
@@ -52,17 +57,22 @@ KL_IN_OBJECTIVE = True  # beta sits inside the loss (see algorithms/__init__.py)
 class Config:
     beta: float = 0.1  # beta: KL weight = inverse temperature of the implicit reward
     drop_ties: bool = True  # a pair the judge does not separate counts in no loss
+    oracle: str = "reward"  # "reward": the task's reward ranks the K samples; "cyclic": intransitive oracle
+    oracle_margin: float = 0.5  # the cyclic oracle's P(win) - 1/2
 
 
 def pairing(cfg: Config) -> pairing_lib.Pairing:
-    """On-policy pairs, judged by the task's reward."""
-    return pairing_lib.Pairing(source="policy", judge=None, drop_ties=cfg.drop_ties)
+    """On-policy pairs, judged by the task's reward or the configured oracle (``judges.oracle``)."""
+    judge = oracle_lib.pair_judge(cfg.oracle, cfg.oracle_margin)
+    return pairing_lib.Pairing(source="policy", judge=judge, drop_ties=cfg.drop_ties)
 
 
 def check_config(run_cfg: Any) -> str | None:
     """Online DPO needs ``beta > 0``, ``train.group_size >= 2`` and whole pairs per micro-batch."""
     if not run_cfg.algo.beta > 0:
         return f"online_dpo needs algo.beta > 0, got {run_cfg.algo.beta}"
+    if run_cfg.algo.oracle not in oracle_lib.ORACLES:
+        return f"online_dpo: algo.oracle must be one of {oracle_lib.ORACLES}, got {run_cfg.algo.oracle!r}"
     return pairing_lib.check_pairs_config(run_cfg, on_policy=True)
 
 

@@ -57,3 +57,16 @@ class CyclicOracle:
         wins = (ca - cb) % 3 == 1
         losses = (cb - ca) % 3 == 1
         return (0.5 + self.margin * wins - self.margin * losses).astype(np.float32)
+
+
+# the preference oracles a pair method may name (``algo.oracle``): the task's verifiable reward
+# (best vs worst of K by score; a Bradley-Terry-representable preference) or ``CyclicOracle``
+ORACLES = ("reward", "cyclic")
+
+
+def pair_judge(name: str, margin: float = 0.5) -> CyclicOracle | None:
+    """The judge a ``judges.pairing.Pairing`` takes for ``algo.oracle = name``: ``None`` (the
+    task's reward) for ``"reward"``, a ``CyclicOracle(margin)`` for ``"cyclic"``."""
+    if name not in ORACLES:
+        raise ValueError(f"algo.oracle must be one of {ORACLES}, got {name!r}")
+    return CyclicOracle(margin) if name == "cyclic" else None
