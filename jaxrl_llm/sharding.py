@@ -94,7 +94,11 @@ def named_sharding(mesh: Mesh, logical_axes: Sequence[str | None]) -> NamedShard
 def axis_shards(mesh: Mesh, logical_axis: str) -> int:
     """How many shards ``mesh`` splits a ``logical_axis`` dimension into (the product of the mesh
     axes ``RULES`` maps it to; 1 when it maps to none of size > 1)."""
-    axes = logical_to_spec((logical_axis,), mesh)[0]
+    return _spec_entry_size(mesh, logical_to_spec((logical_axis,), mesh)[0])
+
+
+def _spec_entry_size(mesh: Mesh, axes: str | tuple[str, ...] | None) -> int:
+    """The number of shards one ``PartitionSpec`` entry (None, a mesh axis or a tuple) makes."""
     names = () if axes is None else (axes,) if isinstance(axes, str) else axes
     return int(np.prod([mesh.shape[a] for a in names]))
 
@@ -104,9 +108,6 @@ def divisible_sharding(mesh: Mesh, logical_axes: Sequence[str | None], shape: Se
     spec = list(logical_to_spec(logical_axes, mesh))
     spec += [None] * (len(shape) - len(spec))
     for i, (axes, dim) in enumerate(zip(spec, shape)):
-        if axes is None:
-            continue
-        names = (axes,) if isinstance(axes, str) else axes
-        if dim % int(np.prod([mesh.shape[a] for a in names])):
+        if dim % _spec_entry_size(mesh, axes):
             spec[i] = None
     return NamedSharding(mesh, PartitionSpec(*spec))

@@ -206,3 +206,19 @@ def test_trainer_names_the_settings_when_the_rows_do_not_split(trainer, monkeypa
     monkeypatch.setattr(tr, "cfg", with_train(tr.cfg, micro_batch_size=3))
     with pytest.raises(C.ConfigError, match=r"micro_batch_size=3 .* 4 rows of a step of the 'group' rollout kind"):
         train.rl_step(tr, metrics_log.Timer())
+
+
+def test_axis_shards_and_divisible_sharding_agree_on_the_mesh():
+    """``axis_shards`` counts a logical axis's shards; ``divisible_sharding`` keeps a dim split only
+    where that count divides it (8 fake devices as data 2 x fsdp 2 x tensor 2)."""
+    from jax.sharding import PartitionSpec
+
+    from jaxrl_llm import sharding
+
+    mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+    assert [sharding.axis_shards(mesh, a) for a in ("batch", "vocab", "seq")] == [4, 2, 1]
+    assert sharding.divisible_sharding(mesh, ("batch", "vocab"), (8, 6)).spec == PartitionSpec(
+        ("data", "fsdp"), "tensor"
+    )
+    assert sharding.divisible_sharding(mesh, ("batch", "vocab"), (6, 5)).spec == PartitionSpec(None, None)
+    assert sharding.divisible_sharding(mesh, ("batch",), (4, 3)).spec == PartitionSpec(("data", "fsdp"), None)
