@@ -19,9 +19,10 @@ Commands (the suite runner builds or reuses the SFT start and writes the table):
 
 Hardware: the project's 2-core CPU machine (no accelerator), f32.
 
-Time: not measured. The suite estimates ~15 min for a GRPO partial_sums run; DR-PO adds the
-critic (PPO's step costs ~2.7x GRPO's, experiments/ppo.py) and a forward pass for pi_old over the
-forced tokens.
+Time: not measured. A GRPO ``partial_sums`` run under the suite's rule took 35-60 min here
+beside one other job (4.6-9 s a step; ``experiments/suite.py``); DR-PO adds the critic (PPO's step
+costs ~2.7x GRPO's, experiments/ppo.py) and a forward pass for pi_old over the forced tokens, so
+expect ~1.5-3 h a run on this machine.
 
 Expected result: not measured yet. The paper's claim (TL;DR, 3 seeds): DR-PO's win rate 70.2 +-
 1.7% vs PPO's 62.3 +- 2.5%; its tiny-reproduction claim is that the held-out reward from the

@@ -9,7 +9,8 @@ core tests and small experiments): ``gridworld``, ``keydoor``, ``frozenlake`` (`
 behind the optional extra ``agents`` (each raises a clear ImportError when its package is
 missing): ``textarena`` (FrozenLake, Sokoban, negotiation games with a scripted or model partner),
 ``scienceworld`` (one task, its variation from the seed), ``textworld`` (a small game generated
-offline from the seed).
+offline from the seed), ``overcooked`` (an overcooked_ai kitchen told in text, played with
+language macro-actions beside a waiting, scripted or model partner chef).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from jaxrl_llm.envs import (
     base,
     combination_lock,
     grid,
+    overcooked_env,
     scienceworld_env,
     strategic,
     textarena_env,
@@ -37,6 +39,7 @@ ENVS: dict[str, Callable[..., Env]] = {
     "textarena": textarena_env.TextArenaEnv,
     "scienceworld": scienceworld_env.ScienceWorldEnv,
     "textworld": textworld_env.TextWorldEnv,
+    "overcooked": overcooked_env.OvercookedEnv,
 }
 
 
