@@ -560,6 +560,16 @@ def step_tokens(record: Mapping[str, Any], batch: int) -> float:
     return float(record.get("completion_len/mean", 0.0) * batch * record.get("sampling_rounds", 1))
 
 
+def rows_per_step(directory: pathlib.Path) -> int:
+    """``prompts_per_step x group_size`` of the run's ``config.json`` (1 when it has none): the
+    completions a step samples, which ``step_tokens`` multiplies by the mean completion length."""
+    cfg_path = directory / "config.json"
+    if not cfg_path.exists():
+        return 1
+    t = json.loads(cfg_path.read_text())["train"]
+    return t["prompts_per_step"] * t["group_size"]
+
+
 def run_record(directory: pathlib.Path) -> dict[str, Any] | None:
     """What the table needs from one run's ``metrics.jsonl``: the first and last held-out
     evaluations, the eval curve, tokens sampled in RL (``step_tokens`` summed over the steps) and
@@ -568,11 +578,7 @@ def run_record(directory: pathlib.Path) -> dict[str, Any] | None:
     evals = [r for r in records if r.get("phase") == "eval" and "eval/accuracy" in r]
     if not evals:
         return None
-    cfg_path = directory / "config.json"
-    batch = 1
-    if cfg_path.exists():
-        t = json.loads(cfg_path.read_text())["train"]
-        batch = t["prompts_per_step"] * t["group_size"]
+    batch = rows_per_step(directory)
     rl = [r for r in records if r.get("phase") == "rl"]
     first, last = evals[0], evals[-1]
     window = max(1, min(SIGNAL_WINDOW, len(rl) // 4))  # a short run's windows must not overlap

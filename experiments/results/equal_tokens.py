@@ -13,7 +13,6 @@ that never reached T is reported as "-").
 """
 
 import argparse
-import json
 import pathlib
 import sys
 
@@ -28,8 +27,7 @@ from jaxrl_llm import metrics_log  # noqa: E402
 def curve(run_dir: pathlib.Path) -> list[dict[str, float]]:
     """The run's evaluations, each with the tokens sampled in RL before it."""
     records = metrics_log.read_metrics(run_dir)
-    t = json.loads((run_dir / "config.json").read_text())["train"]
-    batch = t["prompts_per_step"] * t["group_size"]
+    batch = suite.rows_per_step(run_dir)
     rl = sorted((r for r in records if r.get("phase") == "rl"), key=lambda r: r["step"])
     steps = np.asarray([r["step"] for r in rl])
     cum = np.cumsum([suite.step_tokens(r, batch) for r in rl])
