@@ -57,8 +57,9 @@ measured 2026-12-06 beside one other job: 336 +- 39 s; its SFT start ~5 min, 350
 28-40 min a run (both measured on 2026-12-06 beside 1-3 other jobs; 3.7-4.6 s a step);
 ``partial_sums`` is the dearest of the from-scratch tasks (~57-token completions on 176-token
 prompts): its SFT start took 30 min (200 steps at 3.4-9.6 s beside 2-4 other jobs), and an RL
-step 4.6-7.4 s beside one other job and 14-17 s beside three (2026-12-06), so 0.5-2 h a run; ``codegen`` ~2 h (128 sandboxed test runs a step at ~0.27 s each on 2
-workers: ~17 s a step in rewards); ``smollm2`` 20-27 min a run (measured with other jobs on the
+step 4.6-7.4 s beside one other job and 14-17 s beside three (2026-12-06), so 0.5-2 h a run; ``codegen`` ~5 min to build its SFT start (200 steps at ~1.5 s) and ~38 min a run
+(measured 2026-12-07 beside one other job: 5.4 s a step, 3.1 s of it in the 128 sandboxed test
+runs); ``smollm2`` 20-27 min a run (measured with other jobs on the
 machine; 25-34 s a step). ``--jobs`` on a machine with more cores divides the total.
 """
 
