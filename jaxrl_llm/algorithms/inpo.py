@@ -52,7 +52,6 @@ NAME = "inpo"
 PAPER = "Iterative Nash Policy Optimization: Aligning LLMs with General Preferences via No-Regret Learning"
 PAPER_URL = "https://arxiv.org/abs/2407.00617"
 ROLLOUT = "pairs"
-ORACLES = oracle_lib.ORACLES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,8 +74,8 @@ def check_config(run_cfg: Any) -> str | None:
     cfg = run_cfg.algo
     if not cfg.eta > 0 or not 0.0 <= cfg.beta < cfg.eta:
         return f"inpo needs eta > 0 and 0 <= beta (tau) < eta, got eta={cfg.eta}, beta={cfg.beta}"
-    if cfg.oracle not in ORACLES:
-        return f"inpo: algo.oracle must be one of {ORACLES}, got {cfg.oracle!r}"
+    if error := oracle_lib.oracle_error(cfg.oracle):
+        return f"inpo: {error}"
     return pairing_lib.check_pairs_config(run_cfg, on_policy=True)
 
 

@@ -71,8 +71,8 @@ def check_config(run_cfg: Any) -> str | None:
     """Online DPO needs ``beta > 0``, ``train.group_size >= 2`` and whole pairs per micro-batch."""
     if not run_cfg.algo.beta > 0:
         return f"online_dpo needs algo.beta > 0, got {run_cfg.algo.beta}"
-    if run_cfg.algo.oracle not in oracle_lib.ORACLES:
-        return f"online_dpo: algo.oracle must be one of {oracle_lib.ORACLES}, got {run_cfg.algo.oracle!r}"
+    if error := oracle_lib.oracle_error(run_cfg.algo.oracle):
+        return f"online_dpo: {error}"
     return pairing_lib.check_pairs_config(run_cfg, on_policy=True)
 
 

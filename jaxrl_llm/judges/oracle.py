@@ -64,9 +64,15 @@ class CyclicOracle:
 ORACLES = ("reward", "cyclic")
 
 
+def oracle_error(name: str) -> str | None:
+    """Why ``algo.oracle = name`` is not a known oracle (``None`` when it is): for a method's
+    ``check_config`` and for ``pair_judge``."""
+    return None if name in ORACLES else f"algo.oracle must be one of {ORACLES}, got {name!r}"
+
+
 def pair_judge(name: str, margin: float = 0.5) -> CyclicOracle | None:
     """The judge a ``judges.pairing.Pairing`` takes for ``algo.oracle = name``: ``None`` (the
     task's reward) for ``"reward"``, a ``CyclicOracle(margin)`` for ``"cyclic"``."""
-    if name not in ORACLES:
-        raise ValueError(f"algo.oracle must be one of {ORACLES}, got {name!r}")
+    if error := oracle_error(name):
+        raise ValueError(error)
     return CyclicOracle(margin) if name == "cyclic" else None
