@@ -141,9 +141,9 @@ OVERRIDES = [
 
 
 def _launch(run_dir, cache_dir, *extra):
-    env = dict(
-        os.environ, HF_HUB_OFFLINE="1", JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2"
-    )
+    # the test suite's XLA optimization level (tests/conftest.py) for these processes too
+    xla_flags = "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags)
     cmd = [
         sys.executable,
         "-m",

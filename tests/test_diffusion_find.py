@@ -103,7 +103,8 @@ def test_loss_jit_equals_eager():
     args = (params, z, _prior_logprob(z), adv, 7, cfg)
     eager = find.loss(*args)
     jitted = jax.jit(find.loss, static_argnums=(5,))(*args)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), eager, jitted)
+    # jit fuses the ops and may sum in another order than op-by-op dispatch: f32 rounding apart
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5), eager, jitted)
 
 
 def test_config_validation():

@@ -70,7 +70,8 @@ def _env(devices, **extra):
         os.environ,
         HF_HUB_OFFLINE="1",
         JAX_PLATFORMS="cpu",
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        # the test suite's XLA optimization level (tests/conftest.py) for these processes too
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0",
         **extra,
     )
 
