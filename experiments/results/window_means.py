@@ -13,25 +13,20 @@ claims are about (``gepo/accuracy``, ``urpo/referee_accuracy``), which the suite
 from __future__ import annotations
 
 import argparse
-import math
 import pathlib
 import sys
 
-from jaxrl_llm import metrics_log
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # experiments/
+import suite  # noqa: E402
+
+from jaxrl_llm import metrics_log  # noqa: E402
 
 
-def window_means(run: pathlib.Path, key: str, window: int) -> tuple[float, float] | None:
-    """(mean over the first ``window`` RL steps, mean over the last ``window``) of ``key``."""
-    values = [r[key] for r in metrics_log.read_metrics(run) if r.get("phase") == "rl" and key in r]
-    if not values:
-        return None
-    head, tail = values[:window], values[-window:]
-    return sum(head) / len(head), sum(tail) / len(tail)
-
-
-def mean_std(xs: list[float]) -> tuple[float, float]:
-    m = sum(xs) / len(xs)
-    return m, (math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else float("nan"))
+def window_means(rl: list[dict], key: str, window: int) -> tuple[float, float] | None:
+    """(mean over the first ``window`` RL records, mean over the last ``window``) of ``key``, by
+    the suite table's ``_window_mean``; None when the key is in neither window."""
+    head, tail = suite._window_mean(rl[:window], key), suite._window_mean(rl[-window:], key)
+    return None if head is None or tail is None else (head, tail)
 
 
 def welch_p(a: list[float], b: list[float]) -> float:
@@ -57,12 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|")
     last: dict[str, dict[str, list[float]]] = {}
     for name, runs in arms.items():
+        rls = [[r for r in metrics_log.read_metrics(run) if r.get("phase") == "rl"] for run in runs]
         for key in args.keys:
-            pairs = [w for w in (window_means(r, key, args.window) for r in runs) if w is not None]
+            pairs = [w for w in (window_means(rl, key, args.window) for rl in rls) if w is not None]
             if not pairs:
                 print(f"| {name} | `{key}` | - | - | 0 |")
                 continue
-            (h, hs), (t, ts) = mean_std([a for a, _ in pairs]), mean_std([b for _, b in pairs])
+            head, tail = suite._stats([a for a, _ in pairs]), suite._stats([b for _, b in pairs])
+            (h, hs), (t, ts) = (head["mean"], head["std"]), (tail["mean"], tail["std"])
             last.setdefault(key, {})[name] = [b for _, b in pairs]
             print(f"| {name} | `{key}` | {h:.3f} +- {hs:.3f} | {t:.3f} +- {ts:.3f} | {len(pairs)} |")
     if len(arms) >= 2:
