@@ -85,7 +85,7 @@ def _fake_ctx(P=4, T=3):
     enc = lambda text: [4 + ord(c) % 90 for c in text]
     dec = {4 + ord(c) % 90: c for c in "0123456789"}
 
-    def generate(tokens, mask, key, n):
+    def generate(tokens, mask, key, n, greedy=False):
         digits = np.asarray(jax.random.randint(key, (tokens.shape[0],), 0, 3))  # few values: some pairs tie
         out = np.zeros((tokens.shape[0], T), np.int32)
         out[:, 0] = [enc(str(d))[0] for d in digits]
@@ -127,3 +127,60 @@ def test_refuel_pairs_share_the_prefix_at_turn_h():
     same = (rollout.tokens[0::2] == rollout.tokens[1::2]).all(axis=1)
     np.testing.assert_array_equal(rollout.loss_mask[0::2].sum(axis=1) == 0, same)
     assert m["refuel/identical"] == same.mean() and 0 <= m["refuel/h_mean"] <= 2
+
+
+def test_dialogue_demonstration_is_the_rollout_token_stream():
+    """The SFT demonstration of ``suite:dialogue_arithmetic`` tokenizes to exactly the stream the
+    rollout builds when every turn answers right (each turn closed by the stop token)."""
+    import types
+
+    from jaxrl_llm.models import zoo
+    from jaxrl_llm.tasks import make_task
+
+    tok = zoo.get_tokenizer("small")
+    enc = lambda text: list(tok(text, add_special_tokens=False)["input_ids"])
+    policy = types.SimpleNamespace(encode_text=enc)
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    kw = dict(min_terms=2, max_terms=2, min_digits=1, max_digits=1, num_eval=10)
+    for i in range(5):
+        demo = make_task("suite:dialogue_arithmetic", demonstrations=True, dialogue_turns=3, **kw).train_example(i)
+        plain = make_task("suite:dialogue_arithmetic", **kw).train_example(i)
+        rg = make_task("rg:basic_arithmetic", **kw).train_example(i)
+        assert (
+            (plain.prompt, plain.answer, plain.id) == (rg.prompt, rg.answer, rg.id) == (demo.prompt, rg.answer, demo.id)
+        )
+        stream = []
+        for t in range(3):
+            if t:
+                stream += dialogue.user_tokens(policy, dialogue.follow_up(rg, t), closed=True)
+            stream += enc(str(dialogue.reference(rg, t))) + ([eos] if t < 2 else [])
+        assert enc(demo.answer) == stream
+        answers = [chunk.split("<|im_end|>")[0] for chunk in demo.answer.split("<|im_start|>assistant\n")]
+        assert [dialogue.turn_reward(a, rg, t) for t, a in enumerate(answers)] == [1.0] * 3
+
+
+def test_dialogue_evaluate_counts_right_turns():
+    """Greedy held-out evaluation: a policy that answers turn 0 right and then repeats itself is
+    right on turn 0 only; all_turns needs every turn."""
+    import jax
+
+    ctx = _fake_ctx(P=4)
+    right = {e.id: dialogue.reference(e, 0) for _, e in [ctx.data.next_indexed() for _ in range(4)]}
+    examples = [Example(prompt="q", answer=str(v), metadata={}, id=k) for k, v in right.items()]
+    enc = ctx.policy.encode_text
+
+    def generate(tokens, mask, key, n, greedy=False):
+        assert greedy
+        out = np.zeros((tokens.shape[0], 3), np.int32)
+        for i, e in enumerate(examples):  # rows are examples in order; every turn says turn 0's answer
+            out[i, :2] = enc(e.answer)[0], 2
+        return {"tokens": out, "lengths": np.full(tokens.shape[0], 2, np.int32)}
+
+    ctx.policy.generate = generate
+    r = dialogue.evaluate(ctx.policy, examples, 3, 200, jax.random.key(0), batch_size=len(examples))
+    assert r == {
+        "dialogue/success_turn0": 1.0,
+        "dialogue/success_turn1": 0.0,
+        "dialogue/success_turn2": 0.0,
+        "dialogue/all_turns": 0.0,
+    }

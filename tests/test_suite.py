@@ -126,7 +126,7 @@ def test_demonstrations_and_prompts_fit_each_suite_tasks_lengths():
     """The SFT stage raises on a demonstration longer than max_new_tokens and on a prompt longer
     than max_prompt_len: check the suite's from-scratch tasks against their limits up front."""
     tok = synthetic_tokenizer()
-    for t in runner.SUITE:
+    for t in runner.SUITE + runner.EXTRA:
         if t.model != "small":
             continue
         task = tasks.make_task(t.task, **{**t.kwargs, **t.sft_kwargs})
@@ -135,7 +135,7 @@ def test_demonstrations_and_prompts_fit_each_suite_tasks_lengths():
             prompt = tok(tasks.render_prompt(e, tok), add_special_tokens=False)["input_ids"]
             demo = tok(e.answer, add_special_tokens=False)["input_ids"]
             assert len(prompt) <= t.max_prompt_len, (t.key, len(prompt))
-            assert len(demo) + 1 <= t.max_new_tokens, (t.key, len(demo))
+            assert len(demo) + 1 <= (t.sft_max_new_tokens or t.max_new_tokens), (t.key, len(demo))
 
 
 def test_recipe_hash_keys_the_sft_start_by_everything_that_builds_it():
@@ -147,8 +147,11 @@ def test_recipe_hash_keys_the_sft_start_by_everything_that_builds_it():
         dataclasses.replace(t, kwargs={**t.kwargs, "max_terms": 6}),
         dataclasses.replace(t, model="tiny"),
         dataclasses.replace(t, max_prompt_len=256),
+        dataclasses.replace(t, sft_max_new_tokens=128),
     ):
         assert runner.recipe_hash(changed) != runner.recipe_hash(t)
+    # sft_max_new_tokens is hashed only when set: arith's start keeps the hash it was built under
+    assert runner.recipe_hash(runner.TASKS["arith"]) == "82afc142467c"
 
 
 def test_rule_sets_beta_where_the_method_has_one_and_overrides_come_last(tmp_path):

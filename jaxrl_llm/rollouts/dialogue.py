@@ -65,18 +65,106 @@ def turn_reward(text: str, example: Example, turn: int) -> float:
     return float(ref is not None and answer_int(text) == ref)
 
 
-def user_tokens(policy: Any, message: str, closed: bool) -> list[int]:
-    """The user's turn as ChatML tokens (closing the assistant's turn first if it hit the length limit)."""
+def follow_up(example: Example, turn: int) -> str:
+    """The scripted user's message before assistant turn ``turn`` >= 1."""
+    return f"Add {increment(example, turn)} to your last answer."
+
+
+def user_text(message: str, closed: bool) -> str:
+    """The user's turn as ChatML text (closing the assistant's turn first if it hit the length limit)."""
     close = "" if closed else "<|im_end|>"
-    return policy.encode_text(f"{close}\n<|im_start|>user\n{message}<|im_end|>\n<|im_start|>assistant\n")
+    return f"{close}\n<|im_start|>user\n{message}<|im_end|>\n<|im_start|>assistant\n"
 
 
-def _sample_turn(ctx: Context, histories: list[list[int]], width: int, key: jax.Array) -> dict[str, np.ndarray]:
+def user_tokens(policy: Any, message: str, closed: bool) -> list[int]:
+    return policy.encode_text(user_text(message, closed))
+
+
+def demonstration(example: Example, num_turns: int) -> str:
+    """The dialogue of ``num_turns`` assistant turns answered right, as one completion text: turn
+    0's answer, then for each later turn the user's follow-up and the running total. Its tokens are
+    the rollout's stream for the same answers (each assistant turn closed by ``<|im_end|>``; the
+    last turn's stop token is the SFT's own). The SFT warm start of ``suite:dialogue_arithmetic``."""
+    answers = [reference(example, t) for t in range(num_turns)]
+    if answers[0] is None:
+        raise ValueError(
+            f"example {example.id!r}: a dialogue demonstration needs an integer answer, got {example.answer!r}"
+        )
+    text = str(answers[0])
+    for t in range(1, num_turns):
+        text += user_text(follow_up(example, t), closed=False) + str(answers[t])
+    return text
+
+
+def _sample_turn(
+    policy: Any, histories: list[list[int]], width: int, key: jax.Array, greedy: bool = False
+) -> dict[str, np.ndarray]:
     longest = max(len(h) for h in histories)
     if longest > width:
         raise ValueError(f"refuel_pairs: a dialogue history has {longest} tokens > algo.max_context={width}; raise it")
-    tokens, mask = left_pad(histories, width, ctx.policy.pad_id)
-    return ctx.policy.generate(tokens, mask, key, 1)
+    tokens, mask = left_pad(histories, width, policy.pad_id)
+    return policy.generate(tokens, mask, key, 1, greedy=greedy)
+
+
+def play(
+    policy: Any,
+    examples: list[Example],
+    num_turns: int,
+    width: int,
+    key: jax.Array,
+    greedy: bool = False,
+    start: np.ndarray | None = None,
+    copy_from: list[list[list[int]]] | None = None,
+) -> tuple[list[list[list[int]]], list[list[list[int]]]]:
+    """Assistant turns ``0..num_turns-1`` of one dialogue per example, the user answering by the
+    script. Returns ``(turns, prefixes)``: ``turns[t][i]`` the tokens of row i's turn t,
+    ``prefixes[t][i]`` its history before that turn. With ``copy_from``, rows before their
+    ``start`` turn replay ``copy_from``'s turns instead of sampling them (the shared prefix)."""
+    eos = set(policy.eos_ids)
+    hist = [policy.render(e) for e in examples]
+    turns, prefixes = [], []
+    for t in range(num_turns):
+        prefixes.append([list(x) for x in hist])
+        out = _sample_turn(policy, hist, width, jax.random.fold_in(key, t), greedy)
+        toks = [out["tokens"][i, : int(out["lengths"][i])].tolist() for i in range(len(examples))]
+        if copy_from is not None:
+            toks = [copy_from[t][i] if t < start[i] else toks[i] for i in range(len(examples))]
+        turns.append(toks)
+        for i, e in enumerate(examples):
+            hist[i] += toks[i]
+            closed = bool(toks[i]) and toks[i][-1] in eos
+            hist[i] += user_tokens(policy, follow_up(e, t + 1), closed)
+    return turns, prefixes
+
+
+def turn_correct(policy: Any, turns: list[list[list[int]]], examples: list[Example]) -> np.ndarray:
+    """``[N, T]``: 1 where row i's answer at turn t is that turn's running total."""
+    text = lambda toks: policy.tokenizer.decode(toks, skip_special_tokens=True)
+    return np.asarray(
+        [[turn_reward(text(row[i]), e, t) for t, row in enumerate(turns)] for i, e in enumerate(examples)]
+    )
+
+
+def evaluate(
+    policy: Any, examples: list[Example], num_turns: int, width: int, key: jax.Array, batch_size: int = 64
+) -> dict[str, float]:
+    """Greedy held-out dialogues: ``dialogue/success_turn{t}`` (turn t's answer right) and
+    ``dialogue/all_turns`` (every turn right), over ``examples`` in batches of ``batch_size``."""
+    width = bucket_length(width)
+    ok = np.concatenate(
+        [
+            turn_correct(
+                policy,
+                play(policy, examples[lo : lo + batch_size], num_turns, width, key, greedy=True)[0],
+                examples[lo : lo + batch_size],
+            )
+            for lo in range(0, len(examples), batch_size)
+        ]
+    )
+    return {
+        **{f"dialogue/success_turn{t}": float(ok[:, t].mean()) for t in range(num_turns)},
+        "dialogue/all_turns": float(ok.all(axis=1).mean()),
+    }
 
 
 def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str, float]]:
@@ -86,38 +174,19 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
     width = bucket_length(cfg.max_context)
     examples, ids = group.draw_from_stream(ctx, P, jax.random.fold_in(key, 1), state)
     t0 = time.perf_counter()
-    eos = set(p.eos_ids)
     rng = np.random.default_rng(np.asarray(jax.random.key_data(jax.random.fold_in(key, 2))).astype(np.uint64))
     h_max = rng.integers(1, H + 1, size=P)  # H' (turns kept)
     h = np.asarray([rng.integers(0, n) for n in h_max])  # the branching turn, 0-based
 
-    def play(first: list[list[int]], start: np.ndarray, stream_key: jax.Array, copy_from=None):
-        """Turns 0..H-1 for every row; rows before their ``start`` turn replay ``copy_from``'s turns."""
-        hist = [list(x) for x in first]
-        turns, prefixes = [], []
-        for t in range(H):
-            prefixes.append([list(x) for x in hist])
-            out = _sample_turn(ctx, hist, width, jax.random.fold_in(stream_key, t))
-            toks = [out["tokens"][i, : int(out["lengths"][i])].tolist() for i in range(P)]
-            if copy_from is not None:
-                toks = [copy_from[t][i] if t < start[i] else toks[i] for i in range(P)]
-            turns.append(toks)
-            for i in range(P):
-                hist[i] += toks[i]
-                closed = bool(toks[i]) and toks[i][-1] in eos
-                hist[i] += user_tokens(p, f"Add {increment(examples[i], t + 1)} to your last answer.", closed)
-        return turns, prefixes
-
-    first = [p.render(e) for e in examples]
-    turns_a, prefixes_a = play(first, np.zeros(P, int), jax.random.fold_in(key, 3))
-    turns_b, _ = play(first, h, jax.random.fold_in(key, 4), copy_from=turns_a)
+    turns_a, prefixes_a = play(p, examples, H, width, jax.random.fold_in(key, 3))
+    turns_b, _ = play(p, examples, H, width, jax.random.fold_in(key, 4), start=h, copy_from=turns_a)
     sample_time = time.perf_counter() - t0
     t0 = time.perf_counter()
     text = lambda toks: p.tokenizer.decode(toks, skip_special_tokens=True)
     at = h_max - 1 if cfg.horizon == "future" else h  # the turn whose answer is scored
     q_a = np.asarray([turn_reward(text(turns_a[at[i]][i]), examples[i], at[i]) for i in range(P)], np.float32)
     q_b = np.asarray([turn_reward(text(turns_b[at[i]][i]), examples[i], at[i]) for i in range(P)], np.float32)
-    success = [np.mean([turn_reward(text(turns_a[t][i]), examples[i], t) for i in range(P)]) for t in range(H)]
+    success = turn_correct(p, turns_a, examples).mean(axis=0)
     T = ctx.cfg.sampling.max_new_tokens
     rows = [turns_a[h[i]][i] if s == 0 else turns_b[h[i]][i] for i in range(P) for s in (0, 1)]
     tokens, mask = right_pad(rows, T, p.pad_id)

@@ -13,7 +13,8 @@ Interface (what the trainer codes against):
   reasoning-gym config; e.g. ``make_task("rg:chain_sum", min_terms=2, max_terms=2,
   min_digits=1, max_digits=1)`` gives one-digit sums for tiny models), ``"gsm8k"`` /
   ``"math"`` / ``"preference"`` (``path=``), ``"tfds:<name>"``, ``"humaneval"``; the learning
-  suite's ``"suite:partial_sums"``, ``"suite:tagged_arithmetic"``, ``"suite:number_arithmetic"``
+  suite's ``"suite:partial_sums"``, ``"suite:tagged_arithmetic"``, ``"suite:number_arithmetic"``,
+  ``"suite:dialogue_arithmetic"``
   (``tasks.suite``), ``"suite:codegen"`` (``tasks.codegen``), and the image tasks
   ``"images:digits"`` / ``"images:count"`` (``tasks.images``; the picture is in ``metadata["image"]``),
   and the puzzles drawn as pictures ``"images:maze"`` / ``"images:arc"`` / ``"images:geometry"``

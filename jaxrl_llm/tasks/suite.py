@@ -15,7 +15,7 @@ The held-out split is reasoning-gym's: indices ``[0, num_eval)`` of the generato
 ``tasks.procedural.reasoning_gym_task``).
 
 Names (``make_task``): ``suite:partial_sums``, ``suite:tagged_arithmetic``,
-``suite:number_arithmetic``.
+``suite:number_arithmetic``, ``suite:dialogue_arithmetic``.
 
 References: the generators and scorers are reasoning-gym's (Stojanovski et al., 2025, "Reasoning
 Gym: Reasoning Environments for Reinforcement Learning with Verifiable Rewards",
@@ -314,7 +314,35 @@ def number_arithmetic_task(
     return _wrap(base, "suite:number_arithmetic", _answer_demo, demonstrations, ((number_equals, 1.0),))
 
 
+@dataclasses.dataclass(frozen=True)
+class _DialogueDemo:
+    """The whole ``num_turns``-turn dialogue answered right (``rollouts.dialogue.demonstration``)."""
+
+    num_turns: int
+
+    def __call__(self, example: Example, i: int) -> str:
+        from jaxrl_llm.rollouts import dialogue  # here: the rollouts import the policy, which imports tasks
+
+        return dialogue.demonstration(example, self.num_turns)
+
+
+def dialogue_arithmetic_task(demonstrations: bool = False, dialogue_turns: int = 3, **rg_kwargs: Any) -> Task:
+    """``suite:dialogue_arithmetic``: reasoning-gym ``basic_arithmetic`` (``rg_kwargs`` pass
+    through) as the first question of a dialogue with the scripted user of ``rollouts/dialogue.py``
+    ("Add k to your last answer." after each assistant turn; REFUEL's ``refuel_pairs`` plays it).
+    Prompts, answers and rewards are ``rg:basic_arithmetic``'s (turn 0, single-turn); with
+    ``demonstrations=True`` each answer is the ``dialogue_turns``-turn dialogue answered right,
+    user turns included as text, so the SFT warm start learns the multi-turn format and the
+    running total (its loss covers the user's tokens too)."""
+    if dialogue_turns < 1:
+        raise TaskDataError(f"suite:dialogue_arithmetic: dialogue_turns must be >= 1, got {dialogue_turns}")
+    base = reasoning_gym_task("basic_arithmetic", **rg_kwargs)
+    task = _wrap(base, "suite:dialogue_arithmetic", _DialogueDemo(int(dialogue_turns)), demonstrations, base.reward_fns)
+    return dataclasses.replace(task, answer_fn=base.answer_fn)
+
+
 BUILDERS = {
+    "suite:dialogue_arithmetic": dialogue_arithmetic_task,
     "suite:partial_sums": partial_sums_task,
     "suite:tagged_arithmetic": tagged_arithmetic_task,
     "suite:number_arithmetic": number_arithmetic_task,
