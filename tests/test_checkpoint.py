@@ -141,8 +141,8 @@ OVERRIDES = [
 
 
 def _launch(run_dir, cache_dir, *extra):
-    # the test suite's XLA optimization level (tests/conftest.py) for these processes too
-    xla_flags = "--xla_force_host_platform_device_count=2 --xla_backend_optimization_level=0"
+    # the inherited XLA_FLAGS carry the test suite's optimization level (tests/conftest.py)
+    xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2".strip()
     env = dict(os.environ, HF_HUB_OFFLINE="1", JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags)
     cmd = [
         sys.executable,

@@ -70,8 +70,8 @@ def _env(devices, **extra):
         os.environ,
         HF_HUB_OFFLINE="1",
         JAX_PLATFORMS="cpu",
-        # the test suite's XLA optimization level (tests/conftest.py) for these processes too
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0",
+        # the inherited XLA_FLAGS carry the test suite's optimization level (tests/conftest.py)
+        XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip(),
         **extra,
     )
 
