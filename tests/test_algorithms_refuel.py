@@ -8,6 +8,7 @@ import numpy as np
 from jaxrl_llm import algorithms
 from jaxrl_llm.algorithms import refuel
 from jaxrl_llm.rollouts import dialogue
+from jaxrl_llm.tasks import dialogue as script
 from jaxrl_llm.types import Example
 
 
@@ -54,13 +55,13 @@ def test_advantages_are_the_gradient_weights_at_pi_t():
 
 def test_scripted_user_and_turn_rewards():
     e = Example(prompt="Calculate 3 + 4.", answer="7", metadata={}, id="a")
-    ks = [dialogue.increment(e, t) for t in (1, 2)]
-    assert all(1 <= k <= 9 for k in ks) and ks == [dialogue.increment(e, t) for t in (1, 2)]
-    assert dialogue.reference(e, 0) == 7 and dialogue.reference(e, 2) == 7 + sum(ks)
+    ks = [script.increment(e, t) for t in (1, 2)]
+    assert all(1 <= k <= 9 for k in ks) and ks == [script.increment(e, t) for t in (1, 2)]
+    assert script.reference(e, 0) == 7 and script.reference(e, 2) == 7 + sum(ks)
     assert dialogue.turn_reward("<answer>7</answer>", e, 0) == 1.0
     assert dialogue.turn_reward(f"so {7 + ks[0]}", e, 1) == 1.0  # the last integer when no tag
     assert dialogue.turn_reward("<answer>7</answer>", e, 1) == 0.0
-    assert dialogue.reference(Example(prompt="q", answer="x", metadata={}, id="b"), 0) is None
+    assert script.reference(Example(prompt="q", answer="x", metadata={}, id="b"), 0) is None
 
 
 def test_check_config():
@@ -152,8 +153,8 @@ def test_dialogue_demonstration_is_the_rollout_token_stream():
         stream = []
         for t in range(3):
             if t:
-                stream += dialogue.user_tokens(policy, dialogue.follow_up(rg, t), closed=True)
-            stream += enc(str(dialogue.reference(rg, t))) + ([eos] if t < 2 else [])
+                stream += dialogue.user_tokens(policy, script.follow_up(rg, t), closed=True)
+            stream += enc(str(script.reference(rg, t))) + ([eos] if t < 2 else [])
         assert enc(demo.answer) == stream
         answers = [chunk.split("<|im_end|>")[0] for chunk in demo.answer.split("<|im_start|>assistant\n")]
         assert [dialogue.turn_reward(a, rg, t) for t, a in enumerate(answers)] == [1.0] * 3
@@ -165,7 +166,7 @@ def test_dialogue_evaluate_counts_right_turns():
     import jax
 
     ctx = _fake_ctx(P=4)
-    right = {e.id: dialogue.reference(e, 0) for _, e in [ctx.data.next_indexed() for _ in range(4)]}
+    right = {e.id: script.reference(e, 0) for _, e in [ctx.data.next_indexed() for _ in range(4)]}
     examples = [Example(prompt="q", answer=str(v), metadata={}, id=k) for k, v in right.items()]
     enc = ctx.policy.encode_text
 

@@ -4,7 +4,7 @@ The dialogue (a scripted user on the task's integer-answer questions; no LLM pla
 turn 0 is the task's prompt; after each assistant turn t the user says ``"Add k_{t+1} to your last
 answer."`` with ``k`` a digit fixed by the example and the turn, so the correct answer of turn t is
 ``answer + k_1 + ... + k_t`` and an early mistake misleads every later turn (the future depends on
-the present turn). The reward of a dialogue truncated after turn H' is 1 when the assistant's last
+the present turn); the script is ``tasks/dialogue.py``. The reward of a dialogue truncated after turn H' is 1 when the assistant's last
 answer (``<answer>n</answer>``, else its last integer) is that turn's correct value, else 0: a
 single terminal score, as the REFUEL code scores a dialogue cut at H' with its reward model.
 
@@ -30,7 +30,6 @@ so every turn reuses one compiled sampler program; a longer history is an error 
 from __future__ import annotations
 
 import time
-import zlib
 from typing import Any
 
 import jax
@@ -41,23 +40,10 @@ from jaxrl_llm.policy import left_pad, right_pad
 from jaxrl_llm.rollouts import group
 from jaxrl_llm.rollouts.base import Context, Kind
 from jaxrl_llm.sampling import bucket_length
+from jaxrl_llm.tasks.dialogue import follow_up, reference, user_text
 from jaxrl_llm.types import Example, Rollout
 
 HORIZONS = ("future", "immediate")
-
-
-def increment(example: Example, turn: int) -> int:
-    """k_turn in 1..9 of the user's ``Add k`` at ``turn`` >= 1 (fixed by the example id and turn)."""
-    return 1 + zlib.crc32(f"{example.id}:{turn}".encode()) % 9
-
-
-def reference(example: Example, turn: int) -> int | None:
-    """The correct answer of assistant turn ``turn`` (0-based), or None for a non-integer task answer."""
-    try:
-        base = int(str(example.answer).strip())
-    except (TypeError, ValueError):
-        return None
-    return base + sum(increment(example, t) for t in range(1, turn + 1))
 
 
 def turn_reward(text: str, example: Example, turn: int) -> float:
@@ -65,35 +51,8 @@ def turn_reward(text: str, example: Example, turn: int) -> float:
     return float(ref is not None and answer_int(text) == ref)
 
 
-def follow_up(example: Example, turn: int) -> str:
-    """The scripted user's message before assistant turn ``turn`` >= 1."""
-    return f"Add {increment(example, turn)} to your last answer."
-
-
-def user_text(message: str, closed: bool) -> str:
-    """The user's turn as ChatML text (closing the assistant's turn first if it hit the length limit)."""
-    close = "" if closed else "<|im_end|>"
-    return f"{close}\n<|im_start|>user\n{message}<|im_end|>\n<|im_start|>assistant\n"
-
-
 def user_tokens(policy: Any, message: str, closed: bool) -> list[int]:
     return policy.encode_text(user_text(message, closed))
-
-
-def demonstration(example: Example, num_turns: int) -> str:
-    """The dialogue of ``num_turns`` assistant turns answered right, as one completion text: turn
-    0's answer, then for each later turn the user's follow-up and the running total. Its tokens are
-    the rollout's stream for the same answers (each assistant turn closed by ``<|im_end|>``; the
-    last turn's stop token is the SFT's own). The SFT warm start of ``suite:dialogue_arithmetic``."""
-    answers = [reference(example, t) for t in range(num_turns)]
-    if answers[0] is None:
-        raise ValueError(
-            f"example {example.id!r}: a dialogue demonstration needs an integer answer, got {example.answer!r}"
-        )
-    text = str(answers[0])
-    for t in range(1, num_turns):
-        text += user_text(follow_up(example, t), closed=False) + str(answers[t])
-    return text
 
 
 def _sample_turn(

@@ -35,6 +35,7 @@ import numpy as np
 
 from jaxrl_llm.rewards import extract
 from jaxrl_llm.rewards import format as format_rewards
+from jaxrl_llm.tasks.dialogue import demonstration as dialogue_demonstration
 from jaxrl_llm.tasks.example import Example, TaskDataError
 from jaxrl_llm.tasks.procedural import reasoning_gym_score, reasoning_gym_task
 from jaxrl_llm.tasks.task import Task
@@ -316,14 +317,12 @@ def number_arithmetic_task(
 
 @dataclasses.dataclass(frozen=True)
 class _DialogueDemo:
-    """The whole ``num_turns``-turn dialogue answered right (``rollouts.dialogue.demonstration``)."""
+    """The whole ``num_turns``-turn dialogue answered right (``tasks.dialogue.demonstration``)."""
 
     num_turns: int
 
     def __call__(self, example: Example, i: int) -> str:
-        from jaxrl_llm.rollouts import dialogue  # here: the rollouts import the policy, which imports tasks
-
-        return dialogue.demonstration(example, self.num_turns)
+        return dialogue_demonstration(example, self.num_turns)
 
 
 def dialogue_arithmetic_task(demonstrations: bool = False, dialogue_turns: int = 3, **rg_kwargs: Any) -> Task:
