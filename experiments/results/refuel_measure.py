@@ -20,6 +20,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # experiments/
 import jax  # noqa: E402
+import suite  # noqa: E402
 from results.window_means import welch_p  # noqa: E402
 
 from jaxrl_llm import config as config_lib  # noqa: E402
@@ -58,10 +59,10 @@ def main(argv=None) -> int:
     for arm, runs in results.items():
         cells = []
         for k in keys:
-            v = [r[k] for r in runs.values()]
-            mean = sum(v) / len(v)
-            std = (sum((x - mean) ** 2 for x in v) / (len(v) - 1)) ** 0.5 if len(v) > 1 else 0.0
-            cells.append(f"{100 * mean:.1f} ± {100 * std:.1f}" if len(v) > 1 else f"{100 * mean:.1f}")
+            st = suite._stats([r[k] for r in runs.values()])  # the suite table's mean / sample std
+            cells.append(
+                f"{100 * st['mean']:.1f} ± {100 * st['std']:.1f}" if st["n"] > 1 else f"{100 * st['mean']:.1f}"
+            )
         print(f"| {arm} | {len(runs)} | " + " | ".join(cells) + " |")
     names = [a for a in results if a != "start"]
     if len(names) >= 2:

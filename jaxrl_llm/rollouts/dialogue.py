@@ -4,9 +4,10 @@ The dialogue (a scripted user on the task's integer-answer questions; no LLM pla
 turn 0 is the task's prompt; after each assistant turn t the user says ``"Add k_{t+1} to your last
 answer."`` with ``k`` a digit fixed by the example and the turn, so the correct answer of turn t is
 ``answer + k_1 + ... + k_t`` and an early mistake misleads every later turn (the future depends on
-the present turn); the script is ``tasks/dialogue.py``. The reward of a dialogue truncated after turn H' is 1 when the assistant's last
-answer (``<answer>n</answer>``, else its last integer) is that turn's correct value, else 0: a
-single terminal score, as the REFUEL code scores a dialogue cut at H' with its reward model.
+the present turn); the script is ``tasks/dialogue.py``. The reward of a dialogue truncated after
+turn H' is 1 when the assistant's last answer (``<answer>n</answer>``, else its last integer) is
+that turn's correct value, else 0: a single terminal score, as the REFUEL code scores a dialogue
+cut at H' with its reward model.
 
 Per prompt (REFUEL setting one, https://github.com/ZhaolinGao/REFUEL ``setting_one``):
 
@@ -110,16 +111,11 @@ def evaluate(
     """Greedy held-out dialogues: ``dialogue/success_turn{t}`` (turn t's answer right) and
     ``dialogue/all_turns`` (every turn right), over ``examples`` in batches of ``batch_size``."""
     width = bucket_length(width)
-    ok = np.concatenate(
-        [
-            turn_correct(
-                policy,
-                play(policy, examples[lo : lo + batch_size], num_turns, width, key, greedy=True)[0],
-                examples[lo : lo + batch_size],
-            )
-            for lo in range(0, len(examples), batch_size)
-        ]
-    )
+    ok = []
+    for lo in range(0, len(examples), batch_size):
+        batch = examples[lo : lo + batch_size]
+        ok.append(turn_correct(policy, play(policy, batch, num_turns, width, key, greedy=True)[0], batch))
+    ok = np.concatenate(ok)
     return {
         **{f"dialogue/success_turn{t}": float(ok[:, t].mean()) for t in range(num_turns)},
         "dialogue/all_turns": float(ok.all(axis=1).mean()),
@@ -143,9 +139,9 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
     t0 = time.perf_counter()
     text = lambda toks: p.tokenizer.decode(toks, skip_special_tokens=True)
     at = h_max - 1 if cfg.horizon == "future" else h  # the turn whose answer is scored
-    q_a = np.asarray([turn_reward(text(turns_a[at[i]][i]), examples[i], at[i]) for i in range(P)], np.float32)
+    correct_a = turn_correct(p, turns_a, examples)  # [P, H]: dialogue A's every turn
+    q_a = correct_a[np.arange(P), at].astype(np.float32)
     q_b = np.asarray([turn_reward(text(turns_b[at[i]][i]), examples[i], at[i]) for i in range(P)], np.float32)
-    success = turn_correct(p, turns_a, examples).mean(axis=0)
     T = ctx.cfg.sampling.max_new_tokens
     rows = [turns_a[h[i]][i] if s == 0 else turns_b[h[i]][i] for i in range(P) for s in (0, 1)]
     tokens, mask = right_pad(rows, T, p.pad_id)
@@ -176,10 +172,8 @@ def collect(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, dict[str
         "refuel/identical": float(identical.mean()),
         "refuel/reward_gap": float(np.abs(q_a - q_b).mean()),
         "refuel/h_mean": float(h.mean()),
-        "refuel/dialogue_success": float(
-            np.mean([turn_reward(text(turns_a[h_max[i] - 1][i]), examples[i], h_max[i] - 1) for i in range(P)])
-        ),
-        **{f"refuel/success_turn{t}": float(s) for t, s in enumerate(success)},
+        "refuel/dialogue_success": float(correct_a[np.arange(P), h_max - 1].mean()),
+        **{f"refuel/success_turn{t}": float(s) for t, s in enumerate(correct_a.mean(axis=0))},
     }
     return rollout, metrics
 
