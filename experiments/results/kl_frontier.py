@@ -41,7 +41,7 @@ from jaxrl_llm import config as config_lib  # noqa: E402
 from jaxrl_llm import evaluate, tasks  # noqa: E402
 from jaxrl_llm.policy import Policy  # noqa: E402
 
-BUDGETS = (0.1, 0.2, 0.4, 0.8, 1.6)
+BUDGETS = (0.2, 0.3, 0.4, 0.6, 0.8)
 
 
 def sample_reward_and_kl(policy, ref_params, scorer, examples, k: int, seed: int) -> dict[str, float]:
@@ -132,7 +132,7 @@ def plot(arms: dict[str, list[dict]], path: pathlib.Path) -> None:
             ax.plot(kl, rew, "o-", color=color, alpha=0.6, ms=3, lw=1, label=arm if j == 0 else None)
     ax.set_xlabel("KL(pi || start), nats a completion (sampled, k1)")
     ax.set_ylabel("sampled reward (held-out prompts, temperature 1)")
-    ax.set_title("KL-reward along training, one line a seed, a point every 50 RL steps")
+    ax.set_title("KL-reward along training (a line a seed, a point a checkpoint)", fontsize=10)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -141,18 +141,26 @@ def plot(arms: dict[str, list[dict]], path: pathlib.Path) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
-        "arms", nargs="+", help="ARM=RUN_DIR[,RUN_DIR...]; the first arm is the one the others are tested against"
+        "arms", nargs="*", help="ARM=RUN_DIR[,RUN_DIR...]; the first arm is the one the others are tested against"
     )
     p.add_argument("--n", type=int, default=256, help="held-out prompts")
     p.add_argument("--k", type=int, default=8, help="samples per prompt")
     p.add_argument("--seed", type=int, default=0, help="sampling key (the same for every checkpoint)")
     p.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS))
     p.add_argument("--json", type=pathlib.Path, help="write every row and the summary here")
-    p.add_argument("--from-json", type=pathlib.Path, help="re-summarize an earlier --json instead of measuring")
+    p.add_argument(
+        "--from-json",
+        type=pathlib.Path,
+        nargs="+",
+        help="summarize earlier --json files (arms in order of first appearance, an arm's runs pooled across files) instead of measuring",
+    )
     p.add_argument("--plot", type=pathlib.Path)
     args = p.parse_args(argv)
     if args.from_json:
-        arms = json.loads(args.from_json.read_text())["arms"]
+        arms = {}
+        for path in args.from_json:  # runs of an arm named in several files are pooled
+            for name, runs in json.loads(path.read_text())["arms"].items():
+                arms.setdefault(name, []).extend(runs)
     else:
         arms = {}
         for spec in args.arms:
