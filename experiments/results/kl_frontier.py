@@ -56,6 +56,8 @@ def sample_reward_and_kl(policy, ref_params, scorer, examples, k: int, seed: int
     attention = np.concatenate([np.repeat(np.asarray(prompt_mask, np.float32), k, axis=0), out["mask"]], axis=1)
     T = out["tokens"].shape[1]
     mask = np.asarray(out["mask"], np.float64)
+    # pi's log-probs by the same full forward pass as pi_ref's (not the sampler's cached-decode ones),
+    # so their difference carries no decode-path rounding
     own = policy.logprobs(policy.params, tokens, attention, T, k).astype(np.float64)
     ref = policy.logprobs(ref_params, tokens, attention, T, k).astype(np.float64)
     seq_kl = ((own - ref) * mask).sum(axis=1)
@@ -70,12 +72,12 @@ def sample_reward_and_kl(policy, ref_params, scorer, examples, k: int, seed: int
 def checkpoint_steps(cfg, run_dir: pathlib.Path) -> list[int]:
     ckpt = checkpoint_lib.Checkpointer(run_dir / "checkpoints", cfg.checkpoint.max_to_keep, async_save=False)
     try:
-        steps = list(ckpt.all_steps())
+        steps = ckpt.all_steps()  # ascending
     finally:
         ckpt.close()
     if not steps:
         raise FileNotFoundError(f"{run_dir}/checkpoints: no checkpoint to measure")
-    return sorted(steps)
+    return steps
 
 
 def measure_run(run_dir: pathlib.Path, n: int, k: int, seed: int) -> dict:
@@ -106,13 +108,13 @@ def frontier(rows: list[dict], budget: float) -> float:
 def summarize(arms: dict[str, list[dict]], budgets) -> list[dict]:
     """Per arm and budget: each run's frontier, their mean +- sample std, Welch's p against the first arm."""
     first = next(iter(arms))
+    ref = {b: [frontier(r["rows"], b) for r in arms[first]] for b in budgets}
     out = []
     for arm, runs in arms.items():
         for b in budgets:
             vals = [frontier(r["rows"], b) for r in runs]
-            ref = [frontier(r["rows"], b) for r in arms[first]]
             stats = suite._stats(vals)
-            p = welch_p(vals, ref) if arm != first else None
+            p = welch_p(vals, ref[b]) if arm != first else None
             out.append({"arm": arm, "budget": b, "values": vals, **stats, "p_vs_first": p})
     return out
 
