@@ -33,6 +33,11 @@ train: install
 test: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=30 tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=30 -m "not slow" tests
 
-.PHONY: install install-test train test
+# The end-to-end tests marked `slow` (pyproject.toml): subprocess runs, kill-and-resume, notebooks,
+# SmolLM2-135M parity. CI runs both targets.
+test-slow: install-test
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10 -m slow tests
+
+.PHONY: install install-test train test test-slow

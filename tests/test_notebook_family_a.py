@@ -38,6 +38,7 @@ def _text(nb):
     return "\n".join(out)
 
 
+@pytest.mark.slow  # executes the notebook in a kernel: ~60 s with its setup
 def test_notebook_runs_and_covers_all_nine(executed):
     text = _text(executed)
     for name in FAMILY_A:

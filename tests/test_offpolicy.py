@@ -134,6 +134,7 @@ def test_partial_rollouts_carry_generations_across_versions(tmp_path):
         tr.close()
 
 
+@pytest.mark.slow  # three runs (whole, stopped, resumed): ~25 s
 def test_k2_partial_rollouts_resume_exactly_with_rollouts_in_flight(tmp_path):
     overrides = (
         "train.steps=3",

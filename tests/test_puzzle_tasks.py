@@ -178,7 +178,9 @@ def test_bad_parameters_are_named():
         tasks.make_task("images:geometry", size=0)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n == "images:maze" else n for n in NAMES]
+)  # maze: ~30 s
 def test_one_sft_and_one_rl_step_on_each_puzzle(tmp_path, name):
     overrides = [
         "model.name=tiny-vlm-16px",

@@ -416,6 +416,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow  # a CLI run in a subprocess, interrupted: ~20 s
 def test_reward_workers_exit_quietly_on_sigint(tmp_path):
     script = tmp_path / "interrupted.py"
     script.write_text(_SIGINT_SCRIPT)

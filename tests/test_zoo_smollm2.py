@@ -37,6 +37,7 @@ def _prompt_ids(tok):
     return tok.apply_chat_template(PROMPT, add_generation_prompt=True, tokenize=True)["input_ids"]
 
 
+@pytest.mark.slow  # the module's fixture reads the 135M GGUF and builds both models: ~30 s
 def test_config_matches_the_published_model(models):
     model, tok, ref = models
     c = model.cfg
@@ -45,6 +46,7 @@ def test_config_matches_the_published_model(models):
     assert tok.chat_template and tok.eos_token == "<|im_end|>" and c.eos_token_id == tok.eos_token_id
 
 
+@pytest.mark.slow  # the module's fixture reads the 135M GGUF and builds both models: ~30 s
 def test_logits_parity_on_real_weights(models):
     model, tok, ref = models
     ids = np.array([_prompt_ids(tok)])
@@ -67,6 +69,7 @@ def test_unpermute_inverts_llama_cpp_rope_permutation():
     assert not np.array_equal(permuted, w)
 
 
+@pytest.mark.slow  # the module's fixture reads the 135M GGUF and builds both models: ~30 s
 def test_greedy_decoding_matches_transformers_and_says_paris(models):
     model, tok, ref = models
     ids = _prompt_ids(tok)
