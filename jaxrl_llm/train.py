@@ -31,6 +31,7 @@ run repeats an uninterrupted run's metrics.
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import signal
 import sys
@@ -366,6 +367,22 @@ def train(cfg: Config, stop_after: int | None = None, extend: bool = False) -> d
     say = lambda text: progress.write(text) if tr.is_main else None
     logger = metrics_log.MetricsLogger(tr.run_dir, resume_step, c.log.tensorboard, enabled=tr.is_main)
     compiles = metrics_log.CompileCounter()
+    # Warm-up is this process's first two steps of each phase (a resumed process compiles its
+    # programs again), its first evaluation and its first checkpoint save (on a multi-device mesh
+    # the save compiles the slicing of sharded arrays); both can fall after the first two steps.
+    # Compiles outside warm-up are recompilations.
+    warmup_end = {"sft": st.step + 2, "rl": max(tr.total_sft, st.step) + 2}
+    warmed_up: set[str] = set()
+    warmup_compiles = {"n": 0}  # compiles of a first evaluation or save since the last step's count
+
+    @contextlib.contextmanager
+    def first_time(kind: str):
+        counter = metrics_log.CompileCounter() if kind not in warmed_up else None
+        yield
+        if counter is not None:
+            warmed_up.add(kind)
+            warmup_compiles["n"] += counter.take()
+
     flags = {"sigint": False}
     previous = signal.getsignal(signal.SIGINT)
 
@@ -377,12 +394,14 @@ def train(cfg: Config, stop_after: int | None = None, extend: bool = False) -> d
     signal.signal(signal.SIGINT, on_sigint)
 
     def save(wait: bool = False) -> None:
-        ckpt.save(st.step, *tr.checkpoint(), wait=wait)
+        with first_time("save"):
+            ckpt.save(st.step, *tr.checkpoint(), wait=wait)
 
-    def finish_step(m: dict[str, float], phase: str, warmup_end: int, log_every: bool) -> None:
+    def finish_step(m: dict[str, float], phase: str, log_every: bool) -> None:
         m["compiles"] = compiles.take()
-        if st.step > warmup_end:
-            st.counters["compiles_after_warmup"] += int(m["compiles"])
+        if st.step > warmup_end[phase]:
+            st.counters["compiles_after_warmup"] += int(m["compiles"]) - warmup_compiles["n"]
+        warmup_compiles["n"] = 0
         if log_every:
             logger.log(phase, st.step, m)
         if flags["sigint"] or (stop_after is not None and st.step >= stop_after):
@@ -392,9 +411,10 @@ def train(cfg: Config, stop_after: int | None = None, extend: bool = False) -> d
             save()
 
     def run_eval(name: str) -> None:
-        st.eval_history[name] = evaluate.evaluate(
-            tr.policy, tr.task, tr.rewards.score, c.eval, jax.random.fold_in(st.key, 10**9)
-        )
+        with first_time("eval"):
+            st.eval_history[name] = evaluate.evaluate(
+                tr.policy, tr.task, tr.rewards.score, c.eval, jax.random.fold_in(st.key, 10**9)
+            )
         logger.log("eval", st.step, st.eval_history[name])
         say(f"{name + ' RL' if name in ('before', 'after') else 'eval at step ' + name}: {_fmt(st.eval_history[name])}")
 
@@ -408,7 +428,7 @@ def train(cfg: Config, stop_after: int | None = None, extend: bool = False) -> d
             st.step += 1
             m.update(timer.split())
             progress.update(m, ("sft/loss", "time/step"))
-            finish_step(m, "sft", 2, st.step % c.log.every == 0 or st.step == tr.total_sft)
+            finish_step(m, "sft", st.step % c.log.every == 0 or st.step == tr.total_sft)
         if st.phase == "sft":
             tr.start_rl()
         if "before" not in st.eval_history and evals:
@@ -422,7 +442,7 @@ def train(cfg: Config, stop_after: int | None = None, extend: bool = False) -> d
             rl = st.step - tr.total_sft
             if evals and c.eval.every and rl % c.eval.every == 0 and st.step < tr.total_steps:
                 run_eval(str(st.step))
-            finish_step(m, "rl", tr.total_sft + 2, rl % c.log.every == 0 or st.step == tr.total_steps)
+            finish_step(m, "rl", rl % c.log.every == 0 or st.step == tr.total_steps)
         if "after" not in st.eval_history and evals:
             run_eval("after")
         if st.step not in ckpt.all_steps():
