@@ -301,22 +301,24 @@ def test_end_to_end_tiny_run(tmp_path):
 
 @pytest.mark.slow  # a run stopped and resumed: ~15 s
 def test_a_resumed_run_does_not_count_its_own_warmup_as_recompiles(tmp_path):
-    """A resumed process compiles its programs again in its first two RL steps and at its first
-    evaluation (here at step 5, after those two steps); neither is a recompilation. (Counted from
-    the run's step 1 instead, a run resumed at step 50 reported 9 compiles after warm-up.)"""
+    """A resumed process compiles its programs again in its first two RL steps, its first checkpoint
+    save (step 4's, on 8 devices, counted with step 5) and its first evaluation (step 5's, after
+    those two steps); none is a recompilation. (Counted from the run's step 1 instead, a run
+    resumed at step 50 reported 9 compiles after warm-up.)"""
     cfg = tiny_config(tmp_path, "sft.steps=0", "train.steps=7", "eval.every=5", "checkpoint.every=2")
     assert train.train(cfg, stop_after=2)["status"] == "stopped"
     # as a new process would: nothing compiled in memory, and no persistent cache (the suite's)
     jax.clear_caches()
+    cache_was_on = jax.config.jax_enable_compilation_cache
     jax.config.update("jax_enable_compilation_cache", False)
     try:
         summary = train.train(cfg)
     finally:
-        jax.config.update("jax_enable_compilation_cache", True)
+        jax.config.update("jax_enable_compilation_cache", cache_was_on)
     assert summary["status"] == "finished" and summary["step"] == 7
     rl = {r["step"]: r["compiles"] for r in metrics_log.read_metrics(tmp_path) if r["phase"] == "rl"}
     assert summary["counters"]["compiles_after_warmup"] == 0, sorted(rl.items())
-    assert rl[3] > 0 and rl[5] > 0, rl  # the resumed process did compile: its step 3 and its first evaluation
+    assert rl[3] > 0 and rl[5] > 0, rl  # the resumed process did compile: step 3, its first save and evaluation
     assert rl[6] == rl[7] == 0, rl
 
 
