@@ -146,6 +146,24 @@ def test_draws_are_uniform_with_replacement():
     assert counts[0] == 0 and all(70 < c < 130 for c in counts[1:]), counts  # never an empty position
 
 
+def test_draw_per_group_is_the_per_group_draw_in_one_program():
+    store = replay.init(3, 4, {"x": ((), jnp.int32), "v": ((2,), jnp.float32)})
+    store = replay.push(
+        store, np.array([0, 0, 2, 2, 2]), {"x": np.arange(5), "v": np.arange(10.0).reshape(5, 2)}, np.ones(5, bool)
+    )
+    key = jax.random.key(7)
+    before = replay.draw_per_group._cache_size()
+    for slots in (np.array([0, 2, 2, 0]), np.array([2, 0, 0, 2]), np.array([1, 1, 0, 2])):
+        rows = replay.draw_per_group(store, slots, key)
+        for p, slot in enumerate(slots):
+            if slot == 1:  # empty slot: a zero row, never used
+                assert int(rows["x"][p]) == 0
+                continue
+            one = replay.draw(store, int(slot), jax.random.fold_in(key, p))
+            assert int(rows["x"][p]) == int(one["x"]) and np.array_equal(rows["v"][p], one["v"])
+    assert replay.draw_per_group._cache_size() - before <= 1  # new slots compile nothing new
+
+
 @pytest.mark.parametrize(
     "ev,buffered,replay_on",
     [

@@ -62,3 +62,15 @@ def draw(store: Mapping[str, Any], slot: int, key: Array) -> dict[str, Array]:
     one): draws with replacement, as ``random.choices``."""
     i = jax.random.randint(key, (), 0, jnp.maximum(store["count"][slot], 1))
     return {name: a[slot, i] for name, a in store["items"].items()}
+
+
+@jax.jit
+def draw_per_group(store: Mapping[str, Any], slots: Array, key: Array) -> dict[str, Array]:
+    """Row ``p`` of each field (``[P, *shape]``) is ``draw(store, slots[p], fold_in(key, p))``, the
+    same row a call per group would draw. One jitted program for all ``P`` groups: a run compiles it
+    at its first step (inside warm-up), where eager per-group calls compiled their indexing again
+    for each new slot whenever a first replacement came. A group whose slot is empty gets that
+    slot's position 0 (a zero row); the caller uses rows of non-empty slots only."""
+    groups = jnp.arange(slots.shape[0])
+    keys = jax.vmap(lambda p: jax.random.fold_in(key, p))(groups)
+    return jax.vmap(draw, in_axes=(None, 0, 0))(store, slots.astype(jnp.int32), keys)

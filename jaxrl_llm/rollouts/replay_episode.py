@@ -64,6 +64,9 @@ def substitute(
         "replay/buffer_fill": float(np.asarray(buffer["count"]).mean() / replay.capacity_of(buffer)),
         "replay/tasks_buffered": float((np.asarray(buffer["count"]) > 0).mean()),
     }
+    # Drawn for every group each step (cheap: P rows), so its one program compiles at the first step.
+    if cfg.replay:
+        drawn = {k: np.asarray(v) for k, v in replay.draw_per_group(buffer, np.asarray(task_ids), key).items()}
     if not len(chosen):
         return rollout, metrics
     names = ("tokens", "mask", "loss_mask", "lengths", "rewards", "sampler_logprobs", "entropies")
@@ -72,9 +75,7 @@ def substitute(
     K = extras["step_rewards"].shape[1]
     for p in chosen:
         b = int(p) * G
-        row = {
-            k: np.asarray(v) for k, v in replay.draw(buffer, int(task_ids[p]), jax.random.fold_in(key, int(p))).items()
-        }
+        row = {k: v[p] for k, v in drawn.items()}
         arrays["tokens"][b], arrays["mask"][b], arrays["loss_mask"][b] = row["tokens"], row["mask"], row["loss_mask"]
         arrays["lengths"][b], arrays["rewards"][b] = row["lengths"], row["eval"]
         arrays["sampler_logprobs"][b], arrays["entropies"][b] = 0.0, 0.0
