@@ -43,7 +43,11 @@ Outputs, under ``--out`` (default ``runs/suite``):
   ``<method>/<task>/s<seed>/``: each run (``metrics.jsonl``, checkpoints, ``summary.json``);
   ``suite_<method>.md`` / ``.json``: the table (held-out greedy accuracy at the start and the end,
   its change, sampled pass@1 and pass@k at the end, tokens sampled in RL, RL wall time; mean +-
-  sample std over seeds, and GRPO's std over its seeds in brackets: the noise floor);
+  sample std over seeds, and GRPO's std over its seeds in brackets: the noise floor; then Welch's
+  p of each method against GRPO's seeds on greedy accuracy, pass@1 and pass@k. GRPO's figures are
+  its runs under ``--out``, or, where there are none, the committed
+  ``experiments/results/suite_grpo_reference.json``: its runs under the rule, made on other
+  machines, as suite.md reports them; ``--smoke`` uses no reference);
   ``plots/<task>.png``: held-out greedy accuracy against RL step, every method and seed.
 
 Resumable: a run whose ``summary.json`` exists is skipped; an interrupted run resumes from its
@@ -655,6 +659,43 @@ def collect(out: pathlib.Path, method: str, tasks: Sequence[SuiteTask]) -> dict[
     return table
 
 
+GRPO_REFERENCE = ROOT / "experiments" / "results" / "suite_grpo_reference.json"
+# Columns compared against GRPO by Welch's t-test in a method's table (seeds are the samples).
+COMPARED = ("final", "pass@1", "pass@k")
+
+
+def reference_floor(path: pathlib.Path = GRPO_REFERENCE) -> dict[str, Any]:
+    """GRPO's figures under the rule as ``{task: {"stats": {column: {mean, std, n}}}}`` (the shape
+    ``collect`` gives), from the committed reference (per-seed lists or mean / std / n). ``delta``
+    gets ``final``'s spread: every seed of a task starts from the same SFT start."""
+    tasks = json.loads(path.read_text())["tasks"]
+    out = {}
+    for key, columns in tasks.items():
+        stats = {}
+        for column, value in columns.items():
+            stats[column] = (
+                _stats(list(value)) if isinstance(value, list) else {k: value[k] for k in ("mean", "std", "n")}
+            )
+        if "final" in stats:
+            stats["delta"] = {**stats["final"], "mean": float("nan")}
+        out[key] = {"stats": stats}
+    return out
+
+
+def welch_p(a: Mapping[str, float] | None, b: Mapping[str, float] | None) -> float | None:
+    """Two-sided Welch's t-test p-value from two ``{mean, std, n}`` (None unless both have n >= 2
+    and a spread)."""
+    from scipy import stats as scipy_stats
+
+    if a is None or b is None or a["n"] < 2 or b["n"] < 2 or not (a["std"] > 0 or b["std"] > 0):
+        return None
+    return float(
+        scipy_stats.ttest_ind_from_stats(
+            a["mean"], a["std"], a["n"], b["mean"], b["std"], b["n"], equal_var=False
+        ).pvalue
+    )
+
+
 def _cell(stats: dict[str, float] | None, floor: dict[str, float] | None, column: str) -> str:
     if stats is None:
         return "-"
@@ -713,16 +754,25 @@ def _settings_against_grpo(out: pathlib.Path, method: str, table: Mapping[str, A
 
 
 def report(
-    out: pathlib.Path, methods: Sequence[str] | None = None, tasks: Sequence[SuiteTask] = SUITE + EXTRA
+    out: pathlib.Path,
+    methods: Sequence[str] | None = None,
+    tasks: Sequence[SuiteTask] = SUITE + EXTRA,
+    reference: pathlib.Path | None = None,
 ) -> dict[str, pathlib.Path]:
     """Writes ``suite_<method>.md`` / ``.json`` for every method with runs under ``out`` and one
-    plot per task (``plots/<task>.png``); returns the markdown paths by method."""
+    plot per task (``plots/<task>.png``); returns the markdown paths by method. GRPO's noise floor
+    is its runs under ``out``; where there are none, the committed ``reference`` (pass
+    ``GRPO_REFERENCE``: runs made on other machines under the same rule). Each method's table is
+    followed by Welch's p against GRPO's seeds on greedy accuracy, pass@1 and pass@k."""
     if methods is None:
         methods = sorted(
             p.name for p in out.iterdir() if p.is_dir() and p.name not in ("plots", "sft_starts", "xla_cache")
         )
     tables = {m: collect(out, m, tasks) for m in methods}
     grpo = tables.get("grpo") or (collect(out, "grpo", tasks) if (out / "grpo").is_dir() else {})
+    floor_source = "grpo runs under this folder" if grpo else None
+    if not grpo and reference is not None and reference.exists():
+        grpo, floor_source = reference_floor(reference), f"reference ({reference.name})"
     written = {}
     for method, table in tables.items():
         if not table:
@@ -743,6 +793,22 @@ def report(
             unfinished = sum(not r["finished"] for r in row["runs"].values())
             seeds = f"{len(row['runs'])}" + (f" ({unfinished} unfinished)" if unfinished else "")
             lines.append(f"| {key} | {row['kind']} | {seeds} | " + " | ".join(cells) + " |")
+        against = {
+            key: {c: welch_p(row["stats"][c], grpo.get(key, {}).get("stats", {}).get(c)) for c in COMPARED}
+            for key, row in table.items()
+        }
+        if method != "grpo" and floor_source and any(p is not None for ps in against.values() for p in ps.values()):
+            lines += [
+                "",
+                f"Welch's p against GRPO's seeds on the same task (noise floor: {floor_source}):",
+                "",
+                "| task | greedy acc (end) | pass@1 (end) | pass@k (end) |",
+                "|---|---|---|---|",
+                *(
+                    f"| {key} | " + " | ".join("-" if ps[c] is None else f"{ps[c]:.2g}" for c in COMPARED) + " |"
+                    for key, ps in against.items()
+                ),
+            ]
         lines += [
             "",
             f"Training signals (mean over seeds; first -> last {SIGNAL_WINDOW} RL steps, or a quarter "
@@ -767,9 +833,10 @@ def report(
             json.dumps(
                 {
                     "method": method,
-                    "noise_floor": "grpo" if grpo else None,
+                    "noise_floor": floor_source,
                     "tasks": table,
                     "grpo_stats": {k: v["stats"] for k, v in grpo.items()},
+                    "p_vs_grpo": against if method != "grpo" else {},
                 },
                 indent=2,
                 default=float,
@@ -869,7 +936,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.jobs,
             args.name,
         )
-    for method, path in report(out).items():
+    for method, path in report(out, reference=None if args.smoke else GRPO_REFERENCE).items():
         print(f"[suite] {method}: {path}", flush=True)
         print(path.read_text(), flush=True)
     return 0

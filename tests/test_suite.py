@@ -8,6 +8,7 @@ import pathlib
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from jaxrl_llm import config as config_lib
 from jaxrl_llm import tasks
@@ -229,6 +230,28 @@ def test_report_table_has_mean_spread_and_grpo_noise_floor(tmp_path):
     assert data["tasks"]["arith"]["stats"]["final"]["mean"] == pytest.approx(0.8)
     assert "| arith | 1 -> 0.5 | - |" in grpo_md  # reward/mean of the first and the last quarter (1 of 4 steps)
     assert (tmp_path / "plots" / "arith.png").stat().st_size > 0
+
+
+def test_report_without_grpo_runs_reads_the_committed_reference_and_gives_welch_p(tmp_path):
+    ends = [0.45, 0.40, 0.36]
+    for s, end in enumerate(ends):
+        _fake_run(tmp_path / "dcpo" / "tagged" / f"s{s}", [(0, 0.367, 0.1, 0.3), (4, end, 0.29, 0.6 + 0.01 * s)])
+    written = runner.report(tmp_path, tasks=[runner.TASKS["tagged"]], reference=runner.GRPO_REFERENCE)
+    md = written["dcpo"].read_text()
+    grpo_ends = json.loads(runner.GRPO_REFERENCE.read_text())["tasks"]["tagged"]["final"]
+    floor = np.std(grpo_ends, ddof=1)
+    assert f"0.403 ± 0.045 [{floor:.3f}]" in md  # the reference's spread is the bracketed floor
+    data = json.loads((tmp_path / "suite_dcpo.json").read_text())
+    assert data["noise_floor"] == "reference (suite_grpo_reference.json)"
+    # p from the per-seed lists equals scipy's Welch test on the seeds themselves
+    want = stats.ttest_ind(ends, grpo_ends, equal_var=False).pvalue
+    assert data["p_vs_grpo"]["tagged"]["final"] == pytest.approx(want, rel=1e-9)
+    assert f"| tagged | {want:.2g} |" in md
+    assert data["p_vs_grpo"]["tagged"]["pass@1"] is not None  # from the reference's mean / std / n
+    # no reference asked for (the smoke run's tiny tasks): no floor and no p
+    (tmp_path / "suite_dcpo.md").unlink()
+    md = runner.report(tmp_path, tasks=[runner.TASKS["tagged"]])["dcpo"].read_text()
+    assert "Welch" not in md and "[" not in md.split("Training signals")[0].split("| task |")[1]
 
 
 def test_tokens_sampled_count_a_kinds_continuations(tmp_path):
