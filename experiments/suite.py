@@ -677,7 +677,7 @@ def reference_floor(path: pathlib.Path = GRPO_REFERENCE) -> dict[str, Any]:
                 _stats(list(value)) if isinstance(value, list) else {k: value[k] for k in ("mean", "std", "n")}
             )
         if "final" in stats:
-            stats["delta"] = {**stats["final"], "mean": float("nan")}
+            stats["delta"] = {**stats["final"], "mean": None}  # the spread only: starts are not recorded
         out[key] = {"stats": stats}
     return out
 
@@ -793,14 +793,20 @@ def report(
             unfinished = sum(not r["finished"] for r in row["runs"].values())
             seeds = f"{len(row['runs'])}" + (f" ({unfinished} unfinished)" if unfinished else "")
             lines.append(f"| {key} | {row['kind']} | {seeds} | " + " | ".join(cells) + " |")
-        against = {
-            key: {c: welch_p(row["stats"][c], grpo.get(key, {}).get("stats", {}).get(c)) for c in COMPARED}
+        against = {  # finished runs only: an unfinished run's last evaluation is not an end point
+            key: {
+                c: welch_p(
+                    _stats([r[c] for r in row["runs"].values() if r["finished"]]),
+                    grpo.get(key, {}).get("stats", {}).get(c),
+                )
+                for c in COMPARED
+            }
             for key, row in table.items()
         }
         if method != "grpo" and floor_source and any(p is not None for ps in against.values() for p in ps.values()):
             lines += [
                 "",
-                f"Welch's p against GRPO's seeds on the same task (noise floor: {floor_source}):",
+                f"Welch's p against GRPO's seeds on the same task, finished runs only (noise floor: {floor_source}):",
                 "",
                 "| task | greedy acc (end) | pass@1 (end) | pass@k (end) |",
                 "|---|---|---|---|",
