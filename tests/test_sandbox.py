@@ -92,21 +92,40 @@ def _status(pid: int) -> dict[str, str]:
         return {}
 
 
-def _is_sandbox_process(pid: int) -> bool:
-    """True for a live process under a sandbox-private uid or descending from this test process."""
-    me = os.getpid()
-    seen = 0
+def _ancestors(pid: int) -> list[int] | None:
+    """``pid``'s parent, its parent, ... up to init (1); None if one of them could not be read."""
+    chain, seen = [], 0
     while pid > 1 and seen < 64:
         st = _status(pid)
-        if not st or st.get("State", "").startswith("Z"):
-            return False
-        if int(st["Uid"].split()[0]) >= 200_000:
-            return True
+        if not st:
+            return None
         pid = int(st["PPid"])
-        if pid == me:
-            return True
+        chain.append(pid)
         seen += 1
-    return False
+    return chain
+
+
+def _is_sandbox_process(pid: int) -> bool:
+    """True for a live process that is this test process's: a descendant of it (unprivileged
+    sandboxes run under our own uid), or a process of a sandbox-private uid whose nearest ancestor
+    outside the private uids is init or one of this process's own ancestors (a sandboxed process
+    that escaped its owner and was adopted). A sandboxed process that another live process owns
+    (a parallel test's, or the reward workers of a training run on the same host) is not ours."""
+    me = os.getpid()
+    st = _status(pid)
+    if not st or st.get("State", "").startswith("Z"):
+        return False
+    owner, seen = pid, 0
+    while owner > 1 and seen < 64 and int(st["Uid"].split()[0]) >= 200_000:
+        owner = int(st["PPid"])
+        st = _status(owner)
+        if not st:
+            return True  # its parent is gone mid-walk: it may be orphaned; count it
+        seen += 1
+    up = _ancestors(owner)
+    if owner == me or up is None or me in up:
+        return True
+    return owner != pid and (owner == 1 or owner in (_ancestors(me) or []))
 
 
 @pytest.mark.parametrize("limits", [FAST, KERNEL_ONLY], ids=["guarded", "kernel_only"])
@@ -117,9 +136,9 @@ def test_fork_bomb_is_contained(limits):
     res = sandbox.run_python(bomb, limits)
     assert time.monotonic() - start < limits.timeout_s + 5
     assert not res.passed
-    # No survivors. Other tests may run in parallel (pytest-xdist), so count only new processes
-    # that are the bomb's: our descendants or processes of a sandbox-private uid; another test's
-    # sandbox (also a private uid) ends within its own limits, a leaked bomb never does.
+    # No survivors. Other tests (pytest-xdist) or a training run's reward workers may run sandboxes
+    # beside this one, so count only new processes that are ours (``_is_sandbox_process``); the
+    # bomb's processes may take a moment to be reaped, a leaked bomb never is.
     deadline = time.monotonic() + 10
     while True:
         time.sleep(0.2)
