@@ -673,9 +673,7 @@ def reference_floor(path: pathlib.Path = GRPO_REFERENCE) -> dict[str, Any]:
     for key, columns in tasks.items():
         stats = {}
         for column, value in columns.items():
-            stats[column] = (
-                _stats(list(value)) if isinstance(value, list) else {k: value[k] for k in ("mean", "std", "n")}
-            )
+            stats[column] = _stats(value) if isinstance(value, list) else {k: value[k] for k in ("mean", "std", "n")}
         if "final" in stats:
             stats["delta"] = {**stats["final"], "mean": None}  # the spread only: starts are not recorded
         out[key] = {"stats": stats}
@@ -793,17 +791,13 @@ def report(
             unfinished = sum(not r["finished"] for r in row["runs"].values())
             seeds = f"{len(row['runs'])}" + (f" ({unfinished} unfinished)" if unfinished else "")
             lines.append(f"| {key} | {row['kind']} | {seeds} | " + " | ".join(cells) + " |")
-        against = {  # finished runs only: an unfinished run's last evaluation is not an end point
-            key: {
-                c: welch_p(
-                    _stats([r[c] for r in row["runs"].values() if r["finished"]]),
-                    grpo.get(key, {}).get("stats", {}).get(c),
-                )
-                for c in COMPARED
-            }
-            for key, row in table.items()
-        }
-        if method != "grpo" and floor_source and any(p is not None for ps in against.values() for p in ps.values()):
+        against = {}  # finished runs only: an unfinished run's last evaluation is not an end point
+        if method != "grpo":
+            for key, row in table.items():
+                done = [r for r in row["runs"].values() if r["finished"]]
+                floors = grpo.get(key, {}).get("stats", {})
+                against[key] = {c: welch_p(_stats([r[c] for r in done]), floors.get(c)) for c in COMPARED}
+        if floor_source and any(p is not None for ps in against.values() for p in ps.values()):
             lines += [
                 "",
                 f"Welch's p against GRPO's seeds on the same task, finished runs only (noise floor: {floor_source}):",
@@ -842,7 +836,7 @@ def report(
                     "noise_floor": floor_source,
                     "tasks": table,
                     "grpo_stats": {k: v["stats"] for k, v in grpo.items()},
-                    "p_vs_grpo": against if method != "grpo" else {},
+                    "p_vs_grpo": against,
                 },
                 indent=2,
                 default=float,

@@ -30,12 +30,10 @@ def window_means(rl: list[dict], key: str, window: int) -> tuple[float, float] |
 
 
 def welch_p(a: list[float], b: list[float]) -> float:
-    """Two-sided Welch t-test p-value (scipy's ``ttest_ind(equal_var=False)``)."""
-    from scipy import stats
-
-    if len(a) < 2 or len(b) < 2:
-        return float("nan")
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    """Two-sided Welch t-test p-value of two samples (``suite.welch_p`` on their mean / std / n;
+    nan where a sample has fewer than 2 values or neither has a spread)."""
+    p = suite.welch_p(suite._stats(list(a)), suite._stats(list(b)))
+    return float("nan") if p is None else p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,11 +64,12 @@ def substitute(
         "replay/buffer_fill": float(np.asarray(buffer["count"]).mean() / replay.capacity_of(buffer)),
         "replay/tasks_buffered": float((np.asarray(buffer["count"]) > 0).mean()),
     }
-    # Drawn for every group each step (cheap: P rows), so its one program compiles at the first step.
-    if cfg.replay:
-        drawn = {k: np.asarray(v) for k, v in replay.draw_per_group(buffer, np.asarray(task_ids), key).items()}
+    # Drawn for every group each step (cheap: P rows), so its one program compiles at the first step;
+    # fetched to the host only when a group takes its row.
+    drawn = replay.draw_per_group(buffer, np.asarray(task_ids), key) if cfg.replay else {}
     if not len(chosen):
         return rollout, metrics
+    drawn = jax.device_get(drawn)
     names = ("tokens", "mask", "loss_mask", "lengths", "rewards", "sampler_logprobs", "entropies")
     arrays = {name: np.array(rollout[name]) for name in names + ("images", "image_mask") if name in rollout}
     extras = {k: np.array(v) for k, v in rollout.extras.items()}
