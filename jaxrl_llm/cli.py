@@ -3,6 +3,8 @@
   jaxrl-llm train [EXPERIMENT] [--set a.b=value ...]   run (or resume) an experiment; with no
                                                        EXPERIMENT, the embedded default run
   jaxrl-llm eval RUN_DIR [--set eval.num_examples=N]   held-out accuracy of a run's latest checkpoint
+                                                       (an ``episode`` run: greedy episodes from
+                                                       held-out seeds, ``--episodes N``)
   jaxrl-llm sample RUN_DIR --prompt TEXT [--n N]       completions from a run's latest checkpoint
   jaxrl-llm export RUN_DIR OUT_DIR                     the policy as a Hugging Face checkpoint
   jaxrl-llm plot RUN_DIR [RUN_DIR ...] [--out F.png]   curves comparing runs
@@ -34,12 +36,13 @@ from collections.abc import Sequence
 
 import jax
 
+from jaxrl_llm import algorithms, distributed, errors, evaluate, models, plot, rollouts, run_dir, tasks, train
 from jaxrl_llm import config as config_lib
-from jaxrl_llm import distributed, errors, evaluate, models, plot, run_dir, tasks, train
 from jaxrl_llm import policy as policy_lib
 from jaxrl_llm.control import config as control_config
 from jaxrl_llm.control import train as control_train
 from jaxrl_llm.models import hf_io, safetensors_io
+from jaxrl_llm.rollouts import episode
 from jaxrl_llm.types import Example
 
 # Exceptions that mean the input is wrong (reported in one line); anything else is a bug and keeps
@@ -108,6 +111,12 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate a run's latest checkpoint on the held-out split")
     e.add_argument("run_dir")
+    e.add_argument(
+        "--episodes",
+        type=_positive_int,
+        default=64,
+        help="an episode run (rollout kind 'episode'): greedy episodes from this many held-out seeds",
+    )
     with_overrides(e)
 
     s = sub.add_parser("sample", help="sample completions from a run's latest checkpoint")
@@ -170,6 +179,11 @@ def check_model(name: str) -> None:
         raise errors.UserError(
             f"model.name={name!r}: {path} has no weights ({hf_io.SINGLE_FILE} or {hf_io.INDEX_FILE})"
         )
+
+
+def _plays_episodes(cfg: config_lib.Config) -> bool:
+    """Whether the run's rollout kind plays ``env`` episodes (``rollouts.episode``)."""
+    return (cfg.train.rollout or algorithms.get(cfg.algorithm).rollout) in episode.PLAYING_KINDS
 
 
 def _load_policy(cfg: config_lib.Config) -> tuple[policy_lib.Policy, int]:
@@ -265,7 +279,14 @@ def _run_command(args: argparse.Namespace) -> int:
     cfg = _run_config(args.run_dir, args.overrides if args.command != "export" else [])
     check_model(cfg.model.name)
     policy, step = _load_policy(cfg)
-    if args.command == "eval":
+    if args.command == "eval" and _plays_episodes(cfg):
+        # A policy acting in an environment: its held-out split is the environment's held-out seeds
+        # (``env.*`` overrides evaluate it elsewhere, e.g. with another frozen actor).
+        episode.make_env(cfg.env)  # a bad env.name or env.kwargs fails in one line, before any episode
+        ctx = rollouts.Context(cfg, algorithms.get(cfg.algorithm), policy, None, None, None)
+        result = episode.evaluate(ctx, args.episodes, jax.random.fold_in(jax.random.key(cfg.seed), 10**9))
+        print(json.dumps({"step": step, "episodes": args.episodes, **result}, indent=2))
+    elif args.command == "eval":
         task = tasks.make_task(cfg.task.name, **dict(cfg.task.kwargs))
         scorer = evaluate.make_scorer(task, cfg)
         try:

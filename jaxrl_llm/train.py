@@ -60,7 +60,7 @@ from jaxrl_llm import config as config_lib
 from jaxrl_llm.config import Config
 from jaxrl_llm.models import critic as critic_lib
 from jaxrl_llm.policy import Policy
-from jaxrl_llm.rollouts import correction
+from jaxrl_llm.rollouts import correction, episode
 from jaxrl_llm.types import Batch, Rollout
 
 
@@ -95,6 +95,8 @@ class Trainer:
                 f"algorithm {self.algo.name!r} trains a critic, which reads no images; "
                 f"model {cfg.model.name!r} is a vision-language model: choose a critic-free method"
             )
+        if self.kind.name in episode.PLAYING_KINDS:
+            episode.make_env(cfg.env)  # a bad env.name or env.kwargs fails here, before any step
         self.rewards = evaluate.make_scorer(self.task, cfg)
         self.data = self.task.train_iter(cfg.seed)
         self.ctx = rollouts.Context(cfg, self.algo, self.policy, self.task, self.data, self.rewards.score)

@@ -68,7 +68,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl_llm import envs as envs_lib
-from jaxrl_llm import models
+from jaxrl_llm import errors, models
 from jaxrl_llm.envs import tools as tools_lib
 from jaxrl_llm.policy import left_pad, right_pad
 from jaxrl_llm.rollouts import token_stats
@@ -309,6 +309,18 @@ class GrowCache:
             self.session = cached.extend(self.model, self.session, tokens, mask)
 
 
+PLAYING_KINDS = ("episode", "replay_episode")  # the rollout kinds that play ``cfg.env``
+
+
+def make_env(e: Any) -> Any:
+    """A fresh environment of ``e`` (an ``EnvConfig``); an unknown name or a keyword argument the
+    environment refuses is a ``UserError`` naming ``env.name`` and ``env.kwargs``."""
+    try:
+        return envs_lib.make(e.name, **dict(e.kwargs))
+    except ValueError as err:
+        raise errors.UserError(f"env.name={e.name!r}, env.kwargs={dict(e.kwargs)}: {err}") from None
+
+
 def play(
     ctx: Context,
     seeds: list[int],
@@ -327,7 +339,7 @@ def play(
     pieces = ChatPieces(policy.tokenizer, e.system_prompt, None if vc is None else vc.image_token_id)
     rule, rule_params = ctx.algo.temperature(ctx.algo_cfg, state) if not greedy else (None, None)
     t_env = time.perf_counter()
-    games = [envs_lib.make(e.name, **dict(e.kwargs)) for _ in seeds]
+    games = [make_env(e) for _ in seeds]
     episodes = []
     for game, seed in zip(games, seeds):
         text = game.reset(int(seed))
