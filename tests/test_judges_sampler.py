@@ -102,6 +102,51 @@ def test_mrm_refines_only_when_a_score_is_inflated_and_merges_without_duplicates
         rubric.encode(new, 8)
 
 
+def test_item_points_scale_the_item_and_the_rubric_maximum():
+    e = ex(0, answer="7")
+    text = "<item>digits [1]: d</item>\n<item>format [2.5]: f</item>\n<item>correct: c</item>"
+    assert rubric.points(text) == {"digits": 1.0, "format": 2.5, "correct": 5.0}
+    assert rubric.maximum(text) == 8.5 and rubric.maximum(rubric.SEED_RUBRIC) == 10.0
+    # digits check 5 -> 5 * 1/5 = 1; format 5 -> 2.5; correct 0 (wrong) or 5 (right): hand-computed
+    scores, notes = rubric.RubricJudge(text).score([e] * 2, ["<answer>12345</answer>", "<answer>7</answer>"])
+    np.testing.assert_allclose(scores, [3.5, 0.2 + 2.5 + 5.0], rtol=1e-6)
+    assert notes[0] == "digits=1, format=2.5, correct=0"
+    # render writes points only where they differ from ITEM_MAX, and parses back to the same points
+    again = rubric.render(["digits", "format", "correct"], {"digits": 1.0, "format": 2.5})
+    assert "<item>digits [1]:" in again and "<item>correct:" in again
+    assert rubric.points(again) == rubric.points(text)
+
+
+def test_mrm_halves_the_points_of_items_that_pay_inflated_wrong_answers_as_much_as_right_ones():
+    mrm = rubric.ProgrammaticMRM(high=0.2)
+    e = ex(0, answer="7")
+    text = rubric.render(["digits", "format", "correct"])  # max 15
+    completions = ["<answer>12345</answer>", "<answer>7</answer>", "no answer"]
+    scores = rubric.RubricJudge(text).score([e] * 3, completions)[0]  # [10, 11, 0]
+    # inflated: the first (10 >= 0.2 * 15, wrong). digits pays it 5 against the right one's 1: halved;
+    # format pays both 5: halved (it does not tell them apart); correct is never halved
+    new = mrm.refine(text, [e] * 3, completions, scores)
+    assert rubric.points(new) == {"digits": 2.5, "format": 2.5, "correct": 5.0}
+    # again: 2.5 -> 1.25, then the floor min_points = 1 holds
+    new2 = mrm.refine(new, [e] * 3, completions, rubric.RubricJudge(new).score([e] * 3, completions)[0])
+    assert rubric.points(new2) == {"digits": 1.25, "format": 1.25, "correct": 5.0}
+    new3 = mrm.refine(new2, [e] * 3, completions, rubric.RubricJudge(new2).score([e] * 3, completions)[0])
+    new4 = mrm.refine(new3, [e] * 3, completions, rubric.RubricJudge(new3).score([e] * 3, completions)[0])
+    assert rubric.points(new3) == rubric.points(new4) == {"digits": 1.0, "format": 1.0, "correct": 5.0}
+    # the loophole is closed: the right answer now outscores the long wrong one (7.2 vs 2)
+    final = rubric.RubricJudge(new4).score([e] * 2, completions[:2])[0]
+    np.testing.assert_allclose(final, [2.0, 0.2 + 1.0 + 5.0], rtol=1e-6)
+    # an item that pays right answers more than the inflated wrong ones keeps its points
+    e17 = ex(1, answer="17")
+    right_heavy = ["<answer>17</answer>", "<answer>8</answer>"]  # digits pays the right 2, the wrong 1
+    kept = mrm.refine(rubric.render(["digits", "format"]), [e17] * 2, right_heavy, [7.0, 6.0])
+    assert rubric.points(kept) == {"digits": 5.0, "format": 2.5, "correct": 5.0}  # format pays both alike
+    # no inflated rollout: nothing changes; add-only MRM (reweigh=False): points stay
+    assert mrm.refine(text, [e], ["<answer>7</answer>"], [11.0]) == text
+    add_only = rubric.ProgrammaticMRM(high=0.2, reweigh=False)
+    assert rubric.points(add_only.refine(text, [e] * 3, completions, scores)) == rubric.points(text)
+
+
 def test_referee_ordering_accuracy():
     # URPO's unit case: true order A > B > C, scores [7, 8, 3]: (A, B) wrong, (A, C), (B, C) right
     acc, n = judged.ordering_accuracy(np.asarray([7.0, 8.0, 3.0]), np.asarray([3.0, 2.0, 1.0]), np.zeros(3, int))

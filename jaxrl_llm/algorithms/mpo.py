@@ -63,6 +63,9 @@ class Config:
     mpo_samples: int = 20  # scored rollouts the meta-reward model reads per rewrite
     mrm_high: float = 0.5  # a score above this fraction of the rubric's maximum is "high"
     max_items: int = 6  # the merged rubric's item cap
+    # the stand-in MRM also halves the points of items that pay inflated wrong answers as much as
+    # right ones (judges/rubric.py); False: it only adds items (the runs before 2026-12-08)
+    mrm_reweigh: bool = True
     rubric_bytes: int = 1024  # the state's rubric buffer
     max_versions: int = 16  # rubric history rows kept in the state
 

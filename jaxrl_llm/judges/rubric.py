@@ -15,6 +15,15 @@ its meta-prompts): for each sampled rollout, if the rubric score is high while t
 wrong, or its text repeats itself, it proposes the items that would have caught it
 (``correct``, ``no_repetition``); the merge is the union of item names in order of first appearance
 (the MPO code merges with a set), capped at ``max_items``.
+
+Points. An item may carry its maximum, ``<item>name [P]: description</item>`` (``P`` in
+``(0, 5]``; none = 5): it scores ``check(text) * P / 5``, and the rubric's maximum is the sum of
+its items' ``P``. The MPO meta-analysis critiques a score's "point distribution" besides missing
+criteria; the stand-in's version of it (``ProgrammaticMRM.reweigh``): when a sampled rollout is
+wrong and its score high (inflated), every item other than ``correct`` that pays the inflated
+wrong rollouts on average at least as much as the right ones (all of the sample's right ones; 0
+when none was right) does not tell right from wrong, and its points are halved, down to
+``min_points``. Without it (``reweigh=False``) the stand-in only adds items, as before 2026-12-08.
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import numpy as np
 from jaxrl_llm.types import Example
 
 ITEM_MAX = 5.0
-_ITEM = re.compile(r"<item>\s*([a-z_]+)\s*:(.*?)</item>", re.S)
+_ITEM = re.compile(r"<item>\s*([a-z_]+)\s*(?:\[\s*([0-9]*\.?[0-9]+)\s*\])?\s*:(.*?)</item>", re.S)
 _ANSWER = re.compile(r"<answer>\s*(-?\d+)\s*</answer>")
 _INT = re.compile(r"-?\d+")
 
@@ -85,16 +94,33 @@ SEED_RUBRIC = f"<item>digits: {ITEMS['digits'][0]}</item>\n<item>format: {ITEMS[
 
 def parse(rubric: str) -> list[str]:
     """The item names of a rubric text, in order, each once."""
-    names: list[str] = []
-    for name, _ in _ITEM.findall(rubric or ""):
-        if name not in names:
-            names.append(name)
-    return names
+    return list(points(rubric))
 
 
-def render(names: Sequence[str]) -> str:
-    """A rubric text of the named items (their canonical descriptions)."""
-    return "\n".join(f"<item>{n}: {ITEMS[n][0] if n in ITEMS else ''}</item>" for n in names)
+def points(rubric: str) -> dict[str, float]:
+    """Each item's maximum points (``[P]`` after its name; ``ITEM_MAX`` when absent), in order; an
+    item named twice keeps its first entry."""
+    out: dict[str, float] = {}
+    for name, value, _ in _ITEM.findall(rubric or ""):
+        if name not in out:
+            out[name] = min(float(value), ITEM_MAX) if value else ITEM_MAX
+    return out
+
+
+def maximum(rubric: str) -> float:
+    """The rubric's top score: the sum of its items' points (``ITEM_MAX`` for an empty rubric)."""
+    return sum(points(rubric).values()) or ITEM_MAX
+
+
+def render(names: Sequence[str], item_points: dict[str, float] | None = None) -> str:
+    """A rubric text of the named items (their canonical descriptions), each with its points
+    when they are not ``ITEM_MAX``."""
+
+    def head(n: str) -> str:
+        p = (item_points or {}).get(n, ITEM_MAX)
+        return n if p == ITEM_MAX else f"{n} [{p:g}]"
+
+    return "\n".join(f"<item>{head(n)}: {ITEMS[n][0] if n in ITEMS else ''}</item>" for n in names)
 
 
 def encode(rubric: str, length: int) -> np.ndarray:
@@ -115,7 +141,7 @@ def decode(buffer: np.ndarray) -> str:
 
 @dataclasses.dataclass
 class RubricJudge:
-    """``score = sum_items check(text)`` over the rubric's known items (unknown names counted in
+    """``score = sum_items check(text) * P_item / ITEM_MAX`` over the rubric's known items (unknown names counted in
     ``num_unknown_items``, scoring 0); the rationale lists each item's score."""
 
     rubric: str
@@ -124,12 +150,12 @@ class RubricJudge:
     def score(self, prompts: Sequence[Example], completions: Sequence[str]) -> tuple[np.ndarray, list[str]]:
         if len(prompts) != len(completions):
             raise ValueError(f"RubricJudge: {len(prompts)} prompts but {len(completions)} completions")
-        names = parse(self.rubric)
-        known = [n for n in names if n in ITEMS]
-        self.num_unknown_items += len(names) - len(known)
+        item_points = points(self.rubric)
+        known = [n for n in item_points if n in ITEMS]
+        self.num_unknown_items += len(item_points) - len(known)
         scores, notes = [], []
         for p, c in zip(prompts, completions):
-            parts = {n: ITEMS[n][1](c, p) for n in known}
+            parts = {n: ITEMS[n][1](c, p) * item_points[n] / ITEM_MAX for n in known}
             scores.append(sum(parts.values()))
             notes.append(", ".join(f"{n}={v:g}" for n, v in parts.items()))
         return np.asarray(scores, np.float32), notes
@@ -138,17 +164,24 @@ class RubricJudge:
 @dataclasses.dataclass(frozen=True)
 class ProgrammaticMRM:
     """The programmatic meta-reward model (module docstring). ``high``: the fraction of the rubric's
-    maximum above which a score counts as high; ``max_items``: the merged rubric's cap."""
+    maximum above which a score counts as high; ``max_items``: the merged rubric's cap;
+    ``reweigh``: also halve the points of items that pay inflated wrong rollouts as much as right
+    ones, down to ``min_points``."""
 
     high: float = 0.5
     max_items: int = 6
+    reweigh: bool = True
+    min_points: float = 1.0
+
+    def inflated(self, rubric: str, example: Example, completion: str, score: float) -> bool:
+        """A high score (at least ``high`` of the rubric's maximum) on a wrong rollout."""
+        return score >= self.high * maximum(rubric) and _correct(completion, example) < ITEM_MAX
 
     def analyze(self, rubric: str, example: Example, completion: str, score: float) -> list[str]:
         """Meta-analysis of one scored rollout: the items its score missed (empty: the score is fair)."""
         names = parse(rubric)
-        top = ITEM_MAX * max(len(names), 1)
         proposals = []
-        if score >= self.high * top and _correct(completion, example) < ITEM_MAX:
+        if self.inflated(rubric, example, completion, score):
             proposals.append("correct")
         if _longest_run(completion) > 2:
             proposals.append("no_repetition")
@@ -159,10 +192,35 @@ class ProgrammaticMRM:
     ) -> str:
         """Analysis + refinement per sample, then the merge: the new rubric text (unchanged when no
         sample shows a missed criterion)."""
-        names = parse(rubric)
+        names, old_points = parse(rubric), points(rubric)
         refined = [names + self.analyze(rubric, e, c, s) for e, c, s in zip(examples, completions, scores)]
         merged: list[str] = []
         for r in [names, *refined]:
             merged += [n for n in r if n not in merged]
         merged = merged[: self.max_items]
-        return rubric if merged == names else render(merged)
+        new_points = {n: old_points.get(n, ITEM_MAX) for n in merged}
+        if self.reweigh:
+            new_points.update(self.redistribute(rubric, examples, completions, scores))
+        if merged == names and new_points == old_points:
+            return rubric
+        return render(merged, new_points)
+
+    def redistribute(
+        self, rubric: str, examples: Sequence[Example], completions: Sequence[str], scores: Sequence[float]
+    ) -> dict[str, float]:
+        """Meta-analysis of the point distribution (module docstring): the new points of the items
+        that pay the inflated wrong rollouts of this sample at least as much as its right ones."""
+        item_points = points(rubric)
+        rows = list(zip(examples, completions, scores))
+        inflated = [(e, c) for e, c, s in rows if self.inflated(rubric, e, c, s)]
+        right = [(e, c) for e, c, _ in rows if _correct(c, e) == ITEM_MAX]
+        out: dict[str, float] = {}
+        for n, p in item_points.items():
+            if not inflated or n == "correct" or n not in ITEMS or p <= self.min_points:
+                continue
+            check = ITEMS[n][1]
+            paid_wrong = float(np.mean([check(c, e) for e, c in inflated]))
+            paid_right = float(np.mean([check(c, e) for e, c in right])) if right else 0.0
+            if paid_wrong > 0 and paid_wrong >= paid_right:
+                out[n] = max(p / 2, self.min_points)
+        return out

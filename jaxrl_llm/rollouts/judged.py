@@ -123,7 +123,8 @@ def collect_rubric(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, d
     metrics["time/judge"] = time.perf_counter() - t0
     metrics["time/reward"] += metrics["time/judge"]
     true = np.asarray(samples.rewards, np.float32)
-    top = rubric.ITEM_MAX * max(len(rubric.parse(text)), 1)
+    top = rubric.maximum(text)
+    item_points = rubric.points(text)
     metrics.update(
         {
             "mpo/rubric_score": float(scores.mean()),
@@ -132,6 +133,7 @@ def collect_rubric(ctx: Context, key: jax.Array, state: Any) -> tuple[Rollout, d
             "mpo/gap": float(scores.mean() / top - true.mean()),
             "mpo/rubric_items": float(len(rubric.parse(text))),
             "mpo/rubric_version": float(np.asarray(state["version"])),
+            **{f"mpo/points/{n}": item_points.get(n, 0.0) for n in rubric.ITEMS},
         }
     )
     return samples.replace(rewards=scores.astype(np.float32)), metrics
@@ -149,7 +151,9 @@ def rubric_state_inputs(ctx: Context, batch: Batch, state: Any) -> Batch:
         examples = [ctx.task.train_example(int(i)) for i in np.asarray(batch["prompt_ids"])[rows]]
         completions = ctx.policy.decode(tokens[rows], lengths[rows])
         scores = np.asarray(batch["rewards"])[rows]
-        text = rubric.ProgrammaticMRM(cfg.mrm_high, cfg.max_items).refine(text, examples, completions, scores)
+        text = rubric.ProgrammaticMRM(cfg.mrm_high, cfg.max_items, cfg.mrm_reweigh).refine(
+            text, examples, completions, scores
+        )
     return batch.with_items(mpo_rubric=rubric.encode(text, cfg.rubric_bytes))
 
 
