@@ -279,21 +279,20 @@ def _run_command(args: argparse.Namespace) -> int:
     cfg = _run_config(args.run_dir, args.overrides if args.command != "export" else [])
     check_model(cfg.model.name)
     policy, step = _load_policy(cfg)
+    # the key of the run's own evaluations, so a finished run's "after" numbers repeat
+    eval_key = jax.random.fold_in(jax.random.key(cfg.seed), 10**9)
     if args.command == "eval" and _plays_episodes(cfg):
         # A policy acting in an environment: its held-out split is the environment's held-out seeds
         # (``env.*`` overrides evaluate it elsewhere, e.g. with another frozen actor).
         episode.make_env(cfg.env)  # a bad env.name or env.kwargs fails in one line, before any episode
         ctx = rollouts.Context(cfg, algorithms.get(cfg.algorithm), policy, None, None, None)
-        result = episode.evaluate(ctx, args.episodes, jax.random.fold_in(jax.random.key(cfg.seed), 10**9))
+        result = episode.evaluate(ctx, args.episodes, eval_key)
         print(json.dumps({"step": step, "episodes": args.episodes, **result}, indent=2))
     elif args.command == "eval":
         task = tasks.make_task(cfg.task.name, **dict(cfg.task.kwargs))
         scorer = evaluate.make_scorer(task, cfg)
         try:
-            # the key of the run's own evaluations, so a finished run's "after" numbers repeat
-            result = evaluate.evaluate(
-                policy, task, scorer.score, cfg.eval, jax.random.fold_in(jax.random.key(cfg.seed), 10**9)
-            )
+            result = evaluate.evaluate(policy, task, scorer.score, cfg.eval, eval_key)
         finally:
             scorer.close()
         print(json.dumps({"step": step, **result}, indent=2))
